@@ -1,0 +1,307 @@
+//! IAM: the credential report (with its generation state machine), key and
+//! tag look-ups for users that tripped a check, and API enumeration as the
+//! fallback when the report cannot be had.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_sdk_iam::types::{ReportStateType, StatusType, SummaryKeyType};
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+
+use super::{classify, timestamp, AwsError};
+use crate::core::credential_report::{self, ReportParseError, ROOT_USER};
+use crate::core::model::{AccessKeyId, KeyFacts, KeyStatus, UserFacts};
+
+/// Every IAM action the scanner calls in an account. The StackSet role and
+/// the Lambda's own role must grant exactly these (tests hold them to it).
+pub const IAM_ACTIONS: &[&str] = &[
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccessKeyLastUsed",
+    "iam:GetAccountSummary",
+    "iam:ListAccessKeys",
+    "iam:ListAccountAliases",
+    "iam:ListUserTags",
+    "iam:ListUsers",
+];
+
+/// How patiently to wait for a credential report.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportPolling {
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+    /// Attempts at GenerateCredentialReport/GetCredentialReport in all.
+    pub max_attempts: u32,
+}
+
+impl Default for ReportPolling {
+    fn default() -> Self {
+        // 0.5 + 1 + 2 + 4 + 5 × 8 ≈ 48 s: a report for thousands of users
+        // is usually ready in seconds; the account timeout bounds the rest.
+        Self {
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(5),
+            max_attempts: 12,
+        }
+    }
+}
+
+/// Why the credential report could not be used (the caller falls back to
+/// API enumeration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Parse(#[from] ReportParseError),
+    #[error("the credential report was still not ready after {0} attempts")]
+    NotReady(u32),
+}
+
+/// IAM calls for one account.
+#[derive(Debug, Clone)]
+pub struct Iam {
+    client: aws_sdk_iam::Client,
+    polling: ReportPolling,
+}
+
+impl Iam {
+    /// IAM with the base configuration's own credentials.
+    pub fn new(config: &SdkConfig) -> Self {
+        Self::from_client(aws_sdk_iam::Client::new(config))
+    }
+
+    /// IAM with assumed-role credentials, keeping the base configuration's
+    /// endpoint, region, retry and timeout settings.
+    pub fn with_credentials(config: &SdkConfig, credentials: Credentials) -> Self {
+        let conf = aws_sdk_iam::config::Builder::from(config)
+            .credentials_provider(credentials)
+            .build();
+        Self::from_client(aws_sdk_iam::Client::from_conf(conf))
+    }
+
+    pub fn from_client(client: aws_sdk_iam::Client) -> Self {
+        Self {
+            client,
+            polling: ReportPolling::default(),
+        }
+    }
+
+    pub fn with_polling(mut self, polling: ReportPolling) -> Self {
+        self.polling = polling;
+        self
+    }
+
+    /// The account alias, if one is set.
+    pub async fn account_alias(&self) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .list_account_aliases()
+            .send()
+            .await
+            .map_err(|e| classify("iam:ListAccountAliases", e))?;
+        Ok(out.account_aliases().first().cloned())
+    }
+
+    /// Generates (if needed), waits for and parses the credential report.
+    pub async fn credential_report(&self) -> Result<Vec<UserFacts>, ReportError> {
+        let mut delay = self.polling.initial_delay;
+        let mut attempts = 0;
+        let mut generated = false;
+        loop {
+            attempts += 1;
+            if attempts > self.polling.max_attempts {
+                return Err(ReportError::NotReady(self.polling.max_attempts));
+            }
+            if !generated {
+                match self.client.generate_credential_report().send().await {
+                    Ok(out) if out.state() == Some(&ReportStateType::Complete) => generated = true,
+                    Ok(_) => {} // STARTED or INPROGRESS: wait and ask again
+                    Err(e) => {
+                        let e = classify("iam:GenerateCredentialReport", e);
+                        if e.code != "LimitExceeded" {
+                            return Err(e.into());
+                        }
+                    }
+                }
+                if !generated {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.polling.max_delay);
+                    continue;
+                }
+            }
+            match self.client.get_credential_report().send().await {
+                Ok(out) => {
+                    let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
+                    return Ok(credential_report::parse(content)?);
+                }
+                Err(e) => {
+                    let e = classify("iam:GetCredentialReport", e);
+                    match e.code.as_str() {
+                        "ReportInProgress" => {}
+                        "ReportExpired" | "ReportNotPresent" => generated = false,
+                        _ => return Err(e.into()),
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.polling.max_delay);
+                }
+            }
+        }
+    }
+
+    /// Every user with keys and last use, by API calls (no tags): the
+    /// fallback when the credential report cannot be had. The root user is
+    /// included when GetAccountSummary says it has a key.
+    pub async fn enumerate_users(&self) -> Result<Vec<UserFacts>, AwsError> {
+        let users: Vec<(String, String)> = self
+            .client
+            .list_users()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("iam:ListUsers", e))?
+            .into_iter()
+            .map(|u| (u.user_name().to_owned(), u.arn().to_owned()))
+            .collect();
+        // A few users in flight at once: each needs 1 + keys calls.
+        let mut out: Vec<UserFacts> = futures::stream::iter(users)
+            .map(|(name, arn)| async move {
+                let keys = self.access_keys(&name, &[]).await?;
+                Ok::<_, AwsError>(UserFacts {
+                    user_name: name,
+                    arn,
+                    is_root: false,
+                    keys,
+                    tags: Vec::new(),
+                })
+            })
+            .buffered(4)
+            .try_collect()
+            .await?;
+        if let Some(root) = self.root_user().await? {
+            out.insert(0, root);
+        }
+        Ok(out)
+    }
+
+    async fn root_user(&self) -> Result<Option<UserFacts>, AwsError> {
+        let out = self
+            .client
+            .get_account_summary()
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetAccountSummary", e))?;
+        let present = out
+            .summary_map()
+            .and_then(|m| m.get(&SummaryKeyType::AccountAccessKeysPresent))
+            .copied()
+            .unwrap_or(0);
+        Ok((present > 0).then(|| UserFacts {
+            user_name: ROOT_USER.to_owned(),
+            arn: String::new(),
+            is_root: true,
+            // GetAccountSummary says only that a root key exists, not when it was made or used.
+            keys: vec![KeyFacts {
+                access_key_id: None,
+                status: KeyStatus::Active,
+                created_at: None,
+                last_used_at: None,
+                last_used_service: None,
+            }],
+            tags: Vec::new(),
+        }))
+    }
+
+    /// The user's keys with ids and exact creation dates. Last use is taken
+    /// from `known` (the credential report's keys) when a key there has the
+    /// same creation time, and asked of GetAccessKeyLastUsed otherwise.
+    pub async fn access_keys(
+        &self,
+        user_name: &str,
+        known: &[KeyFacts],
+    ) -> Result<Vec<KeyFacts>, AwsError> {
+        let op = "iam:ListAccessKeys";
+        let listed: Vec<_> = self
+            .client
+            .list_access_keys()
+            .user_name(user_name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(op, e))?;
+        let mut keys = Vec::with_capacity(listed.len());
+        for meta in listed {
+            let id = AccessKeyId::parse(meta.access_key_id().unwrap_or_default())
+                .map_err(|e| AwsError::new(op, "InvalidResponse", e.to_string()))?;
+            let status = match meta.status() {
+                Some(StatusType::Active) => KeyStatus::Active,
+                // Expired and unknown statuses cannot authenticate: treat them as inactive.
+                _ => KeyStatus::Inactive,
+            };
+            let created_at = meta.create_date().and_then(timestamp);
+            let twin = known.iter().find(|k| match (k.created_at, created_at) {
+                (Some(a), Some(b)) => (a.as_second() - b.as_second()).abs() <= 1,
+                _ => false,
+            });
+            let (last_used_at, last_used_service) = match twin {
+                Some(k) => (k.last_used_at, k.last_used_service.clone()),
+                None => self.last_used(&id).await?,
+            };
+            keys.push(KeyFacts {
+                access_key_id: Some(id),
+                status,
+                created_at,
+                last_used_at,
+                last_used_service,
+            });
+        }
+        Ok(keys)
+    }
+
+    async fn last_used(
+        &self,
+        id: &AccessKeyId,
+    ) -> Result<(Option<Timestamp>, Option<String>), AwsError> {
+        let out = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(id.as_str())
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetAccessKeyLastUsed", e))?;
+        Ok(match out.access_key_last_used() {
+            Some(u) => (
+                u.last_used_date().and_then(timestamp),
+                Some(u.service_name())
+                    .filter(|s| !s.is_empty() && *s != "N/A")
+                    .map(str::to_owned),
+            ),
+            None => (None, None),
+        })
+    }
+
+    /// The user's tags, all pages.
+    pub async fn user_tags(&self, user_name: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let op = "iam:ListUserTags";
+        let tags = self
+            .client
+            .list_user_tags()
+            .user_name(user_name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(tags
+            .into_iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
+    }
+}

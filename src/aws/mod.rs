@@ -1,0 +1,116 @@
+//! AWS adapters: one module per service. SDK calls, pagination and error
+//! classification live here; everything returned upward is a core type or
+//! an [`AwsError`]. `SdkError` never leaves this module.
+
+pub mod iam;
+pub mod organizations;
+pub mod sts;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use jiff::Timestamp;
+
+/// A failed AWS call, classified: which operation, the AWS error code (or a
+/// keywarden code for transport failures) and the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation}: {code}: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub code: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(operation: &'static str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// AccessDenied and its service-specific spellings.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "AccessDenied"
+                | "AccessDeniedException"
+                | "UnauthorizedOperation"
+                | "AuthorizationError"
+        )
+    }
+}
+
+/// Classifies an SDK error into an [`AwsError`].
+pub(crate) fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let (code, message) = match &err {
+        SdkError::TimeoutError(_) => ("Timeout".to_owned(), "the request timed out".to_owned()),
+        SdkError::DispatchFailure(f) => (
+            "ConnectionError".to_owned(),
+            format!("could not reach the endpoint: {:?}", f.as_connector_error()),
+        ),
+        SdkError::ResponseError(_) => (
+            "InvalidResponse".to_owned(),
+            "the response could not be read".to_owned(),
+        ),
+        SdkError::ConstructionFailure(_) => (
+            "InvalidRequest".to_owned(),
+            "the request could not be built".to_owned(),
+        ),
+        _ => (
+            err.code().unwrap_or("Unknown").to_owned(),
+            err.message().map(str::to_owned).unwrap_or_else(|| {
+                aws_smithy_types::error::display::DisplayErrorContext(&err).to_string()
+            }),
+        ),
+    };
+    AwsError {
+        operation,
+        code,
+        message,
+    }
+}
+
+/// Converts an SDK timestamp.
+pub(crate) fn timestamp(dt: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    Timestamp::new(dt.secs(), dt.subsec_nanos() as i32).ok()
+}
+
+/// Loads the SDK configuration the usual way (profiles, SSO, environment,
+/// `AWS_ENDPOINT_URL`), with adaptive retry for throttling and explicit
+/// timeouts. IAM and Organizations are global; without a configured region
+/// `us-east-1` is used for signing.
+pub async fn load_sdk_config() -> SdkConfig {
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(8)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(10)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(Duration::from_secs(90))
+                .build(),
+        )
+        .load()
+        .await;
+    if base.region().is_some() {
+        base
+    } else {
+        base.into_builder()
+            .region(Region::from_static("us-east-1"))
+            .build()
+    }
+}

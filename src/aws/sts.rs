@@ -1,0 +1,86 @@
+//! STS: who the caller is, and AssumeRole into member accounts.
+
+use std::time::SystemTime;
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+
+use super::{classify, AwsError};
+use crate::core::model::AccountId;
+
+/// The identity the run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub account: AccountId,
+    /// `aws`, `aws-us-gov`, `aws-cn`: taken from the caller's ARN.
+    pub partition: String,
+    pub arn: String,
+}
+
+/// STS calls, sharing one client.
+#[derive(Debug, Clone)]
+pub struct Sts {
+    client: aws_sdk_sts::Client,
+}
+
+impl Sts {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            client: aws_sdk_sts::Client::new(config),
+        }
+    }
+
+    pub async fn caller(&self) -> Result<Caller, AwsError> {
+        let op = "sts:GetCallerIdentity";
+        let out = self
+            .client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        let arn = out.arn().unwrap_or_default().to_owned();
+        let account = AccountId::parse(out.account().unwrap_or_default())
+            .map_err(|e| AwsError::new(op, "InvalidResponse", e.to_string()))?;
+        let partition = arn
+            .split(':')
+            .nth(1)
+            .filter(|p| !p.is_empty())
+            .unwrap_or("aws")
+            .to_owned();
+        Ok(Caller {
+            account,
+            partition,
+            arn,
+        })
+    }
+
+    /// Assumes `role_arn` and returns static credentials for it.
+    pub async fn assume_role(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Result<Credentials, AwsError> {
+        let op = "sts:AssumeRole";
+        let out = self
+            .client
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name("keywarden-scan")
+            .set_external_id(external_id.map(str::to_owned))
+            .duration_seconds(3600)
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        let c = out.credentials().ok_or_else(|| {
+            AwsError::new(op, "InvalidResponse", "AssumeRole returned no credentials")
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration()).ok();
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            expiry,
+            "keywarden-assume-role",
+        ))
+    }
+}

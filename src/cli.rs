@@ -1,0 +1,163 @@
+//! The command line: flags parsed raw by clap, turned into validated
+//! [`Settings`], then handed to the scanner. Exit codes are a contract:
+//! 0 complete and nothing at or above `--fail-on`; 1 findings at or above it;
+//! 2 fatal error; 3 incomplete and nothing at or above `--fail-on`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use jiff::Timestamp;
+
+use crate::config::RawSettings;
+use crate::core::checks::Severity;
+use crate::core::report::Report;
+use crate::output::{render, Format};
+use crate::scan::{Mode, Progress, Scanner};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keywarden",
+    version,
+    about = "Finds stale, unused and dangerous IAM access keys across an AWS Organization"
+)]
+pub struct Cli {
+    /// TOML settings file (also KEYWARDEN_CONFIG).
+    #[arg(long, global = true, env = "KEYWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inventory every access key and report what needs attention (read-only).
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Output format (default: table on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Evaluate as of this instant (RFC 3339), instead of now.
+    #[arg(long, value_parser = parse_now)]
+    pub now: Option<Timestamp>,
+    /// Only these accounts (comma-separated ids); overrides include_accounts.
+    #[arg(long)]
+    pub accounts: Option<String>,
+    /// Exit 1 when a finding is at or above this severity (low, medium, high, critical).
+    #[arg(long, value_parser = parse_severity)]
+    pub fail_on: Option<Severity>,
+    /// Scan only the caller's own account, without AWS Organizations.
+    #[arg(long)]
+    pub single_account: bool,
+    /// Member-account role to assume; overrides role_name.
+    #[arg(long)]
+    pub role_name: Option<String>,
+    /// Accounts in flight at once; overrides concurrency.
+    #[arg(long)]
+    pub concurrency: Option<String>,
+}
+
+fn parse_now(s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>()
+        .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2026-11-29T00:00:00Z: {e}"))
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| format!("{s:?} is not one of low, medium, high, critical"))
+}
+
+/// Exit code for a finished run.
+pub fn exit_code(report: &Report, fail_on: Option<Severity>) -> u8 {
+    let over =
+        matches!((fail_on, report.worst_severity()), (Some(min), Some(worst)) if worst >= min);
+    if over {
+        1
+    } else if report.is_incomplete() {
+        3
+    } else {
+        0
+    }
+}
+
+/// Runs the CLI; returns the process exit code. Fatal errors come back as
+/// `Err` and mean exit 2.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Scan(args) => scan(cli.config, args).await,
+    }
+}
+
+fn settings(config: Option<PathBuf>, args: &ScanArgs) -> anyhow::Result<crate::config::Settings> {
+    let mut raw = RawSettings::defaults();
+    if let Some(path) = &config {
+        raw.merge_file(path)?;
+    }
+    raw.merge_env(std::env::vars());
+    if let Some(a) = &args.accounts {
+        raw.set_flag("include_accounts", a, "--accounts");
+    }
+    if let Some(r) = &args.role_name {
+        raw.set_flag("role_name", r, "--role-name");
+    }
+    if let Some(c) = &args.concurrency {
+        raw.set_flag("concurrency", c, "--concurrency");
+    }
+    Ok(raw.validate()?)
+}
+
+async fn scan(config: Option<PathBuf>, args: ScanArgs) -> anyhow::Result<u8> {
+    let settings = settings(config, &args)?;
+    let now = args.now.unwrap_or_else(Timestamp::now);
+    let format = args.format.unwrap_or(
+        if std::io::stdout().is_terminal() && args.output.is_none() {
+            Format::Table
+        } else {
+            Format::Json
+        },
+    );
+    let sdk_config = crate::aws::load_sdk_config().await;
+    let scanner = Scanner::new(sdk_config, settings);
+    let mode = if args.single_account {
+        Mode::SingleAccount
+    } else {
+        Mode::Organization
+    };
+
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} scanning accounts {pos}/{len} {wide_bar} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            match p {
+                Progress::Discovered(n) => bar.inc_length(n as u64),
+                Progress::Finished { .. } => bar.inc(1),
+            }
+        }
+    };
+    let report = scanner.run(mode, now, &progress).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+
+    let text = render(&report, format)?;
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(exit_code(&report, args.fail_on))
+}

@@ -1,0 +1,631 @@
+//! Settings: built-in defaults, then a TOML file (`--config` or
+//! `KEYWARDEN_CONFIG`), then `KEYWARDEN_<KEY>` environment variables (lists
+//! comma-separated), then CLI flags; later wins. Everything is validated here,
+//! before any AWS call, and every error names the key, where the value came
+//! from and what is wrong. Nothing else in the crate reads settings sources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::core::exempt::{ArnPattern, ExemptionRules};
+use crate::core::model::{AccountId, EmailAddress, Policy};
+use crate::core::owners::OwnerRules;
+
+/// A settings value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("config file {path} is not valid TOML: {reason}")]
+    Toml { path: PathBuf, reason: String },
+    #[error("unknown setting `{key}` in {source_name} (known settings: {known})")]
+    UnknownKey {
+        key: String,
+        source_name: String,
+        known: String,
+    },
+    #[error("invalid setting `{key}` (from {source_name}): {reason}")]
+    Invalid {
+        key: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error("`{key}` is required for {purpose} (set it in the config file or KEYWARDEN_{upper})", upper = key.to_uppercase())]
+    Missing {
+        key: &'static str,
+        purpose: &'static str,
+    },
+}
+
+/// Every key the settings accept, with its default as text (`None`: no default).
+pub const KEYS: &[(&str, Option<&str>)] = &[
+    ("role_name", Some("KeywardenScanRole")),
+    ("external_id", None),
+    ("warn_age_days", Some("75")),
+    ("max_age_days", Some("90")),
+    ("unused_days", Some("45")),
+    ("stale_inactive_days", Some("30")),
+    ("concurrency", Some("32")),
+    ("account_timeout_secs", Some("120")),
+    ("include_accounts", Some("")),
+    ("exclude_accounts", Some("")),
+    ("include_ous", Some("")),
+    ("exclude_ous", Some("")),
+    ("exempt_accounts", Some("")),
+    ("exempt_user_arns", Some("")),
+    ("exempt_tag_key", Some("keywarden:exempt")),
+    ("owner_tag_keys", Some("owner,email,contact")),
+    ("account_owner_tag_keys", Some("owner,security-contact")),
+    ("notify_account_owners", Some("true")),
+    ("sender", None),
+    ("security_recipients", Some("")),
+    ("reply_to", Some("")),
+    ("configuration_set", None),
+    ("ses_region", None),
+    ("max_send_rate", Some("1.0")),
+    ("console_link_template", None),
+    ("templates_dir", None),
+];
+
+/// Which accounts to scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// When non-empty, only these accounts.
+    pub include_accounts: BTreeSet<AccountId>,
+    pub exclude_accounts: BTreeSet<AccountId>,
+    /// When non-empty, only accounts under these OUs (recursively).
+    pub include_ous: Vec<String>,
+    /// Accounts under these OUs (recursively) are skipped.
+    pub exclude_ous: Vec<String>,
+}
+
+/// Validated settings for one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Member-account role to assume.
+    pub role_name: String,
+    /// Optional ExternalId for AssumeRole.
+    pub external_id: Option<String>,
+    pub policy: Policy,
+    /// Accounts in flight at once.
+    pub concurrency: usize,
+    /// Budget for one account, from AssumeRole to the last IAM call.
+    pub account_timeout: Duration,
+    pub scope: Scope,
+    pub exemptions: ExemptionRules,
+    pub owners: OwnerRules,
+    /// Account owners also get their accounts' findings.
+    pub notify_account_owners: bool,
+    /// Verified SES identity; required for notify.
+    pub sender: Option<EmailAddress>,
+    /// Digest recipients; required for notify.
+    pub security_recipients: Vec<EmailAddress>,
+    pub reply_to: Vec<EmailAddress>,
+    pub configuration_set: Option<String>,
+    pub ses_region: Option<String>,
+    /// Messages per second when the SES quota cannot be read.
+    pub max_send_rate: f64,
+    /// Handlebars template for the per-key console link.
+    pub console_link_template: Option<String>,
+    /// Overrides the embedded templates file by file.
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Fails unless the settings `notify` needs are present.
+    pub fn require_notify(&self) -> Result<(), ConfigError> {
+        if self.sender.is_none() {
+            return Err(ConfigError::Missing {
+                key: "sender",
+                purpose: "notify",
+            });
+        }
+        if self.security_recipients.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "security_recipients",
+                purpose: "notify",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Raw {
+    Toml(toml::Value),
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+struct Value {
+    raw: Raw,
+    source: String,
+}
+
+/// Settings as gathered from all sources, not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct RawSettings {
+    values: BTreeMap<String, Value>,
+}
+
+fn known_keys() -> String {
+    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+impl RawSettings {
+    /// Built-in defaults only.
+    pub fn defaults() -> Self {
+        let mut s = Self::default();
+        for (key, default) in KEYS {
+            if let Some(d) = default {
+                s.set_text(key, d, "built-in default");
+            }
+        }
+        s
+    }
+
+    fn set_text(&mut self, key: &str, value: &str, source: &str) {
+        self.values.insert(
+            key.to_owned(),
+            Value {
+                raw: Raw::Text(value.to_owned()),
+                source: source.to_owned(),
+            },
+        );
+    }
+
+    /// Layers a TOML file over what is there.
+    pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.merge_toml(&text, &path.display().to_string())
+            .map_err(|e| match e {
+                ConfigError::Toml { reason, .. } => ConfigError::Toml {
+                    path: path.to_owned(),
+                    reason,
+                },
+                other => other,
+            })
+    }
+
+    /// Layers TOML text over what is there; `origin` names it in errors.
+    pub fn merge_toml(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml {
+                path: PathBuf::from(origin),
+                reason: e.to_string(),
+            })?;
+        for (key, value) in table {
+            if !KEYS.iter().any(|(k, _)| *k == key) {
+                return Err(ConfigError::UnknownKey {
+                    key,
+                    source_name: origin.to_owned(),
+                    known: known_keys(),
+                });
+            }
+            self.values.insert(
+                key.clone(),
+                Value {
+                    raw: Raw::Toml(value),
+                    source: format!("{origin}, key {key}"),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Layers `KEYWARDEN_<KEY>` variables over what is there. Variables that
+    /// name no setting are ignored (`KEYWARDEN_CONFIG` is the file's path).
+    pub fn merge_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("KEYWARDEN_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if KEYS.iter().any(|(k, _)| *k == key) {
+                self.set_text(&key, &value, &format!("environment variable {name}"));
+            }
+        }
+    }
+
+    /// Layers one command-line flag over what is there.
+    pub fn set_flag(&mut self, key: &str, value: &str, flag: &str) {
+        self.set_text(key, value, &format!("command-line flag {flag}"));
+    }
+
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            source_name: self
+                .values
+                .get(key)
+                .map(|v| v.source.clone())
+                .unwrap_or_else(|| "built-in default".to_owned()),
+            reason: reason.into(),
+        }
+    }
+
+    fn opt_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.values.get(key).map(|v| &v.raw) {
+            None => Ok(None),
+            Some(Raw::Text(t)) => Ok(Some(t.trim().to_owned()).filter(|t| !t.is_empty())),
+            Some(Raw::Toml(toml::Value::String(s))) => {
+                Ok(Some(s.trim().to_owned()).filter(|t| !t.is_empty()))
+            }
+            Some(Raw::Toml(other)) => {
+                Err(self.invalid(key, format!("must be a string, got {}", other.type_str())))
+            }
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<String, ConfigError> {
+        self.opt_string(key)?
+            .ok_or_else(|| self.invalid(key, "must not be empty"))
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = match self.values.get(key).map(|v| &v.raw) {
+            None => Vec::new(),
+            Some(Raw::Text(t)) => t.split(',').map(|s| s.trim().to_owned()).collect(),
+            Some(Raw::Toml(toml::Value::String(s))) => {
+                s.split(',').map(|s| s.trim().to_owned()).collect()
+            }
+            Some(Raw::Toml(toml::Value::Array(a))) => a
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.trim().to_owned()),
+                    other => Err(self.invalid(
+                        key,
+                        format!("must be a list of strings, found a {}", other.type_str()),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(Raw::Toml(other)) => {
+                return Err(self.invalid(
+                    key,
+                    format!("must be a list of strings, got {}", other.type_str()),
+                ))
+            }
+        };
+        Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+    }
+
+    fn integer(&self, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let n = match self.values.get(key).map(|v| &v.raw) {
+            None => return Err(self.invalid(key, "has no value")),
+            Some(Raw::Text(t)) => t
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| self.invalid(key, format!("must be a whole number, got {t:?}")))?,
+            Some(Raw::Toml(toml::Value::Integer(i))) => *i,
+            Some(Raw::Toml(other)) => {
+                return Err(self.invalid(
+                    key,
+                    format!("must be a whole number, got {}", other.type_str()),
+                ))
+            }
+        };
+        if n < min || n > max {
+            return Err(self.invalid(key, format!("must be between {min} and {max}, got {n}")));
+        }
+        Ok(n)
+    }
+
+    fn days(&self, key: &str, min: i64) -> Result<u32, ConfigError> {
+        // 36,500 days: a century; anything larger is a typo.
+        self.integer(key, min, 36_500).map(|n| n as u32)
+    }
+
+    fn float(&self, key: &str) -> Result<f64, ConfigError> {
+        let f = match self.values.get(key).map(|v| &v.raw) {
+            None => return Err(self.invalid(key, "has no value")),
+            Some(Raw::Text(t)) => t
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| self.invalid(key, format!("must be a number, got {t:?}")))?,
+            Some(Raw::Toml(toml::Value::Float(f))) => *f,
+            Some(Raw::Toml(toml::Value::Integer(i))) => *i as f64,
+            Some(Raw::Toml(other)) => {
+                return Err(self.invalid(key, format!("must be a number, got {}", other.type_str())))
+            }
+        };
+        if !f.is_finite() || f <= 0.0 || f > 10_000.0 {
+            return Err(self.invalid(
+                key,
+                format!("must be a positive number of messages per second, got {f}"),
+            ));
+        }
+        Ok(f)
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.values.get(key).map(|v| &v.raw) {
+            None => Err(self.invalid(key, "has no value")),
+            Some(Raw::Toml(toml::Value::Boolean(b))) => Ok(*b),
+            Some(Raw::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(self.invalid(key, format!("must be true or false, got {t:?}"))),
+            },
+            Some(Raw::Toml(other)) => Err(self.invalid(
+                key,
+                format!("must be true or false, got {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn accounts(&self, key: &str) -> Result<BTreeSet<AccountId>, ConfigError> {
+        self.list(key)?
+            .iter()
+            .map(|s| AccountId::parse(s).map_err(|e| self.invalid(key, e.to_string())))
+            .collect()
+    }
+
+    fn emails(&self, key: &str) -> Result<Vec<EmailAddress>, ConfigError> {
+        self.list(key)?
+            .iter()
+            .map(|s| EmailAddress::parse(s).map_err(|e| self.invalid(key, e.to_string())))
+            .collect()
+    }
+
+    fn ous(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let ous = self.list(key)?;
+        for ou in &ous {
+            let ok_ou = ou.strip_prefix("ou-").is_some_and(|rest| {
+                rest.split_once('-').is_some_and(|(a, b)| {
+                    (4..=32).contains(&a.len())
+                        && (8..=32).contains(&b.len())
+                        && a.bytes()
+                            .chain(b.bytes())
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                })
+            });
+            let ok_root = ou.strip_prefix("r-").is_some_and(|rest| {
+                (4..=32).contains(&rest.len())
+                    && rest
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            });
+            if !ok_ou && !ok_root {
+                return Err(self.invalid(
+                    key,
+                    format!("{ou:?} is not an OU id (ou-xxxx-xxxxxxxx) or root id (r-xxxx)"),
+                ));
+            }
+        }
+        Ok(ous)
+    }
+
+    /// Validates everything into [`Settings`].
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let role_name = self.string("role_name")?;
+        if role_name.len() > 64
+            || !role_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        {
+            return Err(self.invalid(
+                "role_name",
+                format!("{role_name:?} is not an IAM role name (1-64 of A-Z a-z 0-9 +=,.@_-)"),
+            ));
+        }
+        let external_id = self.opt_string("external_id")?;
+        if let Some(x) = &external_id {
+            if x.len() < 2
+                || x.len() > 1224
+                || !x
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/_-".contains(c))
+            {
+                return Err(self.invalid("external_id", "must be 2-1224 of A-Z a-z 0-9 +=,.@:/_-"));
+            }
+        }
+        let policy = Policy {
+            warn_age_days: self.days("warn_age_days", 1)?,
+            max_age_days: self.days("max_age_days", 1)?,
+            unused_days: self.days("unused_days", 1)?,
+            stale_inactive_days: self.days("stale_inactive_days", 0)?,
+        };
+        if policy.warn_age_days >= policy.max_age_days {
+            return Err(self.invalid(
+                "warn_age_days",
+                format!(
+                    "must be smaller than max_age_days ({}), got {}",
+                    policy.max_age_days, policy.warn_age_days
+                ),
+            ));
+        }
+        let concurrency = self.integer("concurrency", 1, 1024)? as usize;
+        let account_timeout =
+            Duration::from_secs(self.integer("account_timeout_secs", 1, 3600)? as u64);
+        let scope = Scope {
+            include_accounts: self.accounts("include_accounts")?,
+            exclude_accounts: self.accounts("exclude_accounts")?,
+            include_ous: self.ous("include_ous")?,
+            exclude_ous: self.ous("exclude_ous")?,
+        };
+        let exempt_tag_key = self.string("exempt_tag_key")?;
+        if exempt_tag_key.chars().count() > 128 {
+            return Err(self.invalid("exempt_tag_key", "IAM tag keys are at most 128 characters"));
+        }
+        let exemptions = ExemptionRules {
+            tag_key: exempt_tag_key,
+            accounts: self.accounts("exempt_accounts")?,
+            user_arns: self
+                .list("exempt_user_arns")?
+                .iter()
+                .map(|p| {
+                    if p.starts_with("arn:") || p.starts_with('*') {
+                        Ok(ArnPattern::new(p))
+                    } else {
+                        Err(self.invalid(
+                            "exempt_user_arns",
+                            format!("{p:?} is not an ARN pattern (arn:… with * and ? wildcards)"),
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let owners = OwnerRules {
+            owner_tag_keys: self.list("owner_tag_keys")?,
+            account_owner_tag_keys: self.list("account_owner_tag_keys")?,
+        };
+        let sender = match self.opt_string("sender")? {
+            None => None,
+            Some(s) => {
+                Some(EmailAddress::parse(&s).map_err(|e| self.invalid("sender", e.to_string()))?)
+            }
+        };
+        let ses_region = self.opt_string("ses_region")?;
+        if let Some(r) = &ses_region {
+            let ok = r.split('-').count() >= 3
+                && r.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(self.invalid(
+                    "ses_region",
+                    format!("{r:?} is not an AWS region name such as eu-west-1"),
+                ));
+            }
+        }
+        Ok(Settings {
+            role_name,
+            external_id,
+            policy,
+            concurrency,
+            account_timeout,
+            scope,
+            exemptions,
+            owners,
+            notify_account_owners: self.boolean("notify_account_owners")?,
+            sender,
+            security_recipients: self.emails("security_recipients")?,
+            reply_to: self.emails("reply_to")?,
+            configuration_set: self.opt_string("configuration_set")?,
+            ses_region,
+            max_send_rate: self.float("max_send_rate")?,
+            console_link_template: self.opt_string("console_link_template")?,
+            templates_dir: self.opt_string("templates_dir")?.map(PathBuf::from),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = RawSettings::defaults().validate().unwrap();
+        assert_eq!(s.role_name, "KeywardenScanRole");
+        assert_eq!(s.policy, Policy::default());
+        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.account_timeout, Duration::from_secs(120));
+        assert_eq!(s.exemptions.tag_key, "keywarden:exempt");
+        assert_eq!(s.owners.owner_tag_keys, ["owner", "email", "contact"]);
+        assert_eq!(
+            s.owners.account_owner_tag_keys,
+            ["owner", "security-contact"]
+        );
+        assert!(s.notify_account_owners);
+        assert_eq!(s.max_send_rate, 1.0);
+    }
+
+    #[test]
+    fn later_sources_win_file_then_env_then_flags() {
+        let mut raw = RawSettings::defaults();
+        raw.merge_toml(
+            "warn_age_days = 10\nmax_age_days = 20\ninclude_accounts = [\"111122223333\"]",
+            "test.toml",
+        )
+        .unwrap();
+        raw.merge_env(env(&[
+            ("KEYWARDEN_MAX_AGE_DAYS", "30"),
+            ("KEYWARDEN_UNRELATED", "x"),
+            ("PATH", "/bin"),
+        ]));
+        raw.set_flag(
+            "include_accounts",
+            "222233334444, 333344445555",
+            "--accounts",
+        );
+        let s = raw.validate().unwrap();
+        assert_eq!((s.policy.warn_age_days, s.policy.max_age_days), (10, 30));
+        assert_eq!(s.scope.include_accounts.len(), 2);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_and_the_source() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("KEYWARDEN_WARN_AGE_DAYS", "-1", "warn_age_days"),
+            ("KEYWARDEN_MAX_AGE_DAYS", "ninety", "max_age_days"),
+            ("KEYWARDEN_WARN_AGE_DAYS", "90", "warn_age_days"),
+            ("KEYWARDEN_CONCURRENCY", "0", "concurrency"),
+            ("KEYWARDEN_SENDER", "Security <sec@example.com>", "sender"),
+            (
+                "KEYWARDEN_SECURITY_RECIPIENTS",
+                "a@example.com,not-an-address",
+                "security_recipients",
+            ),
+            ("KEYWARDEN_INCLUDE_ACCOUNTS", "12345", "include_accounts"),
+            ("KEYWARDEN_INCLUDE_OUS", "engineering", "include_ous"),
+            (
+                "KEYWARDEN_NOTIFY_ACCOUNT_OWNERS",
+                "maybe",
+                "notify_account_owners",
+            ),
+            ("KEYWARDEN_MAX_SEND_RATE", "0", "max_send_rate"),
+            ("KEYWARDEN_ROLE_NAME", "bad role", "role_name"),
+            ("KEYWARDEN_EXEMPT_USER_ARNS", "ci-*", "exempt_user_arns"),
+        ];
+        for (var, value, key) in cases {
+            let mut raw = RawSettings::defaults();
+            raw.merge_env(env(&[(var, value)]));
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains(var),
+                "{var}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn toml_type_errors_and_unknown_keys_are_reported() {
+        let mut raw = RawSettings::defaults();
+        raw.merge_toml("max_age_days = \"90\"", "c.toml").unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`max_age_days`") && err.contains("c.toml"),
+            "{err}"
+        );
+        let err = RawSettings::defaults()
+            .merge_toml("max_age_dayz = 3", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_age_dayz"), "{err}");
+        assert!(RawSettings::defaults()
+            .merge_toml("= broken", "c.toml")
+            .is_err());
+    }
+
+    #[test]
+    fn notify_requires_sender_and_recipients() {
+        let s = RawSettings::defaults().validate().unwrap();
+        assert!(s
+            .require_notify()
+            .unwrap_err()
+            .to_string()
+            .contains("sender"));
+    }
+}

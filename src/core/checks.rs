@@ -1,0 +1,223 @@
+//! The checks: each one a self-describing unit (id, title, severity, risk,
+//! remediation, references) with a pure `evaluate`. Thresholds come from the
+//! [`Policy`], `now` is an argument; nothing here reads the clock.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::model::{add_days, days_between, KeyFacts, KeyStatus, Policy, UserFacts};
+
+/// Stable check ids: part of the report contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckId {
+    RootAccessKey,
+    KeyAgeOverdue,
+    KeyAgeWarning,
+    KeyUnused,
+    TwoActiveKeys,
+    InactiveKeyStale,
+}
+
+impl CheckId {
+    pub fn as_str(self) -> &'static str {
+        self.check().id_str
+    }
+    pub fn check(self) -> &'static Check {
+        CHECKS
+            .iter()
+            .find(|c| c.id == self)
+            .expect("every CheckId has an entry in CHECKS")
+    }
+}
+
+/// Severity, ordered from least to most urgent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [Self::Critical, Self::High, Self::Medium, Self::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(value.trim()))
+    }
+}
+
+/// What a check sees: one key and the principal that holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user: &'a UserFacts,
+    pub key: &'a KeyFacts,
+}
+
+/// A check that fired. `due_at` is when the key must be (or had to be)
+/// dealt with, where the check has a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub due_at: Option<Timestamp>,
+}
+
+/// One check: what it looks for, why it matters, how to fix it.
+pub struct Check {
+    pub id: CheckId,
+    pub id_str: &'static str,
+    pub title: &'static str,
+    pub severity: Severity,
+    pub risk: &'static str,
+    pub remediation: &'static str,
+    pub references: &'static [&'static str],
+    evaluate: fn(Subject<'_>, &Policy, Timestamp) -> Option<Hit>,
+}
+
+impl Check {
+    pub fn evaluate(&self, subject: Subject<'_>, policy: &Policy, now: Timestamp) -> Option<Hit> {
+        (self.evaluate)(subject, policy, now)
+    }
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check").field("id", &self.id).finish()
+    }
+}
+
+/// Every check, in report order.
+pub static CHECKS: [Check; 6] = [
+    Check {
+        id: CheckId::RootAccessKey,
+        id_str: "root-access-key",
+        title: "Root user has an active access key",
+        severity: Severity::Critical,
+        risk: "The root user's key cannot be limited by IAM policies or SCPs; whoever holds it owns the account.",
+        remediation: "Sign in as root, open Security credentials, delete the access key (deactivate first if something may still use it) and use IAM roles instead.",
+        references: &["CIS AWS Foundations 1.4", "CIS AWS Foundations 2.3", "AWS Security Hub IAM.4"],
+        evaluate: |s, _, _| (s.user.is_root && s.key.status == KeyStatus::Active).then_some(Hit { due_at: None }),
+    },
+    Check {
+        id: CheckId::KeyAgeOverdue,
+        id_str: "key-age-overdue",
+        title: "Access key overdue for rotation",
+        severity: Severity::High,
+        risk: "The longer a key lives, the more places it may have leaked to (laptops, CI logs, old images).",
+        remediation: "Create a second key, move every consumer to it, deactivate the old key, watch for errors, then delete it.",
+        references: &["CIS AWS Foundations 1.14", "AWS Security Hub IAM.3", "AWS Config access-keys-rotated"],
+        evaluate: |s, p, now| {
+            let created = active_user_key_created(s)?;
+            (days_between(created, now) >= i64::from(p.max_age_days))
+                .then_some(Hit { due_at: Some(add_days(created, p.max_age_days)) })
+        },
+    },
+    Check {
+        id: CheckId::KeyAgeWarning,
+        id_str: "key-age-warning",
+        title: "Access key due for rotation soon",
+        severity: Severity::Low,
+        risk: "The key will soon exceed the rotation limit.",
+        remediation: "Plan the rotation now: create a second key, move consumers, deactivate and delete the old key before the due date.",
+        references: &[],
+        evaluate: |s, p, now| {
+            let created = active_user_key_created(s)?;
+            let age = days_between(created, now);
+            (age >= i64::from(p.warn_age_days) && age < i64::from(p.max_age_days))
+                .then_some(Hit { due_at: Some(add_days(created, p.max_age_days)) })
+        },
+    },
+    Check {
+        id: CheckId::KeyUnused,
+        id_str: "key-unused",
+        title: "Active access key not used recently",
+        severity: Severity::Medium,
+        risk: "An unused key is pure exposure: nobody would notice if it leaked, and nothing breaks if it goes.",
+        remediation: "Deactivate the key; delete it after a quiet period if nothing complains.",
+        references: &["CIS AWS Foundations 1.12", "AWS Security Hub IAM.22"],
+        evaluate: |s, p, now| {
+            let created = active_user_key_created(s)?;
+            let since = s.key.last_used_at.unwrap_or(created);
+            (days_between(since, now) >= i64::from(p.unused_days))
+                .then_some(Hit { due_at: Some(add_days(since, p.unused_days)) })
+        },
+    },
+    Check {
+        id: CheckId::TwoActiveKeys,
+        id_str: "two-active-keys",
+        title: "User has two active access keys",
+        severity: Severity::Medium,
+        risk: "Two live keys double the exposure; usually a rotation was started and never finished.",
+        remediation: "Finish the rotation: move every consumer to the newer key, then deactivate and delete this older one.",
+        references: &["CIS AWS Foundations 1.13"],
+        // Reported once per user, on the older active key: that is the one to retire.
+        evaluate: |s, _, _| {
+            if s.user.is_root || s.key.status != KeyStatus::Active || s.user.active_keys() < 2 {
+                return None;
+            }
+            let oldest = s
+                .user
+                .keys
+                .iter()
+                .filter(|k| k.status == KeyStatus::Active)
+                .min_by(|a, b| a.created_at.cmp(&b.created_at).then(a.access_key_id.cmp(&b.access_key_id)))?;
+            std::ptr::eq(oldest, s.key).then_some(Hit { due_at: None })
+        },
+    },
+    Check {
+        id: CheckId::InactiveKeyStale,
+        id_str: "inactive-key-stale",
+        title: "Inactive access key never deleted",
+        severity: Severity::Low,
+        risk: "A deactivated key can be switched back on by anyone with iam:UpdateAccessKey.",
+        remediation: "Delete the inactive key; create a new one if it is ever needed again.",
+        references: &[],
+        evaluate: |s, p, now| {
+            if s.user.is_root || s.key.status != KeyStatus::Inactive {
+                return None;
+            }
+            let created = s.key.created_at?;
+            (days_between(created, now) > i64::from(p.stale_inactive_days))
+                .then_some(Hit { due_at: Some(add_days(created, p.stale_inactive_days)) })
+        },
+    },
+];
+
+/// The creation time of an active key of an IAM user (age checks skip root:
+/// `root-access-key` already covers it at a higher severity).
+fn active_user_key_created(s: Subject<'_>) -> Option<Timestamp> {
+    if s.user.is_root || s.key.status != KeyStatus::Active {
+        return None;
+    }
+    s.key.created_at
+}
+
+/// Every check that fires for one key.
+pub fn evaluate_key(subject: Subject<'_>, policy: &Policy, now: Timestamp) -> Vec<(CheckId, Hit)> {
+    CHECKS
+        .iter()
+        .filter_map(|c| c.evaluate(subject, policy, now).map(|hit| (c.id, hit)))
+        .collect()
+}
+
+/// Whether any key of the user trips any check: such users are worth the
+/// extra IAM calls (key ids, tags).
+pub fn user_trips_a_check(user: &UserFacts, policy: &Policy, now: Timestamp) -> bool {
+    user.keys.iter().any(|key| {
+        CHECKS
+            .iter()
+            .any(|c| c.evaluate(Subject { user, key }, policy, now).is_some())
+    })
+}

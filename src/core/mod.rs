@@ -1,0 +1,14 @@
+//! The pure heart of keywarden: model types, checks, exemptions, owner
+//! resolution, the credential-report parser and the report.
+//!
+//! Nothing in here may touch tokio, the AWS SDK, the clock or the network:
+//! `now` and the policy are always arguments, so every rule is testable with
+//! a fixed instant.
+
+pub mod checks;
+pub mod credential_report;
+pub mod evaluate;
+pub mod exempt;
+pub mod model;
+pub mod owners;
+pub mod report;

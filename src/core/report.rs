@@ -1,0 +1,286 @@
+//! The run report (`keywarden.report/v1`): serde types, a builder that keeps
+//! only what the report needs from each account, and deterministic ordering.
+
+use std::collections::BTreeMap;
+
+use jiff::{civil::Date, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::checks::{CheckId, Severity, CHECKS};
+use super::model::{AccessKeyId, Account, AccountId, KeyStatus, Policy};
+use super::owners::Owner;
+
+pub const SCHEMA: &str = "keywarden.report/v1";
+
+/// One key that needs attention, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub check: CheckId,
+    pub severity: Severity,
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub user_name: String,
+    pub user_arn: String,
+    /// `None` for the root user's key (the credential report does not carry it).
+    pub access_key_id: Option<AccessKeyId>,
+    pub key_status: KeyStatus,
+    pub created_at: Option<Timestamp>,
+    pub age_days: Option<i64>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_used_service: Option<String>,
+    pub due_at: Option<Timestamp>,
+    pub owner: Owner,
+}
+
+/// Where an exemption came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemptionSource {
+    /// The user's exemption tag.
+    UserTag,
+    /// `exempt_accounts` in the settings.
+    ConfigAccount,
+    /// `exempt_user_arns` in the settings.
+    ConfigUserArn,
+}
+
+/// Whether an exemption suppressed findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemptionStatus {
+    /// In force: the key produced no findings.
+    InForce,
+    /// The end date has passed: ignored, findings reported.
+    Expired,
+    /// The tag value could not be read: ignored, findings reported.
+    Invalid,
+}
+
+/// A key that tripped checks while an exemption applied (in force or not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExemptKey {
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub user_name: String,
+    pub user_arn: String,
+    pub access_key_id: Option<AccessKeyId>,
+    /// The checks that fired (and, when in force, were suppressed).
+    pub checks: Vec<CheckId>,
+    pub source: ExemptionSource,
+    pub status: ExemptionStatus,
+    pub until: Option<Date>,
+    pub reason: Option<String>,
+}
+
+/// How an account's keys were inventoried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InventorySource {
+    CredentialReport,
+    Api,
+}
+
+/// Whether an account was scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Scanned,
+    Failed,
+}
+
+/// Why an account could not be scanned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageError {
+    /// `assume_role`, `inventory`, `timeout`, `list_accounts`, …
+    pub stage: String,
+    /// The AWS error code (`AccessDenied`, `Throttling`, …) or a keywarden code.
+    pub code: String,
+    pub message: String,
+}
+
+/// One account's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEntry {
+    pub account_id: AccountId,
+    pub name: String,
+    pub email: Option<String>,
+    pub alias: Option<String>,
+    pub status: AccountStatus,
+    pub source: Option<InventorySource>,
+    pub users: u64,
+    pub keys: u64,
+    pub error: Option<StageError>,
+}
+
+/// Totals for the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub accounts_total: u64,
+    pub accounts_scanned: u64,
+    pub accounts_failed: u64,
+    pub users: u64,
+    pub keys: u64,
+    pub findings: u64,
+    pub by_check: BTreeMap<CheckId, u64>,
+    pub by_severity: BTreeMap<Severity, u64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub evaluated_at: Timestamp,
+    pub policy: Policy,
+    pub summary: Summary,
+    pub accounts: Vec<AccountEntry>,
+    pub findings: Vec<Finding>,
+    pub exempt: Vec<ExemptKey>,
+    /// Filled by `notify`; empty for `scan`.
+    pub notifications: Vec<serde_json::Value>,
+    /// Run-level failures that are not one account's (e.g. account listing
+    /// broke off midway). Any entry makes the run incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<StageError>,
+}
+
+/// The outcome of one account, reduced to what the report keeps.
+#[derive(Debug, Clone)]
+pub struct AccountOutcome {
+    pub account: Account,
+    pub alias: Option<String>,
+    /// `None` when the inventory could not be taken at all.
+    pub source: Option<InventorySource>,
+    pub users: u64,
+    pub keys: u64,
+    /// Findings, possibly partial when `error` is set.
+    pub findings: Vec<Finding>,
+    pub exempt: Vec<ExemptKey>,
+    /// Set when the account could not be (fully) scanned: it is then `failed`.
+    pub error: Option<StageError>,
+}
+
+impl AccountOutcome {
+    /// An account that could not be scanned at all.
+    pub fn failed(account: Account, error: StageError) -> Self {
+        Self {
+            account,
+            alias: None,
+            source: None,
+            users: 0,
+            keys: 0,
+            findings: Vec::new(),
+            exempt: Vec::new(),
+            error: Some(error),
+        }
+    }
+}
+
+/// Collects account outcomes as they finish, in any order.
+#[derive(Debug)]
+pub struct ReportBuilder {
+    evaluated_at: Timestamp,
+    policy: Policy,
+    accounts: Vec<AccountEntry>,
+    findings: Vec<Finding>,
+    exempt: Vec<ExemptKey>,
+    errors: Vec<StageError>,
+}
+
+impl ReportBuilder {
+    pub fn new(evaluated_at: Timestamp, policy: Policy) -> Self {
+        Self {
+            evaluated_at,
+            policy,
+            accounts: Vec::new(),
+            findings: Vec::new(),
+            exempt: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, o: AccountOutcome) {
+        self.accounts.push(AccountEntry {
+            account_id: o.account.id,
+            name: o.account.name,
+            email: o.account.email,
+            alias: o.alias,
+            status: if o.error.is_some() {
+                AccountStatus::Failed
+            } else {
+                AccountStatus::Scanned
+            },
+            source: o.source,
+            users: o.users,
+            keys: o.keys,
+            error: o.error,
+        });
+        self.findings.extend(o.findings);
+        self.exempt.extend(o.exempt);
+    }
+
+    pub fn add_error(&mut self, error: StageError) {
+        self.errors.push(error);
+    }
+
+    pub fn finish(mut self) -> Report {
+        self.accounts
+            .sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        self.findings.sort_by(|a, b| {
+            (&a.account_id, &a.user_name, &a.access_key_id, a.check).cmp(&(
+                &b.account_id,
+                &b.user_name,
+                &b.access_key_id,
+                b.check,
+            ))
+        });
+        self.exempt.sort_by(|a, b| {
+            (&a.account_id, &a.user_name, &a.access_key_id).cmp(&(
+                &b.account_id,
+                &b.user_name,
+                &b.access_key_id,
+            ))
+        });
+        let mut summary = Summary {
+            accounts_total: self.accounts.len() as u64,
+            by_check: CHECKS.iter().map(|c| (c.id, 0)).collect(),
+            by_severity: Severity::ALL.iter().map(|s| (*s, 0)).collect(),
+            ..Summary::default()
+        };
+        for a in &self.accounts {
+            match a.status {
+                AccountStatus::Scanned => summary.accounts_scanned += 1,
+                AccountStatus::Failed => summary.accounts_failed += 1,
+            }
+            summary.users += a.users;
+            summary.keys += a.keys;
+        }
+        for f in &self.findings {
+            summary.findings += 1;
+            *summary.by_check.entry(f.check).or_default() += 1;
+            *summary.by_severity.entry(f.severity).or_default() += 1;
+        }
+        Report {
+            schema: SCHEMA.to_owned(),
+            evaluated_at: self.evaluated_at,
+            policy: self.policy,
+            summary,
+            accounts: self.accounts,
+            findings: self.findings,
+            exempt: self.exempt,
+            notifications: Vec::new(),
+            errors: self.errors,
+        }
+    }
+}
+
+impl Report {
+    /// True when some account (or the account listing) could not be scanned.
+    pub fn is_incomplete(&self) -> bool {
+        self.summary.accounts_failed > 0 || !self.errors.is_empty()
+    }
+
+    /// The most severe finding, if any.
+    pub fn worst_severity(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}

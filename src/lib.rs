@@ -1,0 +1,24 @@
+//! # keywarden
+//!
+//! Finds stale, unused and dangerous IAM access keys across an AWS
+//! Organization and reports them.
+//!
+//! ## Layout
+//!
+//! - [`core`]: pure model, checks, exemptions, owners, credential-report
+//!   parser and the report. No I/O, no clock.
+//! - [`aws`]: one adapter per AWS service; classifies SDK errors into
+//!   [`aws::AwsError`] and returns core types.
+//! - [`config`]: defaults + TOML + environment + flags → validated [`config::Settings`].
+//! - [`scan`]: orchestration: account listing, bounded fan-out, per-account
+//!   timeout, outcomes collected into a [`core::report::Report`].
+//! - [`output`]: table, JSON and CSV rendering.
+//! - [`cli`]: the `keywarden` command line; `main.rs` only calls it.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod logging;
+pub mod output;
+pub mod scan;

@@ -1,0 +1,235 @@
+//! Renders a [`Report`] as JSON (the `keywarden.report/v1` contract), CSV
+//! (one row per finding) or a table for people (summary, findings by
+//! severity, failed accounts).
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
+
+use crate::core::checks::Severity;
+use crate::core::report::{AccountStatus, ExemptionStatus, Finding, Report};
+
+/// Output formats of `scan` and `notify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Errors while rendering.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+pub fn render(report: &Report, format: Format) -> Result<String, RenderError> {
+    match format {
+        Format::Json => Ok(serde_json::to_string_pretty(report)? + "\n"),
+        Format::Csv => findings_csv(&report.findings),
+        Format::Table => Ok(table(report)),
+    }
+}
+
+fn ts(t: Option<jiff::Timestamp>) -> String {
+    t.map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// All findings as CSV, one row each (also the digest's attachment).
+pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "check",
+        "severity",
+        "account_id",
+        "account_name",
+        "user_name",
+        "user_arn",
+        "access_key_id",
+        "key_status",
+        "created_at",
+        "age_days",
+        "last_used_at",
+        "last_used_service",
+        "due_at",
+        "owner_email",
+        "owner_rule",
+    ])?;
+    for f in findings {
+        w.write_record([
+            f.check.as_str().to_owned(),
+            f.severity.as_str().to_owned(),
+            f.account_id.to_string(),
+            f.account_name.clone(),
+            f.user_name.clone(),
+            f.user_arn.clone(),
+            f.access_key_id
+                .as_ref()
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
+            format!("{:?}", f.key_status),
+            f.created_at.map(|t| t.to_string()).unwrap_or_default(),
+            f.age_days.map(|d| d.to_string()).unwrap_or_default(),
+            f.last_used_at.map(|t| t.to_string()).unwrap_or_default(),
+            f.last_used_service.clone().unwrap_or_default(),
+            f.due_at.map(|t| t.to_string()).unwrap_or_default(),
+            f.owner
+                .email
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            f.owner.rule.clone(),
+        ])?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn new_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().map(Cell::new));
+    t
+}
+
+fn table(r: &Report) -> String {
+    let s = &r.summary;
+    let mut out = format!(
+        "keywarden scan as of {}\n{} accounts ({} scanned, {} failed), {} users, {} keys, {} findings\n",
+        r.evaluated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        s.accounts_total,
+        s.accounts_scanned,
+        s.accounts_failed,
+        s.users,
+        s.keys,
+        s.findings
+    );
+    let by_sev: Vec<String> = Severity::ALL
+        .iter()
+        .filter_map(|sev| {
+            s.by_severity
+                .get(sev)
+                .filter(|n| **n > 0)
+                .map(|n| format!("{n} {}", sev.as_str()))
+        })
+        .collect();
+    if !by_sev.is_empty() {
+        out.push_str(&format!("by severity: {}\n", by_sev.join(", ")));
+    }
+    let by_check: Vec<String> = s
+        .by_check
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| format!("{n} {}", c.as_str()))
+        .collect();
+    if !by_check.is_empty() {
+        out.push_str(&format!("by check: {}\n", by_check.join(", ")));
+    }
+
+    for sev in Severity::ALL {
+        let rows: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let mut t = new_table(&[
+            "check",
+            "account",
+            "user",
+            "access key",
+            "age",
+            "last used",
+            "due",
+            "owner",
+        ]);
+        for f in rows {
+            t.add_row(vec![
+                f.check.as_str().to_owned(),
+                format!("{} ({})", f.account_name, f.account_id),
+                f.user_name.clone(),
+                f.access_key_id
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                f.age_days
+                    .map(|d| format!("{d} d"))
+                    .unwrap_or_else(|| "-".into()),
+                match (&f.last_used_at, &f.last_used_service) {
+                    (Some(t), Some(svc)) => format!("{} {svc}", ts(Some(*t))),
+                    (Some(t), None) => ts(Some(*t)),
+                    _ => "never".to_owned(),
+                },
+                ts(f.due_at),
+                f.owner
+                    .email
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "UNRESOLVED".into()),
+            ]);
+        }
+        out.push_str(&format!(
+            "\n{} ({})\n{t}\n",
+            sev.as_str().to_uppercase(),
+            t.row_count()
+        ));
+    }
+
+    if !r.exempt.is_empty() {
+        let mut t = new_table(&["account", "user", "access key", "status", "until", "reason"]);
+        for e in &r.exempt {
+            t.add_row(vec![
+                e.account_id.to_string(),
+                e.user_name.clone(),
+                e.access_key_id
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                match e.status {
+                    ExemptionStatus::InForce => "in force",
+                    ExemptionStatus::Expired => "EXPIRED",
+                    ExemptionStatus::Invalid => "INVALID",
+                }
+                .to_owned(),
+                e.until.map(|d| d.to_string()).unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&format!("\nEXEMPTIONS ({})\n{t}\n", r.exempt.len()));
+    }
+
+    let failed: Vec<_> = r
+        .accounts
+        .iter()
+        .filter(|a| a.status == AccountStatus::Failed)
+        .collect();
+    if !failed.is_empty() || !r.errors.is_empty() {
+        let mut t = new_table(&["account", "stage", "code", "message"]);
+        for a in failed {
+            if let Some(e) = &a.error {
+                t.add_row(vec![
+                    format!("{} ({})", a.name, a.account_id),
+                    e.stage.clone(),
+                    e.code.clone(),
+                    e.message.clone(),
+                ]);
+            }
+        }
+        for e in &r.errors {
+            t.add_row(vec![
+                "-".to_owned(),
+                e.stage.clone(),
+                e.code.clone(),
+                e.message.clone(),
+            ]);
+        }
+        out.push_str(&format!("\nNOT SCANNED: the report is incomplete\n{t}\n"));
+    }
+    if s.findings == 0 && !r.is_incomplete() {
+        out.push_str("\nNo findings.\n");
+    }
+    out
+}

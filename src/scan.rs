@@ -1,0 +1,387 @@
+//! Orchestration of one scan: list accounts page by page, fan out over them
+//! with a bound, inventory each account, evaluate, and collect the outcomes.
+//! No business rules here: those are in `core`. Every per-account failure
+//! becomes data in the report; only failing to list accounts at all is fatal.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use futures::{SinkExt, StreamExt};
+use jiff::Timestamp;
+use tracing::{info, warn, Instrument};
+
+use crate::aws::iam::{Iam, ReportPolling};
+use crate::aws::organizations::{Listing, Organizations};
+use crate::aws::sts::{Caller, Sts};
+use crate::aws::AwsError;
+use crate::config::Settings;
+use crate::core::checks::user_trips_a_check;
+use crate::core::evaluate::{evaluate_account, Rules};
+use crate::core::model::{Account, AccountId, UserFacts};
+use crate::core::report::{AccountOutcome, InventorySource, Report, ReportBuilder, StageError};
+
+/// A failure that stops the whole run before any account is scanned.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot identify the caller ({0}); check your AWS credentials")]
+    Caller(AwsError),
+    #[error("cannot list the Organization's accounts ({source}).{hint}")]
+    ListAccounts {
+        source: AwsError,
+        hint: &'static str,
+    },
+    #[error("cannot resolve the OUs in {key} ({source})")]
+    Ous { key: &'static str, source: AwsError },
+}
+
+/// What a run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every in-scope account of the Organization.
+    Organization,
+    /// Only the caller's own account, without Organizations.
+    SingleAccount,
+}
+
+/// Progress events, for a progress bar or logs.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// More accounts were found to scan.
+    Discovered(usize),
+    /// One account finished (scanned or failed).
+    Finished { failed: bool },
+}
+
+/// Clients and settings for a run; build once, share across accounts.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    sdk_config: SdkConfig,
+    settings: Arc<Settings>,
+    rules: Arc<Rules>,
+    orgs: Organizations,
+    sts: Sts,
+    own_iam: Iam,
+    polling: ReportPolling,
+}
+
+impl Scanner {
+    pub fn new(sdk_config: SdkConfig, settings: Settings) -> Self {
+        let rules = Rules {
+            policy: settings.policy,
+            exemptions: settings.exemptions.clone(),
+            owners: settings.owners.clone(),
+        };
+        Self {
+            orgs: Organizations::new(&sdk_config),
+            sts: Sts::new(&sdk_config),
+            own_iam: Iam::new(&sdk_config),
+            sdk_config,
+            settings: Arc::new(settings),
+            rules: Arc::new(rules),
+            polling: ReportPolling::default(),
+        }
+    }
+
+    /// Overrides how patiently credential reports are awaited.
+    pub fn with_report_polling(mut self, polling: ReportPolling) -> Self {
+        self.polling = polling;
+        self.own_iam = self.own_iam.with_polling(polling);
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs the scan as of `now`.
+    pub async fn run(
+        &self,
+        mode: Mode,
+        now: Timestamp,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Report, ScanError> {
+        let caller = self.sts.caller().await.map_err(ScanError::Caller)?;
+        let mut builder = ReportBuilder::new(now, self.settings.policy);
+        match mode {
+            Mode::SingleAccount => {
+                let account = Account {
+                    id: caller.account.clone(),
+                    name: caller.account.to_string(),
+                    email: None,
+                };
+                progress(Progress::Discovered(1));
+                let outcome = self.scan_account(&caller, account, now, false).await;
+                progress(Progress::Finished {
+                    failed: outcome_failed(&outcome),
+                });
+                builder.add(outcome);
+            }
+            Mode::Organization => {
+                self.run_organization(&caller, now, &mut builder, progress)
+                    .await?
+            }
+        }
+        Ok(builder.finish())
+    }
+
+    async fn run_organization(
+        &self,
+        caller: &Caller,
+        now: Timestamp,
+        builder: &mut ReportBuilder,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(), ScanError> {
+        let scope = &self.settings.scope;
+        let excluded_by_ou: BTreeSet<AccountId> = if scope.exclude_ous.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.orgs
+                .accounts_under(&scope.exclude_ous)
+                .await
+                .map_err(|source| ScanError::Ous {
+                    key: "exclude_ous",
+                    source,
+                })?
+        };
+        let listings: Vec<Listing> = if scope.include_ous.is_empty() {
+            vec![Listing::All]
+        } else {
+            self.orgs
+                .subtree(&scope.include_ous)
+                .await
+                .map_err(|source| ScanError::Ous {
+                    key: "include_ous",
+                    source,
+                })?
+                .into_iter()
+                .map(Listing::Parent)
+                .collect()
+        };
+        let in_scope = |a: &Account| {
+            (scope.include_accounts.is_empty() || scope.include_accounts.contains(&a.id))
+                && !scope.exclude_accounts.contains(&a.id)
+                && !excluded_by_ou.contains(&a.id)
+        };
+
+        // The first page is read up front: failing to list at all is fatal
+        // (not in an Organization, or no permission), and says so clearly.
+        let mut pages = self.orgs.pages(listings[0].clone());
+        let first = pages.next_page().await.map_err(|source| ScanError::ListAccounts {
+            hint: if source.is_access_denied() || source.code == "AWSOrganizationsNotInUseException" {
+                " The caller is not in an Organization or may not list it: run with --single-account to scan only the caller's own account, or use credentials of the management or a delegated administrator account."
+            } else {
+                ""
+            },
+            source,
+        })?;
+
+        let (mut tx, rx) =
+            futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
+        let producer = async move {
+            let mut errors = Vec::new();
+            let mut seen = BTreeSet::new();
+            let mut page = first;
+            let mut rest = listings.into_iter().skip(1);
+            loop {
+                match page.take() {
+                    Some(p) => {
+                        if p.inactive > 0 {
+                            info!(skipped = p.inactive, "accounts not ACTIVE are not scanned");
+                        }
+                        let accounts: Vec<Account> = p
+                            .active
+                            .into_iter()
+                            .filter(|a| in_scope(a) && seen.insert(a.id.clone()))
+                            .collect();
+                        progress(Progress::Discovered(accounts.len()));
+                        for a in accounts {
+                            if tx.send(a).await.is_err() {
+                                return errors;
+                            }
+                        }
+                    }
+                    None => match rest.next() {
+                        Some(l) => pages = self.orgs.pages(l),
+                        None => return errors,
+                    },
+                }
+                match pages.next_page().await {
+                    Ok(p) => page = p,
+                    Err(e) => {
+                        warn!(error = %e, "account listing broke off: the run is incomplete");
+                        errors.push(StageError {
+                            stage: "list_accounts".to_owned(),
+                            code: e.code,
+                            message: format!("{}: {}", e.operation, e.message),
+                        });
+                        // Try the next listing (OU), if any; pages of this one are lost.
+                        match rest.next() {
+                            Some(l) => pages = self.orgs.pages(l),
+                            None => return errors,
+                        }
+                    }
+                }
+            }
+        };
+        let consumer = rx
+            .map(|account| self.scan_account(caller, account, now, true))
+            .buffer_unordered(self.settings.concurrency)
+            .for_each(|outcome| {
+                progress(Progress::Finished {
+                    failed: outcome_failed(&outcome),
+                });
+                builder.add(outcome);
+                futures::future::ready(())
+            });
+        let (errors, ()) = futures::join!(producer, consumer);
+        for e in errors {
+            builder.add_error(e);
+        }
+        Ok(())
+    }
+
+    /// Scans one account within the account timeout; never fails.
+    async fn scan_account(
+        &self,
+        caller: &Caller,
+        account: Account,
+        now: Timestamp,
+        in_org: bool,
+    ) -> AccountOutcome {
+        let span = tracing::info_span!("account", account_id = %account.id);
+        let budget = self.settings.account_timeout;
+        match tokio::time::timeout(
+            budget,
+            self.scan_account_inner(caller, &account, now, in_org),
+        )
+        .instrument(span)
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => AccountOutcome::failed(
+                account,
+                StageError {
+                    stage: "timeout".to_owned(),
+                    code: "Timeout".to_owned(),
+                    message: format!(
+                        "the account was not scanned within account_timeout_secs ({} s)",
+                        budget.as_secs()
+                    ),
+                },
+            ),
+        }
+    }
+
+    async fn scan_account_inner(
+        &self,
+        caller: &Caller,
+        account: &Account,
+        now: Timestamp,
+        in_org: bool,
+    ) -> AccountOutcome {
+        let stage_error = |stage: &str, e: &AwsError| StageError {
+            stage: stage.to_owned(),
+            code: e.code.clone(),
+            message: format!("{}: {}", e.operation, e.message),
+        };
+        let iam = if account.id == caller.account {
+            self.own_iam.clone()
+        } else {
+            let role_arn = format!(
+                "arn:{}:iam::{}:role/{}",
+                caller.partition, account.id, self.settings.role_name
+            );
+            match self
+                .sts
+                .assume_role(&role_arn, self.settings.external_id.as_deref())
+                .await
+            {
+                Ok(creds) => {
+                    Iam::with_credentials(&self.sdk_config, creds).with_polling(self.polling)
+                }
+                Err(e) => {
+                    warn!(error = %e, role_arn, "cannot assume the scan role");
+                    return AccountOutcome::failed(account.clone(), stage_error("assume_role", &e));
+                }
+            }
+        };
+        let alias = match iam.account_alias().await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "cannot read the account alias; continuing without it");
+                None
+            }
+        };
+        let (mut users, source) = match iam.credential_report().await {
+            Ok(users) => (users, InventorySource::CredentialReport),
+            Err(report_err) => {
+                warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
+                match iam.enumerate_users().await {
+                    Ok(users) => (users, InventorySource::Api),
+                    Err(e) => {
+                        let mut err = stage_error("inventory", &e);
+                        err.message = format!("{} (credential report: {report_err})", err.message);
+                        return AccountOutcome::failed(account.clone(), err);
+                    }
+                }
+            }
+        };
+        let user_count = users.iter().filter(|u| !u.is_root).count() as u64;
+        let key_count = users.iter().map(|u| u.keys.len() as u64).sum();
+
+        // Only users that tripped a check are worth more calls; the rest are dropped here.
+        users.retain(|u| user_trips_a_check(u, &self.settings.policy, now));
+        let mut error = None;
+        for user in users.iter_mut().filter(|u| !u.is_root) {
+            if let Err(e) = self.enrich(&iam, user, source).await {
+                warn!(error = %e, user = %user.user_name, "cannot read the user's keys or tags");
+                // Keep what the report said: the findings stay, the account is marked failed.
+                error.get_or_insert_with(|| stage_error("inventory", &e));
+            }
+        }
+        let account_tags = if in_org
+            && !users.is_empty()
+            && !self.settings.owners.account_owner_tag_keys.is_empty()
+        {
+            match self.orgs.account_tags(&account.id).await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the account's tags; account owner falls back to its email");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let evaluation = evaluate_account(account, &account_tags, &users, &self.rules, now);
+        AccountOutcome {
+            account: account.clone(),
+            alias,
+            source: Some(source),
+            users: user_count,
+            keys: key_count,
+            findings: evaluation.findings,
+            exempt: evaluation.exempt,
+            error,
+        }
+    }
+
+    /// Adds key ids, exact creation dates and tags to a user that tripped a check.
+    async fn enrich(
+        &self,
+        iam: &Iam,
+        user: &mut UserFacts,
+        source: InventorySource,
+    ) -> Result<(), AwsError> {
+        if source == InventorySource::CredentialReport {
+            user.keys = iam.access_keys(&user.user_name, &user.keys).await?;
+        }
+        user.tags = iam.user_tags(&user.user_name).await?;
+        Ok(())
+    }
+}
+
+fn outcome_failed(o: &AccountOutcome) -> bool {
+    o.error.is_some()
+}
