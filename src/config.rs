@@ -48,6 +48,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("stale_inactive_days", Some("30")),
     ("concurrency", Some("32")),
     ("account_timeout_secs", Some("120")),
+    ("report_wait_secs", Some("60")),
     ("include_accounts", Some("")),
     ("exclude_accounts", Some("")),
     ("include_ous", Some("")),
@@ -92,6 +93,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Budget for one account, from AssumeRole to the last IAM call.
     pub account_timeout: Duration,
+    /// How long to wait for a credential report before falling back to API enumeration.
+    pub report_wait: Duration,
     pub scope: Scope,
     pub exemptions: ExemptionRules,
     pub owners: OwnerRules,
@@ -442,6 +445,7 @@ impl RawSettings {
         let concurrency = self.integer("concurrency", 1, 1024)? as usize;
         let account_timeout =
             Duration::from_secs(self.integer("account_timeout_secs", 1, 3600)? as u64);
+        let report_wait = Duration::from_secs(self.integer("report_wait_secs", 0, 3600)? as u64);
         let scope = Scope {
             include_accounts: self.accounts("include_accounts")?,
             exclude_accounts: self.accounts("exclude_accounts")?,
@@ -498,6 +502,7 @@ impl RawSettings {
             policy,
             concurrency,
             account_timeout,
+            report_wait,
             scope,
             exemptions,
             owners,

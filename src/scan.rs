@@ -72,22 +72,19 @@ impl Scanner {
             exemptions: settings.exemptions.clone(),
             owners: settings.owners.clone(),
         };
+        let polling = ReportPolling {
+            max_wait: settings.report_wait,
+            ..ReportPolling::default()
+        };
         Self {
             orgs: Organizations::new(&sdk_config),
             sts: Sts::new(&sdk_config),
-            own_iam: Iam::new(&sdk_config),
+            own_iam: Iam::new(&sdk_config).with_polling(polling),
             sdk_config,
             settings: Arc::new(settings),
             rules: Arc::new(rules),
-            polling: ReportPolling::default(),
+            polling,
         }
-    }
-
-    /// Overrides how patiently credential reports are awaited.
-    pub fn with_report_polling(mut self, polling: ReportPolling) -> Self {
-        self.polling = polling;
-        self.own_iam = self.own_iam.with_polling(polling);
-        self
     }
 
     pub fn settings(&self) -> &Settings {

@@ -32,18 +32,17 @@ pub const IAM_ACTIONS: &[&str] = &[
 pub struct ReportPolling {
     pub initial_delay: Duration,
     pub max_delay: Duration,
-    /// Attempts at GenerateCredentialReport/GetCredentialReport in all.
-    pub max_attempts: u32,
+    /// Give up (and fall back to API enumeration) after waiting this long.
+    pub max_wait: Duration,
 }
 
 impl Default for ReportPolling {
     fn default() -> Self {
-        // 0.5 + 1 + 2 + 4 + 5 × 8 ≈ 48 s: a report for thousands of users
-        // is usually ready in seconds; the account timeout bounds the rest.
+        // A report for thousands of users is usually ready in seconds.
         Self {
             initial_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(5),
-            max_attempts: 12,
+            max_wait: Duration::from_secs(60),
         }
     }
 }
@@ -56,8 +55,8 @@ pub enum ReportError {
     Aws(#[from] AwsError),
     #[error(transparent)]
     Parse(#[from] ReportParseError),
-    #[error("the credential report was still not ready after {0} attempts")]
-    NotReady(u32),
+    #[error("the credential report was still not ready after {0:?}")]
+    NotReady(Duration),
 }
 
 /// IAM calls for one account.
@@ -106,19 +105,19 @@ impl Iam {
     }
 
     /// Generates (if needed), waits for and parses the credential report.
+    ///
+    /// GenerateCredentialReport answers STARTED/INPROGRESS until the report
+    /// is COMPLETE (LimitExceeded means "ask again later"); GetCredentialReport
+    /// may still say ReportInProgress, or ReportExpired/ReportNotPresent, which
+    /// restart generation. Waits back off exponentially within `max_wait`.
     pub async fn credential_report(&self) -> Result<Vec<UserFacts>, ReportError> {
+        let started = tokio::time::Instant::now();
         let mut delay = self.polling.initial_delay;
-        let mut attempts = 0;
         let mut generated = false;
         loop {
-            attempts += 1;
-            if attempts > self.polling.max_attempts {
-                return Err(ReportError::NotReady(self.polling.max_attempts));
-            }
             if !generated {
                 match self.client.generate_credential_report().send().await {
-                    Ok(out) if out.state() == Some(&ReportStateType::Complete) => generated = true,
-                    Ok(_) => {} // STARTED or INPROGRESS: wait and ask again
+                    Ok(out) => generated = out.state() == Some(&ReportStateType::Complete),
                     Err(e) => {
                         let e = classify("iam:GenerateCredentialReport", e);
                         if e.code != "LimitExceeded" {
@@ -126,28 +125,28 @@ impl Iam {
                         }
                     }
                 }
-                if !generated {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.polling.max_delay);
-                    continue;
-                }
             }
-            match self.client.get_credential_report().send().await {
-                Ok(out) => {
-                    let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
-                    return Ok(credential_report::parse(content)?);
-                }
-                Err(e) => {
-                    let e = classify("iam:GetCredentialReport", e);
-                    match e.code.as_str() {
-                        "ReportInProgress" => {}
-                        "ReportExpired" | "ReportNotPresent" => generated = false,
-                        _ => return Err(e.into()),
+            if generated {
+                match self.client.get_credential_report().send().await {
+                    Ok(out) => {
+                        let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
+                        return Ok(credential_report::parse(content)?);
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.polling.max_delay);
+                    Err(e) => {
+                        let e = classify("iam:GetCredentialReport", e);
+                        match e.code.as_str() {
+                            "ReportInProgress" => {}
+                            "ReportExpired" | "ReportNotPresent" => generated = false,
+                            _ => return Err(e.into()),
+                        }
+                    }
                 }
             }
+            if started.elapsed() + delay > self.polling.max_wait {
+                return Err(ReportError::NotReady(self.polling.max_wait));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.polling.max_delay);
         }
     }
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use jiff::Timestamp;
 
@@ -47,10 +49,13 @@ impl AwsError {
 }
 
 /// Classifies an SDK error into an [`AwsError`].
-pub(crate) fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+///
+/// When the SDK could not read an error code from the body (some emulators
+/// and proxies answer in another XML shape), the raw body's `<Code>` and
+/// `<Message>` are used, then the HTTP status.
+pub(crate) fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let (code, message) = match &err {
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "the request timed out".to_owned()),
@@ -66,18 +71,48 @@ where
             "InvalidRequest".to_owned(),
             "the request could not be built".to_owned(),
         ),
-        _ => (
-            err.code().unwrap_or("Unknown").to_owned(),
-            err.message().map(str::to_owned).unwrap_or_else(|| {
-                aws_smithy_types::error::display::DisplayErrorContext(&err).to_string()
-            }),
-        ),
+        _ => match (err.code(), err.raw_response()) {
+            (Some(code), _) => (code.to_owned(), err.message().unwrap_or("").to_owned()),
+            (None, Some(raw)) => from_raw(raw),
+            (None, None) => ("Unknown".to_owned(), DisplayErrorContext(&err).to_string()),
+        },
     };
     AwsError {
         operation,
         code,
         message,
     }
+}
+
+fn xml_element<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let len = body[start..].find(&format!("</{name}>"))?;
+    Some(&body[start..start + len])
+}
+
+fn from_raw(raw: &HttpResponse) -> (String, String) {
+    let status = raw.status().as_u16();
+    let body = raw
+        .body()
+        .bytes()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let code = xml_element(&body, "Code")
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            match status {
+                403 => "AccessDenied",
+                429 => "Throttling",
+                500..=599 => "ServiceUnavailable",
+                _ => "Unknown",
+            }
+            .to_owned()
+        });
+    let message = xml_element(&body, "Message")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    (code, message)
 }
 
 /// Converts an SDK timestamp.

@@ -221,3 +221,201 @@ pub fn user_trips_a_check(user: &UserFacts, policy: &Policy, now: Timestamp) -> 
             .any(|c| c.evaluate(Subject { user, key }, policy, now).is_some())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::AccessKeyId;
+
+    const NOW: &str = "2026-11-29T12:00:00Z";
+    const POLICY: Policy = Policy {
+        warn_age_days: 75,
+        max_age_days: 90,
+        unused_days: 45,
+        stale_inactive_days: 30,
+    };
+
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+    /// An instant `days` days (and `secs` extra seconds) before NOW.
+    fn ago(days: i64, secs: i64) -> Timestamp {
+        now() - jiff::SignedDuration::from_secs(days * 86_400 + secs)
+    }
+    fn key(id: &str, status: KeyStatus, created_days: i64, used_days: Option<i64>) -> KeyFacts {
+        KeyFacts {
+            access_key_id: Some(AccessKeyId::parse(id).unwrap()),
+            status,
+            created_at: Some(ago(created_days, 0)),
+            last_used_at: used_days.map(|d| ago(d, 0)),
+            last_used_service: used_days.map(|_| "s3".to_owned()),
+        }
+    }
+    fn user(keys: Vec<KeyFacts>) -> UserFacts {
+        UserFacts {
+            user_name: "ci".into(),
+            arn: "arn:aws:iam::111122223333:user/ci".into(),
+            is_root: false,
+            keys,
+            tags: vec![],
+        }
+    }
+    fn fired(u: &UserFacts, i: usize) -> Vec<CheckId> {
+        evaluate_key(
+            Subject {
+                user: u,
+                key: &u.keys[i],
+            },
+            &POLICY,
+            now(),
+        )
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+    }
+    const A: &str = "AKIAAAAAAAAAAAAAAAAA";
+    const B: &str = "AKIABBBBBBBBBBBBBBBB";
+
+    #[test]
+    fn age_thresholds_on_both_sides_of_each_boundary() {
+        use CheckId::*;
+        // (age in days, last used days ago) → expected checks; used recently so key-unused stays quiet.
+        let table: &[(i64, Vec<CheckId>)] = &[
+            (0, vec![]),
+            (74, vec![]),
+            (75, vec![KeyAgeWarning]),
+            (89, vec![KeyAgeWarning]),
+            (90, vec![KeyAgeOverdue]),
+            (400, vec![KeyAgeOverdue]),
+        ];
+        for (age, expected) in table {
+            let u = user(vec![key(A, KeyStatus::Active, *age, Some(0))]);
+            assert_eq!(&fired(&u, 0), expected, "age {age}");
+        }
+    }
+
+    #[test]
+    fn age_counts_whole_days_one_second_before_the_boundary_is_not_enough() {
+        let mut k = key(A, KeyStatus::Active, 0, Some(0));
+        k.created_at = Some(ago(90, -1)); // 89 days, 23:59:59
+        let u = user(vec![k]);
+        assert_eq!(fired(&u, 0), vec![CheckId::KeyAgeWarning]);
+    }
+
+    #[test]
+    fn unused_counts_from_last_use_or_from_creation_when_never_used() {
+        let table: &[(i64, Option<i64>, bool)] = &[
+            (10, Some(44), false), // impossible in life but exercises the boundary alone
+            (60, Some(44), false),
+            (60, Some(45), true),
+            (44, None, false),
+            (45, None, true),
+        ];
+        for (age, used, expect) in table {
+            let u = user(vec![key(A, KeyStatus::Active, *age, *used)]);
+            assert_eq!(
+                fired(&u, 0).contains(&CheckId::KeyUnused),
+                *expect,
+                "age {age}, used {used:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn due_dates_follow_the_policy() {
+        let u = user(vec![key(A, KeyStatus::Active, 100, None)]);
+        let hits = evaluate_key(
+            Subject {
+                user: &u,
+                key: &u.keys[0],
+            },
+            &POLICY,
+            now(),
+        );
+        let due = |id| {
+            hits.iter()
+                .find(|(c, _)| *c == id)
+                .unwrap()
+                .1
+                .due_at
+                .unwrap()
+        };
+        assert_eq!(due(CheckId::KeyAgeOverdue), ago(10, 0));
+        assert_eq!(due(CheckId::KeyUnused), ago(55, 0));
+    }
+
+    #[test]
+    fn inactive_keys_are_stale_only_when_strictly_older_than_the_limit() {
+        for (age, expect) in [(30, false), (31, true)] {
+            let u = user(vec![key(A, KeyStatus::Inactive, age, None)]);
+            assert_eq!(
+                fired(&u, 0),
+                if expect {
+                    vec![CheckId::InactiveKeyStale]
+                } else {
+                    vec![]
+                },
+                "age {age}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_active_keys_fire_once_on_the_older_key() {
+        let u = user(vec![
+            key(B, KeyStatus::Active, 5, Some(0)),
+            key(A, KeyStatus::Active, 10, Some(0)),
+        ]);
+        assert_eq!(fired(&u, 0), vec![]);
+        assert_eq!(fired(&u, 1), vec![CheckId::TwoActiveKeys]);
+        let one_inactive = user(vec![
+            key(B, KeyStatus::Inactive, 5, None),
+            key(A, KeyStatus::Active, 10, Some(0)),
+        ]);
+        assert_eq!(fired(&one_inactive, 1), vec![]);
+    }
+
+    #[test]
+    fn root_keys_are_critical_and_never_aged_twice() {
+        let mut u = user(vec![key(A, KeyStatus::Active, 400, None)]);
+        u.is_root = true;
+        u.keys[0].access_key_id = None;
+        assert_eq!(fired(&u, 0), vec![CheckId::RootAccessKey]);
+        assert_eq!(CheckId::RootAccessKey.check().severity, Severity::Critical);
+        u.keys[0].status = KeyStatus::Inactive;
+        assert_eq!(fired(&u, 0), vec![]);
+    }
+
+    #[test]
+    fn every_check_describes_itself() {
+        for c in &CHECKS {
+            assert_eq!(serde_json::to_value(c.id).unwrap(), c.id_str);
+            assert!(!c.title.is_empty() && !c.risk.is_empty() && !c.remediation.is_empty());
+        }
+        assert_eq!(CheckId::KeyAgeOverdue.check().severity, Severity::High);
+        assert_eq!(CheckId::KeyUnused.check().severity, Severity::Medium);
+        assert!(Severity::Critical > Severity::High && Severity::Medium > Severity::Low);
+    }
+
+    #[test]
+    fn thresholds_come_from_the_policy() {
+        let seed = Policy {
+            warn_age_days: 15,
+            max_age_days: 20,
+            ..POLICY
+        };
+        let u = user(vec![key(A, KeyStatus::Active, 16, Some(0))]);
+        let ids: Vec<_> = evaluate_key(
+            Subject {
+                user: &u,
+                key: &u.keys[0],
+            },
+            &seed,
+            now(),
+        )
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+        assert_eq!(ids, vec![CheckId::KeyAgeWarning]);
+    }
+}

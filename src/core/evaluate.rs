@@ -138,3 +138,126 @@ pub fn evaluate_account(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::exempt::ArnPattern;
+    use crate::core::model::{AccessKeyId, AccountId, KeyFacts, KeyStatus};
+
+    fn now() -> Timestamp {
+        "2026-11-29T12:00:00Z".parse().unwrap()
+    }
+    fn rules() -> Rules {
+        Rules {
+            policy: Policy::default(),
+            exemptions: ExemptionRules {
+                tag_key: "keywarden:exempt".into(),
+                ..Default::default()
+            },
+            owners: OwnerRules {
+                owner_tag_keys: vec!["owner".into()],
+                account_owner_tag_keys: vec!["owner".into()],
+            },
+        }
+    }
+    fn account() -> Account {
+        Account {
+            id: AccountId::parse("111122223333").unwrap(),
+            name: "prod".into(),
+            email: Some("prod@example.com".into()),
+        }
+    }
+    fn old_key_user(name: &str, tags: &[(&str, &str)]) -> UserFacts {
+        UserFacts {
+            user_name: name.into(),
+            arn: format!("arn:aws:iam::111122223333:user/{name}"),
+            is_root: false,
+            keys: vec![KeyFacts {
+                access_key_id: Some(AccessKeyId::parse("AKIAAAAAAAAAAAAAAAAA").unwrap()),
+                status: KeyStatus::Active,
+                created_at: Some(now() - jiff::SignedDuration::from_hours(24 * 100)),
+                last_used_at: Some(now()),
+                last_used_service: Some("s3".into()),
+            }],
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exemption_in_force_suppresses_findings_and_is_listed() {
+        let users = [old_key_user(
+            "ci",
+            &[("keywarden:exempt", "2026-12-31 vendor lock-in")],
+        )];
+        let e = evaluate_account(&account(), &[], &users, &rules(), now());
+        assert!(e.findings.is_empty());
+        assert_eq!(e.exempt.len(), 1);
+        assert_eq!(e.exempt[0].status, ExemptionStatus::InForce);
+        assert_eq!(e.exempt[0].reason.as_deref(), Some("vendor lock-in"));
+        assert_eq!(e.exempt[0].checks, vec![CheckId::KeyAgeOverdue]);
+    }
+
+    #[test]
+    fn expired_or_unreadable_exemptions_are_ignored_and_reported() {
+        for (value, status) in [
+            ("2026-11-28", ExemptionStatus::Expired),
+            ("forever", ExemptionStatus::Invalid),
+        ] {
+            let users = [old_key_user("ci", &[("keywarden:exempt", value)])];
+            let e = evaluate_account(&account(), &[], &users, &rules(), now());
+            assert_eq!(e.findings.len(), 1, "{value}");
+            assert_eq!(e.exempt[0].status, status, "{value}");
+        }
+    }
+
+    #[test]
+    fn config_exemptions_cover_accounts_and_user_arn_patterns() {
+        let mut r = rules();
+        r.exemptions.user_arns = vec![ArnPattern::new("arn:aws:iam::*:user/break-glass*")];
+        let users = [old_key_user("break-glass-1", &[]), old_key_user("ci", &[])];
+        let e = evaluate_account(&account(), &[], &users, &r, now());
+        assert_eq!(
+            e.findings
+                .iter()
+                .map(|f| f.user_name.as_str())
+                .collect::<Vec<_>>(),
+            ["ci"]
+        );
+        assert_eq!(e.exempt[0].source, ExemptionSource::ConfigUserArn);
+
+        r.exemptions.accounts.insert(account().id);
+        let e = evaluate_account(&account(), &[], &users, &r, now());
+        assert!(e.findings.is_empty());
+        assert_eq!(e.exempt.len(), 2);
+    }
+
+    #[test]
+    fn findings_carry_owner_and_key_facts() {
+        let users = [old_key_user("ci", &[("owner", "dev@example.com")])];
+        let e = evaluate_account(
+            &account(),
+            &[("owner".into(), "team@example.com".into())],
+            &users,
+            &rules(),
+            now(),
+        );
+        let f = &e.findings[0];
+        assert_eq!(f.owner.email.as_ref().unwrap().as_str(), "dev@example.com");
+        assert_eq!(f.owner.rule, "user-tag:owner");
+        assert_eq!(f.age_days, Some(100));
+        assert_eq!(f.account_name, "prod");
+        let users = [old_key_user("ci", &[])];
+        let e = evaluate_account(
+            &account(),
+            &[("owner".into(), "team@example.com".into())],
+            &users,
+            &rules(),
+            now(),
+        );
+        assert_eq!(e.findings[0].owner.rule, "account-tag:owner");
+    }
+}

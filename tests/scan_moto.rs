@@ -1,0 +1,387 @@
+//! `keywarden scan` end to end: the real binary against moto server, with
+//! IAM policy enforcement on and a least-privilege scanner identity.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use support::{run, Moto, Seeded, NOW};
+
+fn org_spec() -> Value {
+    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+}
+
+/// (account name, user, key id or "-" for root, check)
+type Row = (String, String, String, String);
+
+fn findings(report: &Value, seeded: &Seeded) -> BTreeSet<Row> {
+    let names: std::collections::BTreeMap<String, String> = seeded.0["accounts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, id)| (id.as_str().unwrap().to_owned(), name.clone()))
+        .collect();
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                names[f["account_id"].as_str().unwrap()].clone(),
+                f["user_name"].as_str().unwrap().to_owned(),
+                f["access_key_id"].as_str().unwrap_or("-").to_owned(),
+                f["check"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn row(account: &str, user: &str, key: &str, check: &str) -> Row {
+    (account.into(), user.into(), key.into(), check.into())
+}
+
+fn expected(s: &Seeded) -> BTreeSet<Row> {
+    [
+        row("management", "<root_account>", "-", "root-access-key"),
+        row(
+            "management",
+            "alice@example.com",
+            &s.key("management", "alice@example.com", 0),
+            "key-age-overdue",
+        ),
+        row(
+            "prod",
+            "ci-deploy",
+            &s.key("prod", "ci-deploy", 0),
+            "key-age-overdue",
+        ),
+        row(
+            "prod",
+            "ci-deploy",
+            &s.key("prod", "ci-deploy", 0),
+            "two-active-keys",
+        ),
+        row(
+            "prod",
+            "legacy-batch",
+            &s.key("prod", "legacy-batch", 0),
+            "key-age-warning",
+        ),
+        row(
+            "prod",
+            "legacy-batch",
+            &s.key("prod", "legacy-batch", 0),
+            "key-unused",
+        ),
+        row(
+            "prod",
+            "old-exempt",
+            &s.key("prod", "old-exempt", 0),
+            "key-age-overdue",
+        ),
+        row(
+            "prod",
+            "retired",
+            &s.key("prod", "retired", 0),
+            "inactive-key-stale",
+        ),
+        row("staging", "bob", &s.key("staging", "bob", 0), "key-unused"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn scan_json(
+    moto: &Moto,
+    seeded: &Seeded,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, Value, String) {
+    let (ak, sk) = seeded.scanner();
+    let mut cmd = moto.keywarden((&ak, &sk));
+    cmd.args(["scan", "--format", "json", "--now", NOW])
+        .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (code, stdout, stderr) = run(&mut cmd);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    (code, report, stderr)
+}
+
+#[test]
+fn scan_reports_exactly_the_expected_findings_and_the_failed_account() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (code, report, stderr) = scan_json(&moto, &seeded, &[], &[]);
+
+    assert_eq!(
+        findings(&report, &seeded),
+        expected(&seeded),
+        "stderr: {stderr}"
+    );
+    assert_eq!(code, 3, "an account failed and no --fail-on: incomplete");
+    assert_eq!(report["schema"], "keywarden.report/v1");
+    assert_eq!(report["evaluated_at"], NOW);
+
+    let accounts = report["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 4);
+    let sandbox = accounts
+        .iter()
+        .find(|a| a["account_id"] == seeded.account("sandbox").as_str())
+        .unwrap();
+    assert_eq!(sandbox["status"], "failed");
+    assert_eq!(sandbox["error"]["stage"], "inventory");
+    assert_eq!(sandbox["error"]["code"], "AccessDenied");
+    let prod = accounts
+        .iter()
+        .find(|a| a["account_id"] == seeded.account("prod").as_str())
+        .unwrap();
+    assert_eq!(
+        (prod["status"].as_str(), prod["source"].as_str()),
+        (Some("scanned"), Some("credential_report"))
+    );
+    assert_eq!(
+        (
+            prod["alias"].as_str(),
+            prod["users"].as_u64(),
+            prod["keys"].as_u64()
+        ),
+        (Some("acme-prod"), Some(6), Some(8))
+    );
+
+    let summary = &report["summary"];
+    assert_eq!(
+        (
+            summary["accounts_total"].as_u64(),
+            summary["accounts_scanned"].as_u64(),
+            summary["accounts_failed"].as_u64()
+        ),
+        (Some(4), Some(3), Some(1))
+    );
+    assert_eq!(summary["findings"], 9);
+    assert_eq!(summary["by_check"]["key-age-overdue"], 3);
+    assert_eq!(summary["by_severity"]["critical"], 1);
+
+    let exempt: BTreeSet<(String, String)> = report["exempt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["user_name"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        exempt,
+        [
+            ("old-exempt".to_owned(), "expired".to_owned()),
+            ("vendor-sync".to_owned(), "in_force".to_owned())
+        ]
+        .into()
+    );
+}
+
+#[test]
+fn findings_carry_owner_rule_key_facts_and_due_dates() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (_, report, _) = scan_json(&moto, &seeded, &[], &[]);
+    let find = |user: &str, check: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["user_name"] == user && f["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} for {user}"))
+            .clone()
+    };
+    let ci = find("ci-deploy", "key-age-overdue");
+    assert_eq!(ci["severity"], "high");
+    assert_eq!(ci["owner"]["email"], "dev@example.com");
+    assert_eq!(ci["owner"]["rule"], "user-tag:owner");
+    assert_eq!(ci["age_days"], 120);
+    assert_eq!(ci["created_at"], "2026-08-01T00:00:00Z");
+    assert_eq!(ci["last_used_at"], "2026-11-26T00:00:00Z");
+    assert_eq!(ci["last_used_service"], "s3");
+    assert_eq!(
+        ci["due_at"], "2026-10-30T00:00:00Z",
+        "created + max_age_days"
+    );
+    assert_eq!(ci["key_status"], "Active");
+    assert_eq!(ci["account_name"], "prod");
+
+    assert_eq!(
+        find("alice@example.com", "key-age-overdue")["owner"]["rule"],
+        "user-name"
+    );
+    assert_eq!(
+        find("legacy-batch", "key-unused")["owner"]["rule"],
+        "account-tag:owner"
+    );
+    assert_eq!(
+        find("legacy-batch", "key-unused")["last_used_at"],
+        Value::Null
+    );
+    let bob = find("bob", "key-unused");
+    assert_eq!(
+        (
+            bob["owner"]["email"].as_str(),
+            bob["owner"]["rule"].as_str()
+        ),
+        (Some("staging@example.com"), Some("account-email"))
+    );
+    assert_eq!(bob["owner"]["skipped"][0]["rule"], "user-tag:email");
+    let root = find("<root_account>", "root-access-key");
+    assert_eq!(root["access_key_id"], Value::Null);
+    assert_eq!(root["severity"], "critical");
+    assert_eq!(root["owner"]["rule"], "account-tag:security-contact");
+}
+
+#[test]
+fn fail_on_and_scope_set_the_exit_code() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (code, _, _) = scan_json(&moto, &seeded, &["--fail-on", "high"], &[]);
+    assert_eq!(code, 1, "findings at or above high");
+
+    // Staging alone: complete, its worst finding is medium.
+    let staging = seeded.account("staging");
+    let (code, report, _) = scan_json(
+        &moto,
+        &seeded,
+        &["--accounts", &staging, "--fail-on", "high"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(report["summary"]["accounts_total"], 1);
+    let (code, _, _) = scan_json(
+        &moto,
+        &seeded,
+        &["--accounts", &staging, "--fail-on", "medium"],
+        &[],
+    );
+    assert_eq!(code, 1);
+
+    // Excluding the Workloads OU (recursively) and the sandbox by id leaves the management account.
+    let (code, report, _) = scan_json(
+        &moto,
+        &seeded,
+        &[],
+        &[
+            ("KEYWARDEN_EXCLUDE_OUS", &seeded.ou("Workloads")),
+            ("KEYWARDEN_EXCLUDE_ACCOUNTS", &seeded.account("sandbox")),
+        ],
+    );
+    assert_eq!(code, 0);
+    let ids: Vec<&str> = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [seeded.account("management").as_str()]);
+
+    // Including the Workloads OU reaches the nested Prod and Staging OUs.
+    let (_, report, _) = scan_json(
+        &moto,
+        &seeded,
+        &[],
+        &[("KEYWARDEN_INCLUDE_OUS", &seeded.ou("Workloads"))],
+    );
+    let ids: BTreeSet<&str> = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    let (prod, staging) = (seeded.account("prod"), seeded.account("staging"));
+    assert_eq!(ids, [prod.as_str(), staging.as_str()].into());
+}
+
+#[test]
+fn a_malformed_credential_report_falls_back_to_api_enumeration_with_the_same_findings() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let prod = seeded.account("prod");
+    moto.hook(
+        "/_keywarden/report-fault",
+        &serde_json::json!({"account_id": prod, "mode": "malformed"}),
+    );
+    let (_, report, stderr) = scan_json(&moto, &seeded, &[], &[]);
+    let entry = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account_id"] == prod.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["status"], "scanned");
+    assert_eq!(entry["source"], "api");
+    assert_eq!(entry["users"], 6);
+    assert_eq!(findings(&report, &seeded), expected(&seeded));
+    assert!(
+        stderr.contains("falling back to API enumeration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_report_that_never_completes_falls_back_within_report_wait_secs() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let staging = seeded.account("staging");
+    moto.hook(
+        "/_keywarden/report-fault",
+        &serde_json::json!({"account_id": staging, "mode": "stuck"}),
+    );
+    let (_, report, _) = scan_json(
+        &moto,
+        &seeded,
+        &["--accounts", &staging],
+        &[("KEYWARDEN_REPORT_WAIT_SECS", "2")],
+    );
+    assert_eq!(report["accounts"][0]["source"], "api");
+    let users: BTreeSet<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["user_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["bob"].into());
+}
+
+#[test]
+fn other_formats_and_output_file() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (ak, sk) = seeded.scanner();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("findings.csv");
+    let (code, stdout, _) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "csv", "--now", NOW, "--output"])
+        .arg(&out));
+    assert_eq!((code, stdout.as_str()), (3, ""));
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(csv.lines().count(), 10, "header + 9 findings:\n{csv}");
+    assert!(csv.starts_with("check,severity,account_id"));
+
+    let (_, table, _) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "table", "--now", NOW]));
+    let summary_at = table
+        .find("4 accounts (3 scanned, 1 failed)")
+        .expect("summary first");
+    let critical_at = table.find("CRITICAL (1)").expect("critical section");
+    let low_at = table.find("LOW (2)").expect("low section");
+    let failed_at = table.find("NOT SCANNED").expect("failed accounts last");
+    assert!(
+        summary_at < critical_at && critical_at < low_at && low_at < failed_at,
+        "{table}"
+    );
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Test-only launcher: moto server with keywarden's test hooks.
+
+moto has no clock control and its credential report lacks the root row and
+last-used service. This wraps moto's WSGI app (it is not part of keywarden)
+and adds, under /_keywarden/:
+
+  POST /_keywarden/backdate   [{"account_id", "user_name", "access_key_id",
+                                "created_at", "last_used_at", "last_used_service",
+                                "last_used_region"}, ...]   (ISO 8601; last_used_at may be null)
+  POST /_keywarden/root-key   {"account_id", "active", "created_at", "last_used_at"}
+  POST /_keywarden/report-fault {"account_id", "mode": "malformed"|"stuck"|null}
+  GET  /_keywarden/health
+
+It binds 127.0.0.1 on the given port (0: a free one) and prints
+`KEYWARDEN_MOTO_PORT=<port>` once it is listening.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.iam import models as iam_models
+from moto.iam.models import AccessKeyLastUsed, iam_backends
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+DATE = "%Y-%m-%dT%H:%M:%S+00:00"
+HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
+    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
+    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
+    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
+    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
+    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n"
+)
+
+ROOT_KEYS = {}  # account_id -> {"active", "created_at", "last_used_at"}
+REPORT_FAULTS = {}  # account_id -> "malformed" | "stuck"
+
+
+def parse_time(value):
+    if value is None:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def fmt(value):
+    return value.strftime(DATE) if value is not None else "N/A"
+
+
+def key_columns(key):
+    """Columns for one key slot, as real IAM writes them."""
+    if key is None:
+        return ["false", "N/A", "N/A", "N/A", "N/A"]
+    used = key.last_used
+    if used is None:
+        used_cols = ["N/A", "N/A", "N/A"]
+    elif isinstance(used, AccessKeyLastUsed):
+        used_cols = [fmt(used.timestamp), used.region or "N/A", used.service or "N/A"]
+    else:  # a bare datetime, as some moto users set it
+        used_cols = [fmt(used), "N/A", "N/A"]
+    return ["true" if key.status == "Active" else "false", fmt(key.create_date)] + used_cols
+
+
+def user_row(user):
+    keys = list(user.access_keys)[:2] + [None, None]
+    mfa = "true" if len(user.mfa_devices) else "false"
+    password = "true" if user.password else "false"
+    fields = [user.name, user.arn, fmt(user.create_date), password, "no_information" if user.password else "N/A",
+              "N/A", "N/A", mfa] + key_columns(keys[0]) + key_columns(keys[1]) + ["false", "N/A", "false", "N/A"]
+    return ",".join(csv_quote(f) for f in fields) + "\n"
+
+
+def csv_quote(field):
+    if any(c in field for c in ',"\n\r'):
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def root_row(account_id, partition):
+    root = ROOT_KEYS.get(account_id)
+    if root is None:
+        key = ["false", "N/A", "N/A", "N/A", "N/A"]
+    else:
+        used = parse_time(root.get("last_used_at"))
+        key = ["true" if root.get("active", True) else "false", fmt(parse_time(root["created_at"])),
+               fmt(used), "us-east-1" if used else "N/A", "iam" if used else "N/A"]
+    fields = ["<root_account>", f"arn:{partition}:iam::{account_id}:root", "2020-01-01T00:00:00+00:00",
+              "not_supported", "no_information", "not_supported", "not_supported", "true"] + key + \
+             ["false", "N/A", "N/A", "N/A", "N/A", "false", "N/A", "false", "N/A"]
+    return ",".join(fields) + "\n"
+
+
+def get_credential_report(self):
+    fault = REPORT_FAULTS.get(self.account_id)
+    if fault == "stuck":
+        raise iam_models.ReportNotPresentException("Credential report not present")
+    if not self.credential_report:
+        raise iam_models.ReportNotPresentException("Credential report not present")
+    partition = self.region_name if self.region_name.startswith("aws-") else "aws"
+    report = HEADER + root_row(self.account_id, partition)
+    for name in sorted(self.users):
+        report += user_row(self.users[name])
+    if fault == "malformed":
+        report = report[: len(report) * 2 // 3]  # truncated mid-row
+    return report
+
+
+def generate_report(self):
+    if REPORT_FAULTS.get(self.account_id) == "stuck":
+        self.credential_report = None
+        return
+    self.credential_report = True
+
+
+iam_models.IAMBackend.get_credential_report = get_credential_report
+iam_models.IAMBackend.generate_report = generate_report
+
+
+def backdate(entries):
+    for e in entries:
+        backend = iam_backends[e["account_id"]]["global"]
+        user = backend.get_user(e["user_name"])
+        key = next(k for k in user.access_keys if k.access_key_id == e["access_key_id"])
+        if "created_at" in e:
+            key.create_date = parse_time(e["created_at"])
+            if user.create_date > key.create_date:
+                user.create_date = key.create_date
+        if "last_used_at" in e:
+            when = parse_time(e["last_used_at"])
+            key.last_used = None if when is None else AccessKeyLastUsed(
+                timestamp=when, service=e.get("last_used_service") or "iam",
+                region=e.get("last_used_region") or "us-east-1")
+
+
+class Hooks:
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/_keywarden/"):
+            return self.app(environ, start_response)
+        request = Request(environ)
+        try:
+            body = json.loads(request.get_data() or b"null")
+            if path == "/_keywarden/backdate":
+                backdate(body)
+            elif path == "/_keywarden/root-key":
+                ROOT_KEYS[body["account_id"]] = body
+            elif path == "/_keywarden/report-fault":
+                if body.get("mode"):
+                    REPORT_FAULTS[body["account_id"]] = body["mode"]
+                else:
+                    REPORT_FAULTS.pop(body["account_id"], None)
+            elif path != "/_keywarden/health":
+                return Response("unknown hook", status=404)(environ, start_response)
+            return Response('{"ok": true}', content_type="application/json")(environ, start_response)
+        except Exception as exc:  # a bad hook call must say why, not kill the server
+            return Response(json.dumps({"error": repr(exc)}), status=400,
+                            content_type="application/json")(environ, start_response)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = Hooks(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    print(f"KEYWARDEN_MOTO_PORT={server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Seeds an emulated AWS Organization into a running tools/moto_server.py.
+
+Reads a JSON spec on stdin (see tests/fixtures/*.json and demo/org.json),
+creates it through boto3, backdates keys relative to --now, and prints a JSON
+object with what was created:
+
+  {"management_account_id": "...", "accounts": {"<name>": "<id>"},
+   "keys": {"<account name>/<user>/<index>": "AKIA..."},
+   "scanner": {"access_key_id": "...", "secret_access_key": "..."}}
+
+Spec (every field optional unless marked):
+  {"accounts": [{"name"*, "email"*, "management": bool, "ou": "A/B", "alias",
+                 "tags": {k: v}, "scan_role": "ok" | "no-iam",
+                 "root_key": {"age_days", "last_used_days", "active"},
+                 "users": [{"name"*, "tags": {k: v}, "path",
+                            "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
+   "scanner_user": bool,     # a least-privilege scanner identity in the management account
+   "enforce_auth": bool,     # turn on moto's IAM policy enforcement at the end
+   "role_name": "KeywardenScanRole"}
+"""
+
+import argparse
+import json
+import sys
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import boto3
+
+MANAGEMENT_ACCOUNT = "123456789012"  # moto's default account: the caller's own
+SCANNER_ORG_ACTIONS = [
+    "organizations:DescribeOrganization",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListChildren",
+    "organizations:ListTagsForResource",
+    "sts:AssumeRole",
+    "sts:GetCallerIdentity",
+]
+IAM_ACTIONS = [
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccessKeyLastUsed",
+    "iam:GetAccountSummary",
+    "iam:ListAccessKeys",
+    "iam:ListAccountAliases",
+    "iam:ListUserTags",
+    "iam:ListUsers",
+]
+
+
+def hook(endpoint, path, body):
+    req = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"{path}: HTTP {resp.status}")
+
+
+def client(service, endpoint, creds=None):
+    kwargs = dict(endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+    if creds:
+        kwargs.update(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                      aws_session_token=creds["SessionToken"])
+    return boto3.client(service, **kwargs)
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--now", required=True, help="RFC 3339 instant the ages are relative to")
+    args = ap.parse_args()
+    spec = json.load(sys.stdin)
+    now = datetime.fromisoformat(args.now.replace("Z", "+00:00")).astimezone(timezone.utc)
+    ep = args.endpoint.rstrip("/")
+    role_name = spec.get("role_name", "KeywardenScanRole")
+
+    orgs = client("organizations", ep)
+    sts = client("sts", ep)
+    orgs.create_organization(FeatureSet="ALL")
+    root_id = orgs.list_roots()["Roots"][0]["Id"]
+    ou_ids = {"": root_id}
+
+    def ou(path):
+        if path in ou_ids:
+            return ou_ids[path]
+        parent, _, name = path.rpartition("/")
+        ou_ids[path] = orgs.create_organizational_unit(ParentId=ou(parent), Name=name)["OrganizationalUnit"]["Id"]
+        return ou_ids[path]
+
+    out = {"management_account_id": MANAGEMENT_ACCOUNT, "accounts": {}, "keys": {}, "ous": {}}
+    backdates = []
+    scanner_principal = f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:root"
+    for acct in spec.get("accounts", []):
+        if acct.get("management"):
+            account_id = MANAGEMENT_ACCOUNT
+            if acct.get("tags"):
+                orgs.tag_resource(ResourceId=account_id,
+                                  Tags=[{"Key": k, "Value": v} for k, v in acct["tags"].items()])
+            iam = client("iam", ep)
+        else:
+            created = orgs.create_account(Email=acct["email"], AccountName=acct["name"],
+                                          Tags=[{"Key": k, "Value": v} for k, v in acct.get("tags", {}).items()])
+            account_id = created["CreateAccountStatus"]["AccountId"]
+            if acct.get("ou"):
+                orgs.move_account(AccountId=account_id, SourceParentId=root_id, DestinationParentId=ou(acct["ou"]))
+            creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+                                    RoleSessionName="seed")["Credentials"]
+            iam = client("iam", ep, creds)
+            actions = IAM_ACTIONS if acct.get("scan_role", "ok") == "ok" else ["iam:ListAccountAliases"]
+            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                              "Principal": {"AWS": scanner_principal}}]}
+            iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+            iam.put_role_policy(RoleName=role_name, PolicyName="keywarden-read", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+        out["accounts"][acct["name"]] = account_id
+        if acct.get("alias"):
+            iam.create_account_alias(AccountAlias=acct["alias"])
+        if acct.get("root_key"):
+            rk = acct["root_key"]
+            used = rk.get("last_used_days")
+            hook(ep, "/_keywarden/root-key", {
+                "account_id": account_id, "active": rk.get("active", True),
+                "created_at": iso(now - timedelta(days=rk["age_days"])),
+                "last_used_at": iso(now - timedelta(days=used)) if used is not None else None})
+        for user in acct.get("users", []):
+            iam.create_user(UserName=user["name"], Path=user.get("path", "/"),
+                            Tags=[{"Key": k, "Value": v} for k, v in user.get("tags", {}).items()])
+            for i, key in enumerate(user.get("keys", [])):
+                k = iam.create_access_key(UserName=user["name"])["AccessKey"]
+                if key.get("status", "Active") != "Active":
+                    iam.update_access_key(UserName=user["name"], AccessKeyId=k["AccessKeyId"], Status="Inactive")
+                used = key.get("last_used_days")
+                backdates.append({
+                    "account_id": account_id, "user_name": user["name"], "access_key_id": k["AccessKeyId"],
+                    "created_at": iso(now - timedelta(days=key["age_days"])),
+                    "last_used_at": iso(now - timedelta(days=used)) if used is not None else None,
+                    "last_used_service": key.get("service", "s3")})
+                out["keys"][f"{acct['name']}/{user['name']}/{i}"] = k["AccessKeyId"]
+    out["ous"] = {path: oid for path, oid in ou_ids.items() if path}
+    hook(ep, "/_keywarden/backdate", backdates)
+
+    if spec.get("scanner_user"):
+        iam = client("iam", ep)
+        iam.create_user(UserName="keywarden-scanner")
+        iam.put_user_policy(UserName="keywarden-scanner", PolicyName="keywarden", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": SCANNER_ORG_ACTIONS + IAM_ACTIONS, "Resource": "*"}]}))
+        k = iam.create_access_key(UserName="keywarden-scanner")["AccessKey"]
+        out["scanner"] = {"access_key_id": k["AccessKeyId"], "secret_access_key": k["SecretAccessKey"]}
+    if spec.get("enforce_auth"):
+        req = urllib.request.Request(ep + "/moto-api/reset-auth", data=b"0", method="POST",
+                                     headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(req).read()
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
