@@ -161,17 +161,21 @@ impl Scanner {
                 && !excluded_by_ou.contains(&a.id)
         };
 
-        // The first page is read up front: failing to list at all is fatal
-        // (not in an Organization, or no permission), and says so clearly.
-        let mut pages = self.orgs.pages(listings[0].clone());
-        let first = pages.next_page().await.map_err(|source| ScanError::ListAccounts {
+        // The Organization and the first page are read up front: failing to
+        // list at all is fatal (not in an Organization, or no permission),
+        // and says so clearly.
+        let fatal = |source: AwsError| ScanError::ListAccounts {
             hint: if source.is_access_denied() || source.code == "AWSOrganizationsNotInUseException" {
                 " The caller is not in an Organization or may not list it: run with --single-account to scan only the caller's own account, or use credentials of the management or a delegated administrator account."
             } else {
                 ""
             },
             source,
-        })?;
+        };
+        let management = self.orgs.management_account().await.map_err(fatal)?;
+        info!(management = ?management, "organization found");
+        let mut pages = self.orgs.pages(listings[0].clone());
+        let first = pages.next_page().await.map_err(fatal)?;
 
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);

@@ -57,9 +57,22 @@ fn convert(a: &aws_sdk_organizations::types::Account) -> Result<Option<Account>,
 
 impl Organizations {
     pub fn new(config: &SdkConfig) -> Self {
-        Self {
-            client: aws_sdk_organizations::Client::new(config),
-        }
+        Self::from_client(aws_sdk_organizations::Client::new(config))
+    }
+
+    pub fn from_client(client: aws_sdk_organizations::Client) -> Self {
+        Self { client }
+    }
+
+    /// The management account's id; fails with AWSOrganizationsNotInUseException
+    /// when the caller is not in an Organization.
+    pub async fn management_account(&self) -> Result<Option<AccountId>, AwsError> {
+        let op = "organizations:DescribeOrganization";
+        let out = self.client.describe_organization().send().await.map_err(|e| classify(op, e))?;
+        Ok(out
+            .organization()
+            .and_then(|o| o.master_account_id())
+            .and_then(|id| AccountId::parse(id).ok()))
     }
 
     /// Lists accounts page by page: `next_page` returns `None` when done.
