@@ -2,6 +2,8 @@
 //! (one row per finding) or a table for people (summary, findings by
 //! severity, failed accounts).
 
+use std::io::IsTerminal;
+
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
 use crate::core::checks::Severity;
@@ -94,6 +96,10 @@ fn new_table(header: &[&str]) -> Table {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().map(Cell::new));
+    // Without a terminal to measure, wrap long cells (error messages) at a readable width.
+    if !std::io::stdout().is_terminal() {
+        t.set_width(160);
+    }
     t
 }
 
@@ -182,7 +188,7 @@ fn table(r: &Report) -> String {
         let mut t = new_table(&["account", "user", "access key", "status", "until", "reason"]);
         for e in &r.exempt {
             t.add_row(vec![
-                e.account_id.to_string(),
+                format!("{} ({})", e.account_name, e.account_id),
                 e.user_name.clone(),
                 e.access_key_id
                     .as_ref()

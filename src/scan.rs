@@ -165,7 +165,8 @@ impl Scanner {
         // list at all is fatal (not in an Organization, or no permission),
         // and says so clearly.
         let fatal = |source: AwsError| ScanError::ListAccounts {
-            hint: if source.is_access_denied() || source.code == "AWSOrganizationsNotInUseException" {
+            hint: if source.is_access_denied() || source.code == "AWSOrganizationsNotInUseException"
+            {
                 " The caller is not in an Organization or may not list it: run with --single-account to scan only the caller's own account, or use credentials of the management or a delegated administrator account."
             } else {
                 ""

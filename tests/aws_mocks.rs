@@ -10,7 +10,9 @@ use aws_sdk_iam::operation::get_account_summary::GetAccountSummaryOutput;
 use aws_sdk_iam::operation::get_credential_report::GetCredentialReportOutput;
 use aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput;
 use aws_sdk_iam::operation::list_users::ListUsersOutput;
-use aws_sdk_iam::types::{AccessKeyLastUsed, AccessKeyMetadata, ReportStateType, StatusType, SummaryKeyType, User};
+use aws_sdk_iam::types::{
+    AccessKeyLastUsed, AccessKeyMetadata, ReportStateType, StatusType, SummaryKeyType, User,
+};
 use aws_sdk_iam::Client as IamClient;
 use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
 use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
@@ -47,48 +49,95 @@ fn iam_error(status: u16, code: &'static str) -> impl Fn() -> HttpResponse + Sen
     }
 }
 
-fn state(s: ReportStateType) -> impl Fn() -> GenerateCredentialReportOutput + Send + Sync + 'static {
-    move || GenerateCredentialReportOutput::builder().state(s.clone()).build()
+fn state(
+    s: ReportStateType,
+) -> impl Fn() -> GenerateCredentialReportOutput + Send + Sync + 'static {
+    move || {
+        GenerateCredentialReportOutput::builder()
+            .state(s.clone())
+            .build()
+    }
 }
 
 fn report_content() -> GetCredentialReportOutput {
-    GetCredentialReportOutput::builder().content(Blob::new(REPORT)).build()
+    GetCredentialReportOutput::builder()
+        .content(Blob::new(REPORT))
+        .build()
 }
 
 #[tokio::test]
 async fn credential_report_waits_from_started_through_inprogress_to_complete() {
-    let started = mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
-    let in_progress = mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Inprogress));
-    let complete = mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
-    let get = mock!(IamClient::get_credential_report).then_output(report_content);
-    let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&started, &in_progress, &complete, &get]);
-
-    let users = Iam::from_client(client).with_polling(fast()).credential_report().await.unwrap();
-
-    assert_eq!(users.len(), 1);
-    assert_eq!(users[0].user_name, "ci");
-    assert_eq!([started.num_calls(), in_progress.num_calls(), complete.num_calls(), get.num_calls()], [1, 1, 1, 1]);
-}
-
-#[tokio::test]
-async fn credential_report_limit_exceeded_and_expired_reports_are_retried() {
-    let limited = mock!(IamClient::generate_credential_report).then_http_response(iam_error(409, "LimitExceeded"));
-    let complete = mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
-    let expired = mock!(IamClient::get_credential_report).then_http_response(iam_error(410, "ReportExpired"));
-    let regenerated = mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
-    let in_progress = mock!(IamClient::get_credential_report).then_http_response(iam_error(404, "ReportInProgress"));
+    let started =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
+    let in_progress = mock!(IamClient::generate_credential_report)
+        .then_output(state(ReportStateType::Inprogress));
+    let complete =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
     let get = mock!(IamClient::get_credential_report).then_output(report_content);
     let client = mock_client!(
         aws_sdk_iam,
         RuleMode::Sequential,
-        [&limited, &complete, &expired, &regenerated, &in_progress, &get]
+        [&started, &in_progress, &complete, &get]
     );
 
-    let users = Iam::from_client(client).with_polling(fast()).credential_report().await.unwrap();
+    let users = Iam::from_client(client)
+        .with_polling(fast())
+        .credential_report()
+        .await
+        .unwrap();
+
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].user_name, "ci");
+    assert_eq!(
+        [
+            started.num_calls(),
+            in_progress.num_calls(),
+            complete.num_calls(),
+            get.num_calls()
+        ],
+        [1, 1, 1, 1]
+    );
+}
+
+#[tokio::test]
+async fn credential_report_limit_exceeded_and_expired_reports_are_retried() {
+    let limited = mock!(IamClient::generate_credential_report)
+        .then_http_response(iam_error(409, "LimitExceeded"));
+    let complete =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
+    let expired =
+        mock!(IamClient::get_credential_report).then_http_response(iam_error(410, "ReportExpired"));
+    let regenerated =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
+    let in_progress = mock!(IamClient::get_credential_report)
+        .then_http_response(iam_error(404, "ReportInProgress"));
+    let get = mock!(IamClient::get_credential_report).then_output(report_content);
+    let client = mock_client!(
+        aws_sdk_iam,
+        RuleMode::Sequential,
+        [
+            &limited,
+            &complete,
+            &expired,
+            &regenerated,
+            &in_progress,
+            &get
+        ]
+    );
+
+    let users = Iam::from_client(client)
+        .with_polling(fast())
+        .credential_report()
+        .await
+        .unwrap();
 
     assert_eq!(users.len(), 1);
     assert_eq!(get.num_calls(), 1);
-    assert_eq!(regenerated.num_calls(), 1, "an expired report is generated again");
+    assert_eq!(
+        regenerated.num_calls(),
+        1,
+        "an expired report is generated again"
+    );
 }
 
 #[tokio::test]
@@ -103,18 +152,30 @@ async fn credential_report_gives_up_after_max_wait() {
         max_wait: Duration::from_millis(50),
         ..fast()
     };
-    let err = Iam::from_client(client).with_polling(polling).credential_report().await.unwrap_err();
+    let err = Iam::from_client(client)
+        .with_polling(polling)
+        .credential_report()
+        .await
+        .unwrap_err();
     assert!(matches!(err, ReportError::NotReady(_)), "{err}");
     assert!(forever.num_calls() >= 2);
 }
 
 #[tokio::test]
 async fn credential_report_access_denied_is_reported_at_once_with_its_code() {
-    let denied = mock!(IamClient::generate_credential_report).then_http_response(iam_error(403, "AccessDenied"));
+    let denied = mock!(IamClient::generate_credential_report)
+        .then_http_response(iam_error(403, "AccessDenied"));
     let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&denied]);
-    match Iam::from_client(client).with_polling(fast()).credential_report().await {
+    match Iam::from_client(client)
+        .with_polling(fast())
+        .credential_report()
+        .await
+    {
         Err(ReportError::Aws(e)) => {
-            assert_eq!((e.operation, e.code.as_str()), ("iam:GenerateCredentialReport", "AccessDenied"));
+            assert_eq!(
+                (e.operation, e.code.as_str()),
+                ("iam:GenerateCredentialReport", "AccessDenied")
+            );
             assert_eq!(e.message, "AccessDenied happened");
         }
         other => panic!("expected AccessDenied, got {other:?}"),
@@ -123,11 +184,19 @@ async fn credential_report_access_denied_is_reported_at_once_with_its_code() {
 
 #[tokio::test]
 async fn a_truncated_report_is_an_error_not_a_shorter_list() {
-    let complete = mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
-    let get = mock!(IamClient::get_credential_report)
-        .then_output(|| GetCredentialReportOutput::builder().content(Blob::new(&REPORT[..REPORT.len() - 40])).build());
+    let complete =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Complete));
+    let get = mock!(IamClient::get_credential_report).then_output(|| {
+        GetCredentialReportOutput::builder()
+            .content(Blob::new(&REPORT[..REPORT.len() - 40]))
+            .build()
+    });
     let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&complete, &get]);
-    let err = Iam::from_client(client).with_polling(fast()).credential_report().await.unwrap_err();
+    let err = Iam::from_client(client)
+        .with_polling(fast())
+        .credential_report()
+        .await
+        .unwrap_err();
     assert!(matches!(err, ReportError::Parse(_)), "{err}");
 }
 
@@ -155,10 +224,23 @@ fn key(user: &str, id: &str, status: StatusType) -> AccessKeyMetadata {
 async fn api_enumeration_follows_every_page_of_users_and_keys() {
     let users_page1 = mock!(IamClient::list_users)
         .match_requests(|r| r.marker().is_none())
-        .then_output(|| ListUsersOutput::builder().users(user("a")).is_truncated(true).marker("m1").build().unwrap());
+        .then_output(|| {
+            ListUsersOutput::builder()
+                .users(user("a"))
+                .is_truncated(true)
+                .marker("m1")
+                .build()
+                .unwrap()
+        });
     let users_page2 = mock!(IamClient::list_users)
         .match_requests(|r| r.marker() == Some("m1"))
-        .then_output(|| ListUsersOutput::builder().users(user("b")).is_truncated(false).build().unwrap());
+        .then_output(|| {
+            ListUsersOutput::builder()
+                .users(user("b"))
+                .is_truncated(false)
+                .build()
+                .unwrap()
+        });
     let keys_a1 = mock!(IamClient::list_access_keys)
         .match_requests(|r| r.user_name() == Some("a") && r.marker().is_none())
         .then_output(|| {
@@ -179,7 +261,12 @@ async fn api_enumeration_follows_every_page_of_users_and_keys() {
         });
     let keys_b = mock!(IamClient::list_access_keys)
         .match_requests(|r| r.user_name() == Some("b"))
-        .then_output(|| ListAccessKeysOutput::builder().set_access_key_metadata(Some(vec![])).build().unwrap());
+        .then_output(|| {
+            ListAccessKeysOutput::builder()
+                .set_access_key_metadata(Some(vec![]))
+                .build()
+                .unwrap()
+        });
     let last_used = mock!(IamClient::get_access_key_last_used).then_compute_output(|r| {
         let used = r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA1");
         GetAccessKeyLastUsedOutput::builder()
@@ -201,7 +288,15 @@ async fn api_enumeration_follows_every_page_of_users_and_keys() {
     let client = mock_client!(
         aws_sdk_iam,
         RuleMode::MatchAny,
-        [&users_page1, &users_page2, &keys_a1, &keys_a2, &keys_b, &last_used, &summary]
+        [
+            &users_page1,
+            &users_page2,
+            &keys_a1,
+            &keys_a2,
+            &keys_b,
+            &last_used,
+            &summary
+        ]
     );
 
     let users = Iam::from_client(client).enumerate_users().await.unwrap();
@@ -230,19 +325,39 @@ fn org_account(id: &str, state: Option<AccountState>, status: Option<AccountStat
 
 #[tokio::test]
 async fn account_listing_pages_and_keeps_only_active_accounts_by_state() {
-    let page1 = mock!(OrgClient::list_accounts).match_requests(|r| r.next_token().is_none()).then_output(|| {
-        ListAccountsOutput::builder()
-            .accounts(org_account("111111111111", Some(AccountState::Active), Some(AccountStatus::Active)))
-            .accounts(org_account("222222222222", Some(AccountState::Suspended), Some(AccountStatus::Active)))
-            .next_token("t1")
-            .build()
-    });
-    let page2 = mock!(OrgClient::list_accounts).match_requests(|r| r.next_token() == Some("t1")).then_output(|| {
-        ListAccountsOutput::builder()
-            .accounts(org_account("333333333333", Some(AccountState::PendingClosure), None))
-            .accounts(org_account("444444444444", None, Some(AccountStatus::Active)))
-            .build()
-    });
+    let page1 = mock!(OrgClient::list_accounts)
+        .match_requests(|r| r.next_token().is_none())
+        .then_output(|| {
+            ListAccountsOutput::builder()
+                .accounts(org_account(
+                    "111111111111",
+                    Some(AccountState::Active),
+                    Some(AccountStatus::Active),
+                ))
+                .accounts(org_account(
+                    "222222222222",
+                    Some(AccountState::Suspended),
+                    Some(AccountStatus::Active),
+                ))
+                .next_token("t1")
+                .build()
+        });
+    let page2 = mock!(OrgClient::list_accounts)
+        .match_requests(|r| r.next_token() == Some("t1"))
+        .then_output(|| {
+            ListAccountsOutput::builder()
+                .accounts(org_account(
+                    "333333333333",
+                    Some(AccountState::PendingClosure),
+                    None,
+                ))
+                .accounts(org_account(
+                    "444444444444",
+                    None,
+                    Some(AccountStatus::Active),
+                ))
+                .build()
+        });
     let client = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&page1, &page2]);
     let orgs = keywarden::aws::organizations::Organizations::from_client(client);
 
@@ -253,6 +368,10 @@ async fn account_listing_pages_and_keeps_only_active_accounts_by_state() {
         active.extend(p.active.into_iter().map(|a| a.id.to_string()));
         inactive += p.inactive;
     }
-    assert_eq!(active, ["111111111111", "444444444444"], "State wins over Status; Status only when State is absent");
+    assert_eq!(
+        active,
+        ["111111111111", "444444444444"],
+        "State wins over Status; Status only when State is absent"
+    );
     assert_eq!(inactive, 2);
 }

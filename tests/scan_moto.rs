@@ -390,12 +390,22 @@ fn other_formats_and_output_file() {
 fn outside_an_organization_the_error_says_so_and_single_account_mode_scans_the_caller() {
     // A fresh server has no Organization (the seeder would create one).
     let bare = Moto::start();
-    let (code, stdout, stderr) = run(bare.keywarden(("testing", "testing")).args(["scan", "--format", "json"]));
+    let (code, stdout, stderr) = run(bare
+        .keywarden(("testing", "testing"))
+        .args(["scan", "--format", "json"]));
     assert_eq!(code, 2, "{stdout}");
-    assert!(stderr.contains("cannot list the Organization's accounts") && stderr.contains("--single-account"), "{stderr}");
+    assert!(
+        stderr.contains("cannot list the Organization's accounts")
+            && stderr.contains("--single-account"),
+        "{stderr}"
+    );
 
-    let (code, stdout, stderr) =
-        run(bare.keywarden(("testing", "testing")).args(["scan", "--format", "json", "--single-account"]));
+    let (code, stdout, stderr) = run(bare.keywarden(("testing", "testing")).args([
+        "scan",
+        "--format",
+        "json",
+        "--single-account",
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["accounts"][0]["account_id"], "123456789012");
@@ -407,22 +417,37 @@ fn invalid_settings_exit_2_naming_the_key_before_any_aws_call() {
     // Nothing listens on this endpoint: any AWS call would fail differently.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keywarden"));
     support::isolate(&mut cmd);
-    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9").env("AWS_ACCESS_KEY_ID", "x").env("AWS_SECRET_ACCESS_KEY", "x");
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x");
     let cases: &[(&str, &str, &str)] = &[
         ("KEYWARDEN_WARN_AGE_DAYS", "abc", "`warn_age_days`"),
         ("KEYWARDEN_MAX_AGE_DAYS", "-5", "`max_age_days`"),
-        ("KEYWARDEN_WARN_AGE_DAYS", "120", "must be smaller than max_age_days"),
+        (
+            "KEYWARDEN_WARN_AGE_DAYS",
+            "120",
+            "must be smaller than max_age_days",
+        ),
         ("KEYWARDEN_SENDER", "a@b.com\r\nBcc: x@y.com", "`sender`"),
         ("KEYWARDEN_CONCURRENCY", "many", "`concurrency`"),
     ];
     for (var, value, expect) in cases {
         let (code, _, stderr) = run(std::process::Command::new(env!("CARGO_BIN_EXE_keywarden"))
-            .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
             .env(var, value)
             .args(["scan", "--format", "json"]));
         assert_eq!(code, 2, "{var}={value}: {stderr}");
-        assert!(stderr.contains(expect) && stderr.contains(var), "{var}={value}: {stderr}");
-        assert!(!stderr.contains("ConnectionError") && !stderr.contains("caller"), "no AWS call was made: {stderr}");
+        assert!(
+            stderr.contains(expect) && stderr.contains(var),
+            "{var}={value}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("ConnectionError") && !stderr.contains("caller"),
+            "no AWS call was made: {stderr}"
+        );
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -430,5 +455,8 @@ fn invalid_settings_exit_2_naming_the_key_before_any_aws_call() {
     std::fs::write(&file, "max_age_days = \"ninety\"\n").unwrap();
     let (code, _, stderr) = run(cmd.args(["scan", "--config"]).arg(&file));
     assert_eq!(code, 2);
-    assert!(stderr.contains("`max_age_days`") && stderr.contains("keywarden.toml"), "{stderr}");
+    assert!(
+        stderr.contains("`max_age_days`") && stderr.contains("keywarden.toml"),
+        "{stderr}"
+    );
 }

@@ -68,7 +68,12 @@ impl Organizations {
     /// when the caller is not in an Organization.
     pub async fn management_account(&self) -> Result<Option<AccountId>, AwsError> {
         let op = "organizations:DescribeOrganization";
-        let out = self.client.describe_organization().send().await.map_err(|e| classify(op, e))?;
+        let out = self
+            .client
+            .describe_organization()
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
         Ok(out
             .organization()
             .and_then(|o| o.master_account_id())
