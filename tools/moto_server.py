@@ -9,7 +9,9 @@ and adds, under /_keywarden/:
                                 "created_at", "last_used_at", "last_used_service",
                                 "last_used_region"}, ...]   (ISO 8601; last_used_at may be null)
   POST /_keywarden/root-key   {"account_id", "active", "created_at", "last_used_at"}
-  POST /_keywarden/report-fault {"account_id", "mode": "malformed"|"stuck"|null}
+  POST /_keywarden/report-fault {"account_id", "mode": "malformed"|"stuck"|"slow"|null}
+        malformed: the report is cut mid-row; stuck: never COMPLETE; slow: each
+        GenerateCredentialReport takes 5 s
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -20,6 +22,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from datetime import datetime, timezone
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -111,6 +114,8 @@ def get_credential_report(self):
 
 
 def generate_report(self):
+    if REPORT_FAULTS.get(self.account_id) == "slow":
+        time.sleep(5)
     if REPORT_FAULTS.get(self.account_id) == "stuck":
         self.credential_report = None
         return
