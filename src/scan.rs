@@ -19,7 +19,9 @@ use crate::config::Settings;
 use crate::core::checks::user_trips_a_check;
 use crate::core::evaluate::{evaluate_account, Rules};
 use crate::core::model::{Account, AccountId, UserFacts};
-use crate::core::report::{AccountOutcome, InventorySource, Report, ReportBuilder, StageError};
+use crate::core::report::{
+    key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
+};
 
 /// A failure that stops the whole run before any account is scanned.
 #[derive(Debug, thiserror::Error)]
@@ -330,6 +332,7 @@ impl Scanner {
             }
         };
         let user_count = users.iter().filter(|u| !u.is_root).count() as u64;
+        let key_ages = key_age_histogram(&users, now);
         let key_count = users.iter().map(|u| u.keys.len() as u64).sum();
 
         // Only users that tripped a check are worth more calls; the rest are dropped here.
@@ -363,9 +366,13 @@ impl Scanner {
             source: Some(source),
             users: user_count,
             keys: key_count,
+            owner: evaluation
+                .account_owner
+                .filter(|_| !evaluation.findings.is_empty()),
             findings: evaluation.findings,
             exempt: evaluation.exempt,
             error,
+            key_ages,
         }
     }
 

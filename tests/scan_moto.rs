@@ -466,13 +466,33 @@ fn an_account_slower_than_its_timeout_fails_with_stage_timeout_and_the_rest_comp
     let moto = Moto::start();
     let seeded = moto.seed(&org_spec());
     let staging = seeded.account("staging");
-    moto.hook("/_keywarden/report-fault", &serde_json::json!({"account_id": staging, "mode": "slow"}));
-    let (code, report, _) = scan_json(&moto, &seeded, &[], &[("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "2")]);
+    moto.hook(
+        "/_keywarden/report-fault",
+        &serde_json::json!({"account_id": staging, "mode": "slow"}),
+    );
+    let (code, report, _) = scan_json(
+        &moto,
+        &seeded,
+        &[],
+        &[("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "2")],
+    );
     assert_eq!(code, 3);
-    let entry = report["accounts"].as_array().unwrap().iter().find(|a| a["account_id"] == staging.as_str()).unwrap().clone();
-    assert_eq!((entry["status"].as_str(), entry["error"]["stage"].as_str()), (Some("failed"), Some("timeout")));
+    let entry = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account_id"] == staging.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (entry["status"].as_str(), entry["error"]["stage"].as_str()),
+        (Some("failed"), Some("timeout"))
+    );
     assert_eq!(entry["error"]["code"], "Timeout");
     // Everything outside staging is still there.
-    let rest: BTreeSet<Row> = expected(&seeded).into_iter().filter(|r| r.0 != "staging").collect();
+    let rest: BTreeSet<Row> = expected(&seeded)
+        .into_iter()
+        .filter(|r| r.0 != "staging")
+        .collect();
     assert_eq!(findings(&report, &seeded), rest);
 }

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::checks::{evaluate_key, CheckId, Subject};
 use super::exempt::{parse_exempt_tag, ExemptionRules};
 use super::model::{days_between, Account, Policy, UserFacts};
-use super::owners::{account_owner, key_owner, OwnerRules};
+use super::owners::{account_owner, key_owner, Owner, OwnerRules};
 use super::report::{ExemptKey, ExemptionSource, ExemptionStatus, Finding};
 
 /// Everything evaluation needs besides the facts.
@@ -22,6 +22,8 @@ pub struct Rules {
 pub struct Evaluation {
     pub findings: Vec<Finding>,
     pub exempt: Vec<ExemptKey>,
+    /// The account owner (account tags, then the account email).
+    pub account_owner: Option<Owner>,
 }
 
 struct AppliedExemption {
@@ -89,7 +91,10 @@ pub fn evaluate_account(
     now: Timestamp,
 ) -> Evaluation {
     let acct_owner = account_owner(account, account_tags, &rules.owners);
-    let mut out = Evaluation::default();
+    let mut out = Evaluation {
+        account_owner: Some(acct_owner.clone()),
+        ..Evaluation::default()
+    };
     for user in users {
         let exemption = exemption_for(account, user, &rules.exemptions, now);
         let mut owner = None;

@@ -10,5 +10,7 @@ pub mod credential_report;
 pub mod evaluate;
 pub mod exempt;
 pub mod model;
+pub mod notify;
 pub mod owners;
 pub mod report;
+pub mod templates;

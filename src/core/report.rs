@@ -110,6 +110,87 @@ pub struct AccountEntry {
     pub users: u64,
     pub keys: u64,
     pub error: Option<StageError>,
+    /// Who owns the account, resolved for accounts with findings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// Active keys by age, for the digest's histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeBucket {
+    pub label: String,
+    pub min_days: i64,
+    /// Inclusive; `None` for the last, open-ended bucket.
+    pub max_days: Option<i64>,
+    pub keys: u64,
+}
+
+/// Bucket bounds: (label, first day, last day).
+pub const AGE_BUCKETS: [(&str, i64, Option<i64>); 6] = [
+    ("0-29 days", 0, Some(29)),
+    ("30-59 days", 30, Some(59)),
+    ("60-89 days", 60, Some(89)),
+    ("90-179 days", 90, Some(179)),
+    ("180-364 days", 180, Some(364)),
+    ("365+ days", 365, None),
+];
+
+/// Counts active keys (with a known creation date) per [`AGE_BUCKETS`] entry.
+pub fn key_age_histogram(
+    users: &[super::model::UserFacts],
+    now: Timestamp,
+) -> [u64; AGE_BUCKETS.len()] {
+    let mut counts = [0; AGE_BUCKETS.len()];
+    for key in users.iter().flat_map(|u| &u.keys) {
+        if key.status != KeyStatus::Active {
+            continue;
+        }
+        if let Some(created) = key.created_at {
+            let age = super::model::days_between(created, now);
+            let i = AGE_BUCKETS
+                .iter()
+                .position(|(_, lo, hi)| age >= *lo && hi.is_none_or(|hi| age <= hi))
+                .unwrap_or(AGE_BUCKETS.len() - 1);
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
+/// How a message fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    Sent,
+    Failed,
+    DryRun,
+    Outbox,
+}
+
+/// Which kind of message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Owner,
+    Digest,
+}
+
+/// One message of a `notify` run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub kind: MessageKind,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    /// Findings the message covers.
+    pub findings: u64,
+    pub outcome: DeliveryOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The `.eml` file written, with `--outbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// Totals for the whole run.
@@ -123,6 +204,9 @@ pub struct Summary {
     pub findings: u64,
     pub by_check: BTreeMap<CheckId, u64>,
     pub by_severity: BTreeMap<Severity, u64>,
+    /// Active keys by age across every scanned account.
+    #[serde(default)]
+    pub active_key_ages: Vec<AgeBucket>,
 }
 
 /// The whole report.
@@ -136,7 +220,7 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub exempt: Vec<ExemptKey>,
     /// Filled by `notify`; empty for `scan`.
-    pub notifications: Vec<serde_json::Value>,
+    pub notifications: Vec<Notification>,
     /// Run-level failures that are not one account's (e.g. account listing
     /// broke off midway). Any entry makes the run incomplete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -157,6 +241,10 @@ pub struct AccountOutcome {
     pub exempt: Vec<ExemptKey>,
     /// Set when the account could not be (fully) scanned: it is then `failed`.
     pub error: Option<StageError>,
+    /// The account owner, when the account has findings.
+    pub owner: Option<Owner>,
+    /// Active keys per [`AGE_BUCKETS`] entry.
+    pub key_ages: [u64; AGE_BUCKETS.len()],
 }
 
 impl AccountOutcome {
@@ -171,6 +259,8 @@ impl AccountOutcome {
             findings: Vec::new(),
             exempt: Vec::new(),
             error: Some(error),
+            owner: None,
+            key_ages: [0; AGE_BUCKETS.len()],
         }
     }
 }
@@ -184,6 +274,7 @@ pub struct ReportBuilder {
     findings: Vec<Finding>,
     exempt: Vec<ExemptKey>,
     errors: Vec<StageError>,
+    key_ages: [u64; AGE_BUCKETS.len()],
 }
 
 impl ReportBuilder {
@@ -195,6 +286,7 @@ impl ReportBuilder {
             findings: Vec::new(),
             exempt: Vec::new(),
             errors: Vec::new(),
+            key_ages: [0; AGE_BUCKETS.len()],
         }
     }
 
@@ -213,7 +305,11 @@ impl ReportBuilder {
             users: o.users,
             keys: o.keys,
             error: o.error,
+            owner: o.owner,
         });
+        for (total, n) in self.key_ages.iter_mut().zip(o.key_ages) {
+            *total += n;
+        }
         self.findings.extend(o.findings);
         self.exempt.extend(o.exempt);
     }
@@ -244,6 +340,16 @@ impl ReportBuilder {
             accounts_total: self.accounts.len() as u64,
             by_check: CHECKS.iter().map(|c| (c.id, 0)).collect(),
             by_severity: Severity::ALL.iter().map(|s| (*s, 0)).collect(),
+            active_key_ages: AGE_BUCKETS
+                .iter()
+                .zip(self.key_ages)
+                .map(|((label, lo, hi), keys)| AgeBucket {
+                    label: (*label).to_owned(),
+                    min_days: *lo,
+                    max_days: *hi,
+                    keys,
+                })
+                .collect(),
             ..Summary::default()
         };
         for a in &self.accounts {
