@@ -13,6 +13,8 @@ use jiff::Timestamp;
 use crate::config::RawSettings;
 use crate::core::checks::Severity;
 use crate::core::report::Report;
+use crate::core::templates::Templates;
+use crate::notify::{Delivery, Notifier};
 use crate::output::{render, Format};
 use crate::scan::{Mode, Progress, Scanner};
 
@@ -34,6 +36,20 @@ pub struct Cli {
 pub enum Command {
     /// Inventory every access key and report what needs attention (read-only).
     Scan(ScanArgs),
+    /// Scan, then email every owner once and the security team a digest (SES v2).
+    Notify(NotifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    /// Render every message, send nothing.
+    #[arg(long, conflicts_with = "outbox")]
+    pub dry_run: bool,
+    /// Write each message as .eml plus an .html preview into DIR instead of sending.
+    #[arg(long, value_name = "DIR")]
+    pub outbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +106,15 @@ pub fn exit_code(report: &Report, fail_on: Option<Severity>) -> u8 {
 /// `Err` and mean exit 2.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Scan(args) => scan(cli.config, args).await,
+        Command::Scan(args) => scan(cli.config, args, None).await,
+        Command::Notify(args) => {
+            let delivery = match (args.dry_run, args.outbox) {
+                (true, _) => Delivery::DryRun,
+                (false, Some(dir)) => Delivery::Outbox(dir),
+                (false, None) => Delivery::Ses,
+            };
+            scan(cli.config, args.scan, Some(delivery)).await
+        }
     }
 }
 
@@ -112,7 +136,12 @@ fn settings(config: Option<PathBuf>, args: &ScanArgs) -> anyhow::Result<crate::c
     Ok(raw.validate()?)
 }
 
-async fn scan(config: Option<PathBuf>, args: ScanArgs) -> anyhow::Result<u8> {
+/// `scan`, and with a delivery, `notify`.
+async fn scan(
+    config: Option<PathBuf>,
+    args: ScanArgs,
+    delivery: Option<Delivery>,
+) -> anyhow::Result<u8> {
     let settings = settings(config, &args)?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let format = args.format.unwrap_or(
@@ -123,6 +152,19 @@ async fn scan(config: Option<PathBuf>, args: ScanArgs) -> anyhow::Result<u8> {
         },
     );
     let sdk_config = crate::aws::load_sdk_config().await;
+    // Everything notify needs is checked before the scan: settings, templates, sender.
+    let notifier = match &delivery {
+        Some(d) => {
+            let templates = Templates::load(
+                &settings.template_overrides()?,
+                settings.console_link_template.as_deref(),
+            )?;
+            let notifier = Notifier::new(&sdk_config, &settings, templates)?;
+            notifier.preflight(d).await?;
+            Some(notifier)
+        }
+        None => None,
+    };
     let scanner = Scanner::new(sdk_config, settings);
     let mode = if args.single_account {
         Mode::SingleAccount
@@ -148,9 +190,27 @@ async fn scan(config: Option<PathBuf>, args: ScanArgs) -> anyhow::Result<u8> {
             }
         }
     };
-    let report = scanner.run(mode, now, &progress).await?;
+    let mut report = scanner.run(mode, now, &progress).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let (Some(notifier), Some(delivery)) = (&notifier, &delivery) {
+        notifier.deliver(&mut report, delivery, Vec::new()).await;
+        if let Delivery::Outbox(dir) = delivery {
+            if let Some(digest) = report
+                .notifications
+                .iter()
+                .rev()
+                .find_map(|n| n.file.as_ref())
+            {
+                eprintln!(
+                    "keywarden: wrote {} messages to {}; open {} for the digest",
+                    report.notifications.len(),
+                    dir.display(),
+                    digest.replace(".eml", ".html")
+                );
+            }
+        }
     }
 
     let text = render(&report, format)?;

@@ -116,21 +116,46 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Fails unless the settings `notify` needs are present.
-    pub fn require_notify(&self) -> Result<(), ConfigError> {
-        if self.sender.is_none() {
-            return Err(ConfigError::Missing {
-                key: "sender",
-                purpose: "notify",
-            });
-        }
+    /// The sender, failing unless everything `notify` needs is present.
+    pub fn require_notify(&self) -> Result<&EmailAddress, ConfigError> {
+        let sender = self.sender.as_ref().ok_or(ConfigError::Missing {
+            key: "sender",
+            purpose: "notify",
+        })?;
         if self.security_recipients.is_empty() {
             return Err(ConfigError::Missing {
                 key: "security_recipients",
                 purpose: "notify",
             });
         }
-        Ok(())
+        Ok(sender)
+    }
+
+    /// Reads the `*.hbs` files of `templates_dir` (file name → source).
+    pub fn template_overrides(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut out = BTreeMap::new();
+        let Some(dir) = &self.templates_dir else {
+            return Ok(out);
+        };
+        let fail = |reason: String| ConfigError::Invalid {
+            key: "templates_dir".to_owned(),
+            source_name: dir.display().to_string(),
+            reason,
+        };
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| fail(format!("cannot read the folder: {e}")))?;
+        for entry in entries {
+            let path = entry.map_err(|e| fail(e.to_string()))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.ends_with(".hbs") {
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| fail(format!("cannot read {name}: {e}")))?;
+                out.insert(name.to_owned(), source);
+            }
+        }
+        Ok(out)
     }
 }
 

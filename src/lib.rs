@@ -20,5 +20,6 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod logging;
+pub mod notify;
 pub mod output;
 pub mod scan;

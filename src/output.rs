@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
 use crate::core::checks::Severity;
-use crate::core::report::{AccountStatus, ExemptionStatus, Finding, Report};
+use crate::core::report::{AccountStatus, DeliveryOutcome, ExemptionStatus, Finding, Report};
 
 /// Output formats of `scan` and `notify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -233,6 +233,33 @@ fn table(r: &Report) -> String {
             ]);
         }
         out.push_str(&format!("\nNOT SCANNED: the report is incomplete\n{t}\n"));
+    }
+    if !r.notifications.is_empty() {
+        let mut t = new_table(&["kind", "recipients", "subject", "findings", "outcome"]);
+        for n in &r.notifications {
+            let outcome = match (&n.outcome, &n.error, &n.file) {
+                (DeliveryOutcome::Sent, _, _) => {
+                    format!("sent {}", n.message_id.as_deref().unwrap_or(""))
+                }
+                (DeliveryOutcome::Failed, e, _) => {
+                    format!("FAILED: {}", e.as_deref().unwrap_or(""))
+                }
+                (DeliveryOutcome::Outbox, _, Some(f)) => format!("written to {f}"),
+                (DeliveryOutcome::Outbox, _, None) => "written".to_owned(),
+                (DeliveryOutcome::DryRun, _, _) => "dry run: not sent".to_owned(),
+            };
+            t.add_row(vec![
+                format!("{:?}", n.kind).to_lowercase(),
+                n.recipients.join(", "),
+                n.subject.clone(),
+                n.findings.to_string(),
+                outcome,
+            ]);
+        }
+        out.push_str(&format!(
+            "\nNOTIFICATIONS ({})\n{t}\n",
+            r.notifications.len()
+        ));
     }
     if s.findings == 0 && !r.is_incomplete() {
         out.push_str("\nNo findings.\n");

@@ -15,6 +15,7 @@ Spec (every field optional unless marked):
                  "root_key": {"age_days", "last_used_days", "active"},
                  "users": [{"name"*, "tags": {k: v}, "path",
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
+   "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "scanner_user": bool,     # a least-privilege scanner identity in the management account
    "enforce_auth": bool,     # turn on moto's IAM policy enforcement at the end
    "role_name": "KeywardenScanRole"}
@@ -37,6 +38,10 @@ SCANNER_ORG_ACTIONS = [
     "organizations:ListTagsForResource",
     "sts:AssumeRole",
     "sts:GetCallerIdentity",
+    "ses:GetAccount",
+    "ses:GetEmailIdentity",
+    "ses:SendEmail",
+    "ses:SendRawEmail",
 ]
 IAM_ACTIONS = [
     "iam:GenerateCredentialReport",
@@ -145,6 +150,10 @@ def main():
                 out["keys"][f"{acct['name']}/{user['name']}/{i}"] = k["AccessKeyId"]
     out["ous"] = {path: oid for path, oid in ou_ids.items() if path}
     hook(ep, "/_keywarden/backdate", backdates)
+
+    ses = client("sesv2", ep)
+    for identity in spec.get("ses_identities", []):
+        ses.create_email_identity(EmailIdentity=identity)
 
     if spec.get("scanner_user"):
         iam = client("iam", ep)

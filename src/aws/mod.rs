@@ -4,6 +4,7 @@
 
 pub mod iam;
 pub mod organizations;
+pub mod ses;
 pub mod sts;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod credential_report;
 pub mod evaluate;
 pub mod exempt;
+pub mod mime;
 pub mod model;
 pub mod notify;
 pub mod owners;

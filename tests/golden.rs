@@ -1,0 +1,112 @@
+//! Golden files for every rendered template (HTML and text, subjects too),
+//! from the fixed sample report `templates/sample-report.json`, which holds
+//! hostile values (`<script>`, quotes, CR/LF) in IAM- and
+//! Organizations-sourced fields. Regenerate after an intended change with
+//! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use keywarden::core::notify::{
+    digest_view, owner_view, plan_people, DeliveryFailure, DigestExtras, NotifyPolicy,
+};
+use keywarden::core::report::{Finding, Report};
+use keywarden::core::templates::{Templates, SAMPLE_REPORT};
+
+fn check(name: &str, actual: &str) -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return None;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(expected) if expected == actual => None,
+        Ok(_) => Some(format!(
+            "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+        )),
+        Err(_) => Some(format!(
+            "{name} has no golden file (UPDATE_GOLDEN=1 to create)"
+        )),
+    }
+}
+
+#[test]
+fn rendered_templates_match_their_golden_files() {
+    let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+    let templates = Templates::load(&BTreeMap::new(), None).unwrap();
+    let link = |f: &Finding| templates.link(f);
+    let policy = NotifyPolicy::default();
+    let people = plan_people(&report, &policy);
+    let mut problems = Vec::new();
+    let mut subjects = String::new();
+    for person in &people {
+        let r = templates
+            .owner(&owner_view(&report, person, &link))
+            .unwrap();
+        let stem = format!("owner-{}", person.recipient);
+        problems.extend(check(&format!("{stem}.html"), &r.html));
+        problems.extend(check(&format!("{stem}.txt"), &r.text));
+        subjects.push_str(&format!("{}: {}\n", person.recipient, r.subject));
+    }
+    let extras = DigestExtras {
+        people_notified: people.len() - 1,
+        delivery_failures: vec![DeliveryFailure {
+            recipients: "ops@example.com".into(),
+            error: "MessageRejected: Email address is not verified.".into(),
+        }],
+        not_started: Vec::new(),
+    };
+    let r = templates
+        .digest(&digest_view(&report, &policy, extras, &link))
+        .unwrap();
+    problems.extend(check("digest.html", &r.html));
+    problems.extend(check("digest.txt", &r.text));
+    subjects.push_str(&format!("digest: {}\n", r.subject));
+    problems.extend(check("subjects.txt", &subjects));
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn hostile_sample_values_are_escaped_in_every_html_part() {
+    let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+    let templates = Templates::load(&BTreeMap::new(), None).unwrap();
+    let link = |f: &Finding| templates.link(f);
+    let policy = NotifyPolicy::default();
+    let mut html = Vec::new();
+    for person in plan_people(&report, &policy) {
+        html.push(
+            templates
+                .owner(&owner_view(&report, &person, &link))
+                .unwrap()
+                .html,
+        );
+    }
+    html.push(
+        templates
+            .digest(&digest_view(
+                &report,
+                &policy,
+                DigestExtras::default(),
+                &link,
+            ))
+            .unwrap()
+            .html,
+    );
+    let all = html.join("\n");
+    assert!(
+        all.contains("&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;"),
+        "the hostile account name is there, escaped"
+    );
+    for raw in [
+        "<script>",
+        "<img src=x",
+        "onerror=alert",
+        "<b>not authorized</b>",
+        "href=\"javascript:",
+    ] {
+        assert!(!all.contains(raw), "{raw:?} unescaped");
+    }
+}

@@ -1,0 +1,374 @@
+//! `keywarden notify` end to end: the real binary against moto server (SES v2
+//! with IAM policy enforcement on); what moto received is read back from
+//! `/moto-api/data.json`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mail_parser::{MessageParser, MimeHeaders};
+use serde_json::{json, Value};
+use support::{run, Moto, Seeded, NOW};
+
+fn org_spec() -> Value {
+    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+}
+
+/// One message as SES received it.
+#[derive(Debug)]
+struct Mail {
+    to: Vec<String>,
+    subject: String,
+    html: String,
+    text: String,
+    raw_headers: String,
+    attachments: Vec<(String, String)>,
+}
+
+fn sent(moto: &Moto) -> Vec<Mail> {
+    moto.data()["ses"]["RawMessage"]
+        .as_array()
+        .expect("RawMessage list")
+        .iter()
+        .map(|m| {
+            let raw = m["raw_data"].as_str().unwrap();
+            let parsed = MessageParser::default()
+                .parse(raw.as_bytes())
+                .expect("a MIME message");
+            let to = parsed
+                .to()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.address().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Mail {
+                to,
+                subject: parsed.subject().unwrap_or_default().to_owned(),
+                html: parsed
+                    .body_html(0)
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default(),
+                text: parsed
+                    .body_text(0)
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default(),
+                raw_headers: raw.split("\r\n\r\n").next().unwrap_or_default().to_owned(),
+                attachments: parsed
+                    .attachments()
+                    .map(|a| {
+                        (
+                            a.attachment_name().unwrap_or_default().to_owned(),
+                            String::from_utf8_lossy(a.contents()).into_owned(),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn notify(
+    moto: &Moto,
+    seeded: &Seeded,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, Value, String) {
+    let (ak, sk) = seeded.scanner();
+    let mut cmd = moto.keywarden((&ak, &sk));
+    cmd.args(["notify", "--format", "json", "--now", NOW])
+        .args(extra)
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env(
+            "KEYWARDEN_SECURITY_RECIPIENTS",
+            "security@example.com,ciso@example.com",
+        )
+        .env("KEYWARDEN_MAX_SEND_RATE", "100");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (code, stdout, stderr) = run(&mut cmd);
+    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (code, report, stderr)
+}
+
+#[test]
+fn one_message_per_owner_with_their_keys_and_one_digest_naming_the_failed_account() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 3, "the sandbox account failed: incomplete\n{stderr}");
+
+    let mails = sent(&moto);
+    let by_to: BTreeMap<String, &Mail> = mails.iter().map(|m| (m.to.join(","), m)).collect();
+    assert_eq!(
+        by_to.len(),
+        mails.len(),
+        "one message per recipient: {:?}",
+        mails.iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+    let expected: BTreeSet<&str> = [
+        "alice@example.com",
+        "dev@example.com",
+        "ops@example.com",
+        "prod-team@example.com",
+        "sec-mgmt@example.com",
+        "staging@example.com",
+        "security@example.com,ciso@example.com",
+    ]
+    .into();
+    assert_eq!(
+        by_to.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        expected
+    );
+
+    // Every owner's message names exactly the keys they must act on (own or as account owner).
+    let key = |a: &str, u: &str| seeded.key(a, u, 0);
+    let owns: &[(&str, Vec<String>)] = &[
+        (
+            "alice@example.com",
+            vec![key("management", "alice@example.com")],
+        ),
+        ("dev@example.com", vec![key("prod", "ci-deploy")]),
+        ("ops@example.com", vec![key("prod", "old-exempt")]),
+        (
+            "prod-team@example.com",
+            vec![
+                key("prod", "legacy-batch"),
+                key("prod", "retired"),
+                key("prod", "ci-deploy"),
+                key("prod", "old-exempt"),
+            ],
+        ),
+        (
+            "sec-mgmt@example.com",
+            vec![key("management", "alice@example.com")],
+        ),
+        ("staging@example.com", vec![key("staging", "bob")]),
+    ];
+    let all_keys: BTreeSet<String> = owns.iter().flat_map(|(_, k)| k.clone()).collect();
+    for (to, keys) in owns {
+        let m = by_to[*to];
+        for k in keys {
+            assert!(
+                m.html.contains(k.as_str()) && m.text.contains(k.as_str()),
+                "{to} should see {k}"
+            );
+        }
+        for other in all_keys.iter().filter(|k| !keys.contains(k)) {
+            assert!(
+                !m.html.contains(other.as_str()),
+                "{to} must not see {other}"
+            );
+        }
+        assert!(m.subject.starts_with("Action required: "), "{}", m.subject);
+        assert!(m.raw_headers.contains("Auto-Submitted: auto-generated"));
+    }
+    assert!(
+        by_to["sec-mgmt@example.com"]
+            .text
+            .contains("root access key"),
+        "the root key goes to the management account's owner"
+    );
+    assert!(
+        by_to["prod-team@example.com"]
+            .html
+            .contains("Accounts you own")
+            && by_to["prod-team@example.com"].html.contains("Your keys")
+    );
+    assert!(
+        by_to["dev@example.com"]
+            .subject
+            .contains("1 AWS access key overdue for rotation"),
+        "{}",
+        by_to["dev@example.com"].subject
+    );
+
+    let digest = by_to["security@example.com,ciso@example.com"];
+    let sandbox = seeded.account("sandbox");
+    assert!(digest.subject.contains("INCOMPLETE"), "{}", digest.subject);
+    assert!(
+        digest.html.contains("Blind spots")
+            && digest.html.contains(&sandbox)
+            && digest.html.contains("AccessDenied")
+    );
+    assert!(
+        digest.html.contains("Exemptions in force")
+            && digest.html.contains("vendor contract renewal")
+    );
+    assert!(
+        digest
+            .text
+            .contains("user-tag:email: Bob <bob@example.com>"),
+        "invalid owner tag listed in the text part"
+    );
+    assert!(
+        digest.html.contains("Bob &lt;bob@example.com&gt;"),
+        "and escaped in the HTML part"
+    );
+    let (name, csv) = &digest.attachments[0];
+    assert_eq!(name, "keywarden-findings.csv");
+    assert_eq!(csv.lines().count(), 10, "header + 9 findings");
+
+    let notes = report["notifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 7);
+    assert!(
+        notes
+            .iter()
+            .all(|n| n["outcome"] == "sent" && n["message_id"].is_string()),
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes.last().unwrap()["kind"],
+        "digest",
+        "the digest goes last"
+    );
+}
+
+#[test]
+fn an_unverified_sender_fails_cleanly_before_any_message() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (code, _, stderr) = notify(
+        &moto,
+        &seeded,
+        &[],
+        &[("KEYWARDEN_SENDER", "keywarden@unverified.example")],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("keywarden@unverified.example")
+            && stderr.contains("not a verified SES identity"),
+        "{stderr}"
+    );
+    assert!(sent(&moto).is_empty());
+}
+
+#[test]
+fn notify_requires_sender_and_security_recipients() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (code, _, stderr) = notify(
+        &moto,
+        &seeded,
+        &[],
+        &[("KEYWARDEN_SECURITY_RECIPIENTS", "")],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("security_recipients"), "{stderr}");
+}
+
+#[test]
+fn hostile_names_and_tags_are_escaped_and_never_reach_a_header() {
+    let moto = Moto::start();
+    let spec = json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "mgmt", "email": "root@example.com", "management": true},
+            {"name": "Acme <script>alert(1)</script> \"prod\"", "email": "prod@example.com",
+             "tags": {"owner": "team@example.com\r\nBcc: evil@example.com"},
+             "users": [
+                {"name": "ci+deploy=1,x.y@z_w-v", "tags": {"owner": "Dev <dev@example.com>, evil@example.com"},
+                 "keys": [{"age_days": 120, "last_used_days": 1}]},
+                {"name": "vendor", "tags": {"keywarden:exempt": "2026-12-05 <img src=x onerror=alert(1)> \"quoted\"\r\nX-Evil: 1"},
+                 "keys": [{"age_days": 200, "last_used_days": 1}]}
+             ]}
+        ]
+    });
+    let seeded = moto.seed(&spec);
+    let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let mails = sent(&moto);
+    let recipients: BTreeSet<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    assert!(
+        !recipients.iter().any(|r| r.contains("evil")),
+        "{recipients:?}"
+    );
+    // Neither tag holds a valid address: the key falls back to the account email.
+    assert!(recipients.contains("prod@example.com"), "{recipients:?}");
+    for m in &mails {
+        for raw in [
+            "<script>alert(1)</script>",
+            "<img src=x",
+            "onerror=alert(1)>",
+        ] {
+            assert!(
+                !m.html.contains(raw),
+                "unescaped {raw:?} in the HTML to {:?}",
+                m.to
+            );
+        }
+        assert!(
+            !m.raw_headers.to_ascii_lowercase().contains("bcc:"),
+            "{}",
+            m.raw_headers
+        );
+        assert!(!m.raw_headers.contains("X-Evil"), "{}", m.raw_headers);
+    }
+    let digest = mails
+        .iter()
+        .find(|m| m.to.contains(&"security@example.com".to_owned()))
+        .unwrap();
+    assert!(
+        digest
+            .html
+            .contains("Acme &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "account name escaped"
+    );
+    assert!(
+        digest
+            .html
+            .contains("&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt; &quot;quoted&quot;"),
+        "exemption reason escaped"
+    );
+    assert!(digest
+        .html
+        .contains("Owner tags that are not valid addresses"));
+    assert_eq!(report["notifications"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn dry_run_and_outbox_send_nothing_and_record_every_message() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (_, report, _) = notify(&moto, &seeded, &["--dry-run"], &[]);
+    let notes = report["notifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 7);
+    assert!(notes.iter().all(|n| n["outcome"] == "dry_run"));
+    assert!(sent(&moto).is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let (_, report, stderr) = notify(&moto, &seeded, &["--outbox", outbox.to_str().unwrap()], &[]);
+    assert!(sent(&moto).is_empty());
+    let files: BTreeSet<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".eml")).count(),
+        7,
+        "{files:?}"
+    );
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".html")).count(),
+        7,
+        "{files:?}"
+    );
+    assert!(
+        files.contains("007-digest.eml") && files.contains("002-owner-dev@example.com.html"),
+        "{files:?}"
+    );
+    assert!(
+        stderr.contains("007-digest.html"),
+        "says where to open the digest: {stderr}"
+    );
+    let notes = report["notifications"].as_array().unwrap();
+    assert!(notes
+        .iter()
+        .all(|n| n["outcome"] == "outbox" && n["file"].is_string()));
+}
