@@ -301,9 +301,8 @@ impl Scanner {
                 .assume_role(&role_arn, self.settings.external_id.as_deref())
                 .await
             {
-                Ok(creds) => {
-                    Iam::with_credentials(&self.sdk_config, creds).with_polling(self.polling)
-                }
+                Ok(creds) => Iam::with_credentials(&self.sdk_config, creds, &account.id)
+                    .with_polling(self.polling),
                 Err(e) => {
                     warn!(error = %e, role_arn, "cannot assume the scan role");
                     return AccountOutcome::failed(account.clone(), stage_error("assume_role", &e));

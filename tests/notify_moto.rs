@@ -372,3 +372,44 @@ fn dry_run_and_outbox_send_nothing_and_record_every_message() {
         .iter()
         .all(|n| n["outcome"] == "outbox" && n["file"].is_string()));
 }
+
+#[test]
+fn a_rejected_recipient_is_recorded_the_others_are_delivered_and_throttling_is_retried() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    moto.hook(
+        "/_keywarden/ses-fault",
+        &json!({"reject": ["ops@example.com"], "throttle": 3}),
+    );
+    let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 3, "{stderr}");
+
+    let mails = sent(&moto);
+    let to: BTreeSet<String> = mails.iter().map(|m| m.to.join(",")).collect();
+    assert_eq!(mails.len(), 6, "all but the rejected one: {to:?}");
+    assert!(!to.contains("ops@example.com"));
+
+    let notes = report["notifications"].as_array().unwrap();
+    let ops = notes
+        .iter()
+        .find(|n| n["recipients"][0] == "ops@example.com")
+        .unwrap();
+    assert_eq!(ops["outcome"], "failed");
+    assert!(
+        ops["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("MessageRejected"),
+        "{ops}"
+    );
+    assert_eq!(notes.iter().filter(|n| n["outcome"] == "sent").count(), 6);
+
+    let digest = mails
+        .iter()
+        .find(|m| m.to.contains(&"security@example.com".to_owned()))
+        .unwrap();
+    assert!(
+        digest.html.contains("Undelivered messages (1)")
+            && digest.html.contains("ops@example.com: MessageRejected")
+    );
+}

@@ -12,6 +12,9 @@ and adds, under /_keywarden/:
   POST /_keywarden/report-fault {"account_id", "mode": "malformed"|"stuck"|"slow"|null}
         malformed: the report is cut mid-row; stuck: never COMPLETE; slow: each
         GenerateCredentialReport takes 5 s
+  POST /_keywarden/ses-fault {"reject": ["addr", ...], "throttle": N}
+        SES refuses messages to these recipients (MessageRejected), and answers
+        the next N sends with TooManyRequestsException (HTTP 429)
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -27,9 +30,12 @@ import urllib.parse
 from datetime import datetime, timezone
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.core.exceptions import JsonRESTError
 from moto.iam import access_control
 from moto.iam import models as iam_models
 from moto.iam.models import AccessKeyLastUsed, iam_backends
+from moto.ses import exceptions as ses_exceptions
+from moto.ses import models as ses_models
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -44,6 +50,7 @@ HEADER = (
 )
 
 ROOT_KEYS = {}  # account_id -> {"active", "created_at", "last_used_at"}
+SES_FAULTS = {"reject": set(), "throttle": 0}
 REPORT_FAULTS = {}  # account_id -> "malformed" | "stuck"
 
 
@@ -149,6 +156,23 @@ def create_aws_request_as_aws(self):
 
 access_control.IAMRequestBase._create_aws_request = create_aws_request_as_aws
 
+_send_raw_email = ses_models.SESBackend.send_raw_email
+
+
+def send_raw_email_with_faults(self, source, destinations, raw_data):
+    if SES_FAULTS["throttle"] > 0:
+        SES_FAULTS["throttle"] -= 1
+        err = JsonRESTError("TooManyRequestsException", "Maximum sending rate exceeded.")
+        err.code = 429
+        raise err
+    rejected = [d for d in destinations if d in SES_FAULTS["reject"]]
+    if rejected:
+        raise ses_exceptions.MessageRejectedError(f"Address blacklisted: {rejected[0]}")
+    return _send_raw_email(self, source, destinations, raw_data)
+
+
+ses_models.SESBackend.send_raw_email = send_raw_email_with_faults
+
 
 def backdate(entries):
     for e in entries:
@@ -186,6 +210,9 @@ class Hooks:
                     REPORT_FAULTS[body["account_id"]] = body["mode"]
                 else:
                     REPORT_FAULTS.pop(body["account_id"], None)
+            elif path == "/_keywarden/ses-fault":
+                SES_FAULTS["reject"] = set(body.get("reject", []))
+                SES_FAULTS["throttle"] = int(body.get("throttle", 0))
             elif path != "/_keywarden/health":
                 return Response("unknown hook", status=404)(environ, start_response)
             return Response('{"ok": true}', content_type="application/json")(environ, start_response)

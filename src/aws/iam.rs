@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
+use aws_sdk_iam::config::retry::RetryPartition;
 use aws_sdk_iam::types::{ReportStateType, StatusType, SummaryKeyType};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 
 use super::{classify, timestamp, AwsError};
 use crate::core::credential_report::{self, ReportParseError, ROOT_USER};
-use crate::core::model::{AccessKeyId, KeyFacts, KeyStatus, UserFacts};
+use crate::core::model::{AccessKeyId, AccountId, KeyFacts, KeyStatus, UserFacts};
 
 /// Every IAM action the scanner calls in an account. The StackSet role and
 /// the Lambda's own role must grant exactly these (tests hold them to it).
@@ -73,10 +74,17 @@ impl Iam {
     }
 
     /// IAM with assumed-role credentials, keeping the base configuration's
-    /// endpoint, region, retry and timeout settings.
-    pub fn with_credentials(config: &SdkConfig, credentials: Credentials) -> Self {
+    /// endpoint, region, retry and timeout settings. IAM throttles per
+    /// account, so each account gets its own retry partition: throttling in
+    /// one account does not slow the adaptive rate limiter of the others.
+    pub fn with_credentials(
+        config: &SdkConfig,
+        credentials: Credentials,
+        account: &AccountId,
+    ) -> Self {
         let conf = aws_sdk_iam::config::Builder::from(config)
             .credentials_provider(credentials)
+            .retry_partition(RetryPartition::new(format!("iam-{account}")))
             .build();
         Self::from_client(aws_sdk_iam::Client::from_conf(conf))
     }

@@ -1,6 +1,9 @@
 //! SES v2: the account's send rate, sender verification and SendEmail with
 //! raw MIME content.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage, VerificationStatus};
 use aws_smithy_types::Blob;
@@ -32,9 +35,15 @@ pub enum Identity {
 }
 
 impl Ses {
-    /// SES in `region`, or the base configuration's region.
+    /// SES in `region`, or the base configuration's region. Sending is
+    /// paced to the account's rate by the caller, so standard retry (not the
+    /// adaptive client-side limiter) handles the odd throttling answer.
     pub fn new(config: &SdkConfig, region: Option<&str>) -> Self {
-        let mut b = aws_sdk_sesv2::config::Builder::from(config);
+        let mut b = aws_sdk_sesv2::config::Builder::from(config).retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(500)),
+        );
         if let Some(r) = region {
             b = b.region(Region::new(r.to_owned()));
         }
