@@ -16,7 +16,7 @@ use crate::core::report::Report;
 use crate::core::templates::Templates;
 use crate::notify::{Delivery, Notifier};
 use crate::output::{render, Format};
-use crate::scan::{Mode, Progress, Scanner};
+use crate::scan::{Mode, Progress, RunOptions, Scanner};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -190,12 +190,12 @@ async fn scan(
             }
         }
     };
-    let mut report = scanner.run(mode, now, &progress).await?;
+    let mut report = scanner.run(&RunOptions::new(mode, now), &progress).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     if let (Some(notifier), Some(delivery)) = (&notifier, &delivery) {
-        notifier.deliver(&mut report, delivery, Vec::new()).await;
+        notifier.deliver(&mut report, delivery).await;
         if let Delivery::Outbox(dir) = delivery {
             if let Some(digest) = report
                 .notifications

@@ -49,6 +49,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("concurrency", Some("32")),
     ("account_timeout_secs", Some("120")),
     ("report_wait_secs", Some("60")),
+    ("deadline_reserve_secs", Some("60")),
     ("include_accounts", Some("")),
     ("exclude_accounts", Some("")),
     ("include_ous", Some("")),
@@ -95,6 +96,9 @@ pub struct Settings {
     pub account_timeout: Duration,
     /// How long to wait for a credential report before falling back to API enumeration.
     pub report_wait: Duration,
+    /// Lambda: stop starting accounts when the invocation deadline is this close
+    /// (the time kept for sending the mail).
+    pub deadline_reserve: Duration,
     pub scope: Scope,
     pub exemptions: ExemptionRules,
     pub owners: OwnerRules,
@@ -471,6 +475,8 @@ impl RawSettings {
         let account_timeout =
             Duration::from_secs(self.integer("account_timeout_secs", 1, 3600)? as u64);
         let report_wait = Duration::from_secs(self.integer("report_wait_secs", 0, 3600)? as u64);
+        let deadline_reserve =
+            Duration::from_secs(self.integer("deadline_reserve_secs", 0, 900)? as u64);
         let scope = Scope {
             include_accounts: self.accounts("include_accounts")?,
             exclude_accounts: self.accounts("exclude_accounts")?,
@@ -528,6 +534,7 @@ impl RawSettings {
             concurrency,
             account_timeout,
             report_wait,
+            deadline_reserve,
             scope,
             exemptions,
             owners,

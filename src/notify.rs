@@ -193,14 +193,8 @@ impl Notifier {
     }
 
     /// Builds and delivers every message for `report` and records them in
-    /// `report.notifications`. `not_started` names accounts a deadline kept
-    /// from being scanned (the digest lists them).
-    pub async fn deliver(
-        &self,
-        report: &mut Report,
-        delivery: &Delivery,
-        not_started: Vec<String>,
-    ) {
+    /// `report.notifications`.
+    pub async fn deliver(&self, report: &mut Report, delivery: &Delivery) {
         let link = |f: &Finding| self.templates.link(f);
         let people = plan_people(report, &self.policy);
         let mut pacer = match delivery {
@@ -250,7 +244,6 @@ impl Notifier {
                 .filter(|n| n.outcome != DeliveryOutcome::Failed)
                 .count(),
             delivery_failures: failures,
-            not_started,
         };
         let view = digest_view(report, &self.policy, extras, &link);
         let csv = crate::output::findings_csv(&report.findings)

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use futures::{SinkExt, StreamExt};
@@ -44,6 +45,48 @@ pub enum Mode {
     Organization,
     /// Only the caller's own account, without Organizations.
     SingleAccount,
+}
+
+/// When a run must be done (a Lambda invocation's deadline), and how much
+/// time to keep for what comes after the scan (sending the mail).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: tokio::time::Instant,
+    pub reserve: Duration,
+}
+
+impl Deadline {
+    /// How long an account started now may take; `None` when starting one
+    /// would eat into the reserve.
+    fn budget(&self, account_timeout: Duration) -> Option<Duration> {
+        let left = self
+            .at
+            .checked_duration_since(tokio::time::Instant::now())?;
+        let usable = left.checked_sub(self.reserve)?;
+        (usable >= Duration::from_secs(1)).then(|| usable.min(account_timeout))
+    }
+}
+
+/// What one run covers.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    /// The instant findings are evaluated at.
+    pub now: Timestamp,
+    /// Only these accounts, on top of the settings' scope (a Lambda event's subset).
+    pub only_accounts: Option<BTreeSet<AccountId>>,
+    pub deadline: Option<Deadline>,
+}
+
+impl RunOptions {
+    pub fn new(mode: Mode, now: Timestamp) -> Self {
+        Self {
+            mode,
+            now,
+            only_accounts: None,
+            deadline: None,
+        }
+    }
 }
 
 /// Progress events, for a progress bar or logs.
@@ -93,16 +136,15 @@ impl Scanner {
         &self.settings
     }
 
-    /// Runs the scan as of `now`.
+    /// Runs the scan.
     pub async fn run(
         &self,
-        mode: Mode,
-        now: Timestamp,
+        opts: &RunOptions,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Report, ScanError> {
         let caller = self.sts.caller().await.map_err(ScanError::Caller)?;
-        let mut builder = ReportBuilder::new(now, self.settings.policy);
-        match mode {
+        let mut builder = ReportBuilder::new(opts.now, self.settings.policy);
+        match opts.mode {
             Mode::SingleAccount => {
                 let account = Account {
                     id: caller.account.clone(),
@@ -110,14 +152,14 @@ impl Scanner {
                     email: None,
                 };
                 progress(Progress::Discovered(1));
-                let outcome = self.scan_account(&caller, account, now, false).await;
+                let outcome = self.start_account(&caller, account, opts, false).await;
                 progress(Progress::Finished {
                     failed: outcome_failed(&outcome),
                 });
                 builder.add(outcome);
             }
             Mode::Organization => {
-                self.run_organization(&caller, now, &mut builder, progress)
+                self.run_organization(&caller, opts, &mut builder, progress)
                     .await?
             }
         }
@@ -127,7 +169,7 @@ impl Scanner {
     async fn run_organization(
         &self,
         caller: &Caller,
-        now: Timestamp,
+        opts: &RunOptions,
         builder: &mut ReportBuilder,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), ScanError> {
@@ -159,6 +201,10 @@ impl Scanner {
         };
         let in_scope = |a: &Account| {
             (scope.include_accounts.is_empty() || scope.include_accounts.contains(&a.id))
+                && opts
+                    .only_accounts
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&a.id))
                 && !scope.exclude_accounts.contains(&a.id)
                 && !excluded_by_ou.contains(&a.id)
         };
@@ -229,7 +275,7 @@ impl Scanner {
             }
         };
         let consumer = rx
-            .map(|account| self.scan_account(caller, account, now, true))
+            .map(|account| self.start_account(caller, account, opts, true))
             .buffer_unordered(self.settings.concurrency)
             .for_each(|outcome| {
                 progress(Progress::Finished {
@@ -245,16 +291,48 @@ impl Scanner {
         Ok(())
     }
 
-    /// Scans one account within the account timeout; never fails.
+    /// Scans one account within its time budget, or records that the
+    /// deadline left no time to start it; never fails.
+    async fn start_account(
+        &self,
+        caller: &Caller,
+        account: Account,
+        opts: &RunOptions,
+        in_org: bool,
+    ) -> AccountOutcome {
+        let budget = match opts.deadline {
+            None => self.settings.account_timeout,
+            Some(d) => match d.budget(self.settings.account_timeout) {
+                Some(b) => b,
+                None => {
+                    return AccountOutcome::failed(
+                        account,
+                        StageError {
+                            stage: "deadline".to_owned(),
+                            code: "NotStarted".to_owned(),
+                            message: format!(
+                                "not scanned: the invocation deadline was less than {} s away (deadline_reserve_secs)",
+                                d.reserve.as_secs()
+                            ),
+                        },
+                    )
+                }
+            },
+        };
+        self.scan_account(caller, account, opts.now, in_org, budget)
+            .await
+    }
+
+    /// Scans one account within `budget`; never fails.
     async fn scan_account(
         &self,
         caller: &Caller,
         account: Account,
         now: Timestamp,
         in_org: bool,
+        budget: Duration,
     ) -> AccountOutcome {
         let span = tracing::info_span!("account", account_id = %account.id);
-        let budget = self.settings.account_timeout;
         match tokio::time::timeout(
             budget,
             self.scan_account_inner(caller, &account, now, in_org),
@@ -269,7 +347,7 @@ impl Scanner {
                     stage: "timeout".to_owned(),
                     code: "Timeout".to_owned(),
                     message: format!(
-                        "the account was not scanned within account_timeout_secs ({} s)",
+                        "the account was not scanned within its time budget ({} s; account_timeout_secs, or less when the invocation deadline was near)",
                         budget.as_secs()
                     ),
                 },

@@ -57,7 +57,6 @@ fn rendered_templates_match_their_golden_files() {
             recipients: "ops@example.com".into(),
             error: "MessageRejected: Email address is not verified.".into(),
         }],
-        not_started: Vec::new(),
     };
     let r = templates
         .digest(&digest_view(&report, &policy, extras, &link))

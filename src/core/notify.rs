@@ -455,8 +455,6 @@ pub struct DigestView {
     pub by_severity: Vec<Count>,
     pub by_check: Vec<Count>,
     pub blind_spots: Vec<BlindSpot>,
-    /// Accounts not scanned because the run ran out of time (Lambda deadline).
-    pub not_started: Vec<String>,
     pub accounts: Vec<AccountRow>,
     /// Accounts scanned clean and not listed in `accounts`.
     pub clean_accounts: u64,
@@ -519,7 +517,6 @@ fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> ExemptRow {
 pub struct DigestExtras {
     pub people_notified: usize,
     pub delivery_failures: Vec<DeliveryFailure>,
-    pub not_started: Vec<String>,
 }
 
 /// The view for the security digest.
@@ -630,7 +627,7 @@ pub fn digest_view(
         evaluated_at: now.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         subject_prefix,
         subject_summary,
-        incomplete: report.is_incomplete() || !extras.not_started.is_empty(),
+        incomplete: report.is_incomplete(),
         accounts_total: s.accounts_total,
         accounts_scanned: s.accounts_scanned,
         accounts_failed: s.accounts_failed,
@@ -656,7 +653,6 @@ pub fn digest_view(
             })
             .collect(),
         blind_spots,
-        not_started: extras.not_started,
         clean_accounts: (report.accounts.len() - listed.len()) as u64,
         accounts: listed
             .into_iter()

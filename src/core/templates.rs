@@ -195,7 +195,6 @@ impl Templates {
                 recipients: "someone@example.com".into(),
                 error: "MessageRejected".into(),
             }],
-            not_started: vec!["sample (111122223333)".into()],
         };
         self.digest(&digest_view(&report, &policy, extras, &link))?;
         Ok(())

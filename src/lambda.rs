@@ -1,0 +1,163 @@
+//! The scheduled Lambda: the same scan and notify as the CLI, under
+//! `lambda_runtime`. Settings come from `KEYWARDEN_*` environment variables
+//! (and `KEYWARDEN_CONFIG` if set); settings, SDK clients and templates are
+//! built once per cold start. The event may override `dry_run` and narrow
+//! `accounts`. The invocation deadline is honoured: no account is started
+//! when less than `deadline_reserve_secs` are left, and the digest still goes
+//! out, marked incomplete, listing the accounts not scanned.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info};
+
+use crate::config::{RawSettings, Settings};
+use crate::core::model::AccountId;
+use crate::core::report::{AccountEntry, AccountStatus, Notification, Summary};
+use crate::core::templates::Templates;
+use crate::notify::{Delivery, Notifier};
+use crate::scan::{Deadline, Mode, RunOptions, Scanner};
+
+/// The invocation event. EventBridge's scheduled events carry other fields,
+/// which are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct Event {
+    /// Render every message but send nothing.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// Only these accounts (within the configured scope).
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+}
+
+/// What an invocation returns: the run summary.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    pub schema: &'static str,
+    pub evaluated_at: Timestamp,
+    /// Some account was not scanned, or a message was not delivered.
+    pub incomplete: bool,
+    pub summary: Summary,
+    pub failed_accounts: Vec<AccountEntry>,
+    pub notifications: Vec<Notification>,
+}
+
+/// Built once per cold start.
+struct State {
+    scanner: Scanner,
+    notifier: Notifier,
+    reserve: std::time::Duration,
+}
+
+fn settings() -> anyhow::Result<Settings> {
+    let mut raw = RawSettings::defaults();
+    if let Some(path) = std::env::var_os("KEYWARDEN_CONFIG") {
+        raw.merge_file(std::path::Path::new(&path))?;
+    }
+    raw.merge_env(std::env::vars());
+    Ok(raw.validate()?)
+}
+
+async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunSummary> {
+    let (event, ctx) = event.into_parts();
+    let only_accounts = match event.accounts {
+        None => None,
+        Some(ids) => Some(
+            ids.iter()
+                .map(|id| AccountId::parse(id))
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("event field `accounts`: {e}"))?,
+        ),
+    };
+    let delivery = if event.dry_run.unwrap_or(false) {
+        Delivery::DryRun
+    } else {
+        Delivery::Ses
+    };
+    // The deadline as an Instant: how far away it is now, from now.
+    let left = ctx
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let deadline = Deadline {
+        at: tokio::time::Instant::now() + left,
+        reserve: state.reserve,
+    };
+    info!(request_id = %ctx.request_id, time_left_ms = left.as_millis() as u64, ?delivery, "keywarden run");
+
+    state.notifier.preflight(&delivery).await?;
+    let opts = RunOptions {
+        mode: Mode::Organization,
+        now: Timestamp::now(),
+        only_accounts,
+        deadline: Some(deadline),
+    };
+    let mut report = state.scanner.run(&opts, &|_| {}).await?;
+    state.notifier.deliver(&mut report, &delivery).await;
+
+    let undelivered = report
+        .notifications
+        .iter()
+        .any(|n| n.outcome == crate::core::report::DeliveryOutcome::Failed);
+    let summary = RunSummary {
+        schema: "keywarden.summary/v1",
+        evaluated_at: report.evaluated_at,
+        incomplete: report.is_incomplete() || undelivered,
+        failed_accounts: report
+            .accounts
+            .iter()
+            .filter(|a| a.status == AccountStatus::Failed)
+            .cloned()
+            .collect(),
+        summary: report.summary,
+        notifications: report.notifications,
+    };
+    info!(
+        findings = summary.summary.findings,
+        accounts_failed = summary.summary.accounts_failed,
+        messages = summary.notifications.len(),
+        incomplete = summary.incomplete,
+        "keywarden run finished"
+    );
+    Ok(summary)
+}
+
+/// Runs the Lambda runtime loop; returns when the runtime stops.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let state = match init().await {
+        Ok(state) => state,
+        Err(e) => {
+            // An init error stops the cold start; the message is in the logs and the error metric.
+            error!(error = format!("{e:#}"), "keywarden cannot start");
+            return Err(e.into());
+        }
+    };
+    let state = &state;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        handle(state, event).await.map_err(|e| {
+            error!(error = format!("{e:#}"), "keywarden run failed");
+            lambda_runtime::Error::from(format!("{e:#}"))
+        })
+    }))
+    .await
+}
+
+async fn init() -> anyhow::Result<State> {
+    let settings = settings()?;
+    let templates = Templates::load(
+        &settings.template_overrides()?,
+        settings.console_link_template.as_deref(),
+    )?;
+    let sdk_config = crate::aws::load_sdk_config().await;
+    let notifier = Notifier::new(&sdk_config, &settings, templates)?;
+    let reserve = settings.deadline_reserve;
+    Ok(State {
+        scanner: Scanner::new(sdk_config, settings),
+        notifier,
+        reserve,
+    })
+}

@@ -1,0 +1,243 @@
+//! The real binary as a Lambda function: a minimal Lambda Runtime API (the
+//! invocation protocol the real service speaks) hands it one event, the
+//! binary scans moto and mails through moto's SES, and its response is read
+//! back from the Runtime API.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use support::{Moto, Seeded};
+
+fn org_spec() -> Value {
+    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+}
+
+/// What the function answered, and everything it logged.
+struct Invocation {
+    /// `Ok(response)` or `Err(error body)`.
+    result: Result<Value, Value>,
+    logs: String,
+}
+
+/// Serves one invocation of `event` with the deadline `deadline_in` from now.
+fn invoke(
+    moto: &Moto,
+    seeded: &Seeded,
+    event: Value,
+    deadline_in: Duration,
+    env: &[(&str, &str)],
+) -> Invocation {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the Runtime API");
+    let port = server.server_addr().to_ip().expect("an IP address").port();
+    let (ak, sk) = seeded.scanner();
+    let mut cmd = moto.keywarden((&ak, &sk));
+    cmd.env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "keywarden")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+        .env("KEYWARDEN_MAX_SEND_RATE", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child: Child = cmd.spawn().expect("start the function");
+    let deadline_ms = (SystemTime::now() + deadline_in)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut result = None;
+    let started = std::time::Instant::now();
+    while result.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the function never answered"
+        );
+        let Some(mut req) = server
+            .recv_timeout(Duration::from_secs(1))
+            .expect("Runtime API")
+        else {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the function exited before answering"
+            );
+            continue;
+        };
+        let url = req.url().to_owned();
+        let mut body = String::new();
+        req.as_reader().read_to_string(&mut body).unwrap();
+        let header =
+            |k: &str, v: String| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap();
+        if url.ends_with("/runtime/invocation/next") {
+            let resp = tiny_http::Response::from_string(event.to_string())
+                .with_header(header("Lambda-Runtime-Aws-Request-Id", "req-1".into()))
+                .with_header(header(
+                    "Lambda-Runtime-Deadline-Ms",
+                    deadline_ms.to_string(),
+                ))
+                .with_header(header(
+                    "Lambda-Runtime-Invoked-Function-Arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:keywarden".into(),
+                ))
+                .with_header(header("Content-Type", "application/json".into()));
+            req.respond(resp).unwrap();
+        } else if url.ends_with("/runtime/invocation/req-1/response") {
+            result = Some(Ok(
+                serde_json::from_str(&body).expect("the response is JSON")
+            ));
+            req.respond(tiny_http::Response::empty(202)).unwrap();
+        } else if url.ends_with("/error") {
+            result = Some(Err(
+                serde_json::from_str(&body).unwrap_or(Value::String(body))
+            ));
+            req.respond(tiny_http::Response::empty(202)).unwrap();
+        } else {
+            req.respond(tiny_http::Response::empty(404)).unwrap();
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    Invocation {
+        result: result.unwrap(),
+        logs: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn sent_to(moto: &Moto) -> Vec<String> {
+    moto.data()["ses"]["RawMessage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["destinations"][0].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_scheduled_invocation_scans_mails_and_returns_the_run_summary() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    // EventBridge's scheduled event: fields keywarden does not use are ignored.
+    let event = json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let inv = invoke(&moto, &seeded, event, Duration::from_secs(300), &[]);
+    let summary = inv
+        .result
+        .unwrap_or_else(|e| panic!("error {e}\n{}", inv.logs));
+
+    assert_eq!(summary["schema"], "keywarden.summary/v1");
+    assert_eq!(summary["summary"]["findings"], 9);
+    assert_eq!(summary["incomplete"], true, "the sandbox account failed");
+    let failed: Vec<&str> = summary["failed_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, [seeded.account("sandbox").as_str()]);
+    let notes = summary["notifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 7);
+    assert!(notes.iter().all(|n| n["outcome"] == "sent"));
+    assert_eq!(sent_to(&moto).len(), 7);
+
+    // Structured JSON logs, and no credential anywhere in them.
+    let json_lines = inv
+        .logs
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .count();
+    assert!(json_lines >= 2, "JSON log lines expected:\n{}", inv.logs);
+    let (_, secret) = seeded.scanner();
+    assert!(
+        !inv.logs.contains(&secret),
+        "the secret access key leaked into the logs"
+    );
+}
+
+#[test]
+fn near_the_deadline_no_account_is_started_and_the_digest_still_goes_out_incomplete() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    // The management account is listed first; with one account in flight it holds up the rest.
+    moto.hook(
+        "/_keywarden/report-fault",
+        &json!({"account_id": seeded.account("management"), "mode": "slow"}),
+    );
+    let inv = invoke(
+        &moto,
+        &seeded,
+        json!({"dry_run": true}),
+        Duration::from_secs(7),
+        &[
+            ("KEYWARDEN_CONCURRENCY", "1"),
+            ("KEYWARDEN_DEADLINE_RESERVE_SECS", "3"),
+        ],
+    );
+    let summary = inv
+        .result
+        .unwrap_or_else(|e| panic!("error {e}\n{}", inv.logs));
+
+    assert_eq!(summary["incomplete"], true);
+    let stages: Vec<(String, String)> = summary["failed_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["account_id"].as_str().unwrap().to_owned(),
+                a["error"]["stage"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        stages.contains(&(seeded.account("management"), "timeout".to_owned())),
+        "{stages:?}"
+    );
+    for name in ["prod", "staging", "sandbox"] {
+        assert!(
+            stages.contains(&(seeded.account(name), "deadline".to_owned())),
+            "{name}: {stages:?}"
+        );
+    }
+    let notes = summary["notifications"].as_array().unwrap();
+    let digest = notes.last().unwrap();
+    assert_eq!(
+        (digest["kind"].as_str(), digest["outcome"].as_str()),
+        (Some("digest"), Some("dry_run"))
+    );
+    assert!(
+        digest["subject"].as_str().unwrap().contains("INCOMPLETE"),
+        "{digest}"
+    );
+    assert!(
+        sent_to(&moto).is_empty(),
+        "dry_run from the event: nothing sent"
+    );
+}
+
+#[test]
+fn a_bad_event_is_an_invocation_error_naming_the_field() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let inv = invoke(
+        &moto,
+        &seeded,
+        json!({"accounts": ["not-an-account"]}),
+        Duration::from_secs(60),
+        &[],
+    );
+    let err = inv.result.expect_err("an error response");
+    assert!(
+        err.to_string().contains("accounts") && err.to_string().contains("not-an-account"),
+        "{err}"
+    );
+}
