@@ -156,6 +156,20 @@ def create_aws_request_as_aws(self):
 
 access_control.IAMRequestBase._create_aws_request = create_aws_request_as_aws
 
+# moto 5.2.1 stores the inline policies of a CloudFormation-created role as
+# parsed objects, and its policy enforcement then fails on them (KeyError
+# 'policy_document', HTTP 500). IAM keeps policy documents as JSON text: do the same.
+_role_put_policy = iam_models.Role.put_policy
+
+
+def role_put_policy_as_json(self, policy_name, policy_json):
+    if not isinstance(policy_json, str):
+        policy_json = json.dumps(policy_json)
+    return _role_put_policy(self, policy_name, policy_json)
+
+
+iam_models.Role.put_policy = role_put_policy_as_json
+
 _send_raw_email = ses_models.SESBackend.send_raw_email
 
 

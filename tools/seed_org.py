@@ -11,18 +11,22 @@ object with what was created:
 
 Spec (every field optional unless marked):
   {"accounts": [{"name"*, "email"*, "management": bool, "ou": "A/B", "alias",
-                 "tags": {k: v}, "scan_role": "ok" | "no-iam",
+                 "tags": {k: v}, "scan_role": "ok" | "no-iam" | "stackset",
+                 "drop_actions": ["iam:..."],   # with "stackset": removed from the template's policy
                  "root_key": {"age_days", "last_used_days", "active"},
                  "users": [{"name"*, "tags": {k: v}, "path",
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "scanner_user": bool,     # a least-privilege scanner identity in the management account
+   "scanner_actions": [...], # its allowed actions (default: the list below)
+   "stackset_template": "path",  # for "scan_role": "stackset" (default stacksets/member-role.yaml)
    "enforce_auth": bool,     # turn on moto's IAM policy enforcement at the end
    "role_name": "KeywardenScanRole"}
 """
 
 import argparse
 import json
+import os
 import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -76,6 +80,35 @@ def iso(t):
     return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
 
 
+def deploy_member_role(ep, creds, spec, acct, role_name, org_id):
+    """Deploys the StackSet's member-role template with CloudFormation, as the StackSet would."""
+    import yaml
+
+    path = spec.get("stackset_template") or os.path.join(os.path.dirname(__file__), "..", "stacksets", "member-role.yaml")
+    with open(path) as f:
+        template = yaml.safe_load(f)
+    drop = set(acct.get("drop_actions", []))
+    if drop:
+        for policy in template["Resources"]["ScanRole"]["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                statement["Action"] = [a for a in statement["Action"] if a not in drop]
+    cfn = client("cloudformation", ep, creds)
+    cfn.create_stack(
+        StackName="StackSet-keywarden-member-role",
+        TemplateBody=json.dumps(template),
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+        Parameters=[
+            {"ParameterKey": "ScannerRoleArn",
+             "ParameterValue": f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:user/keywarden-scanner"},
+            {"ParameterKey": "OrganizationId", "ParameterValue": org_id},
+            {"ParameterKey": "RoleName", "ParameterValue": role_name},
+        ],
+    )
+    status = cfn.describe_stacks(StackName="StackSet-keywarden-member-role")["Stacks"][0]["StackStatus"]
+    if status != "CREATE_COMPLETE":
+        raise RuntimeError(f"member-role stack in {acct['name']}: {status}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", required=True)
@@ -88,7 +121,7 @@ def main():
 
     orgs = client("organizations", ep)
     sts = client("sts", ep)
-    orgs.create_organization(FeatureSet="ALL")
+    org_id = orgs.create_organization(FeatureSet="ALL")["Organization"]["Id"]
     root_id = orgs.list_roots()["Roots"][0]["Id"]
     ou_ids = {"": root_id}
 
@@ -101,7 +134,7 @@ def main():
 
     out = {"management_account_id": MANAGEMENT_ACCOUNT, "accounts": {}, "keys": {}, "ous": {}}
     backdates = []
-    scanner_principal = f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:root"
+    scanner_principal = f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:user/keywarden-scanner"
     for acct in spec.get("accounts", []):
         if acct.get("management"):
             account_id = MANAGEMENT_ACCOUNT
@@ -118,12 +151,15 @@ def main():
             creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
                                     RoleSessionName="seed")["Credentials"]
             iam = client("iam", ep, creds)
-            actions = IAM_ACTIONS if acct.get("scan_role", "ok") == "ok" else ["iam:ListAccountAliases"]
-            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                              "Principal": {"AWS": scanner_principal}}]}
-            iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
-            iam.put_role_policy(RoleName=role_name, PolicyName="keywarden-read", PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+            if acct.get("scan_role", "ok") == "stackset":
+                deploy_member_role(ep, creds, spec, acct, role_name, org_id)
+            else:
+                actions = IAM_ACTIONS if acct.get("scan_role", "ok") == "ok" else ["iam:ListAccountAliases"]
+                trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                                  "Principal": {"AWS": scanner_principal}}]}
+                iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+                iam.put_role_policy(RoleName=role_name, PolicyName="keywarden-read", PolicyDocument=json.dumps(
+                    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
         out["accounts"][acct["name"]] = account_id
         if acct.get("alias"):
             iam.create_account_alias(AccountAlias=acct["alias"])
@@ -158,9 +194,9 @@ def main():
     if spec.get("scanner_user"):
         iam = client("iam", ep)
         iam.create_user(UserName="keywarden-scanner")
+        actions = spec.get("scanner_actions", SCANNER_ORG_ACTIONS + IAM_ACTIONS)
         iam.put_user_policy(UserName="keywarden-scanner", PolicyName="keywarden", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": SCANNER_ORG_ACTIONS + IAM_ACTIONS, "Resource": "*"}]}))
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
         k = iam.create_access_key(UserName="keywarden-scanner")["AccessKey"]
         out["scanner"] = {"access_key_id": k["AccessKeyId"], "secret_access_key": k["SecretAccessKey"]}
     if spec.get("enforce_auth"):

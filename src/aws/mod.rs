@@ -18,6 +18,19 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use jiff::Timestamp;
 
+/// Every AWS action keywarden calls: what the Lambda's execution role must
+/// grant (the member role grants the IAM part). Terraform and the StackSet
+/// template are held to these lists by tests/infra.rs.
+pub fn all_actions() -> Vec<&'static str> {
+    [
+        organizations::ORGANIZATIONS_ACTIONS,
+        sts::STS_ACTIONS,
+        iam::IAM_ACTIONS,
+        ses::SES_ACTIONS,
+    ]
+    .concat()
+}
+
 /// A failed AWS call, classified: which operation, the AWS error code (or a
 /// keywarden code for transport failures) and the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,6 +9,15 @@ use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 use super::{classify, AwsError};
 use crate::core::model::{Account, AccountId};
 
+/// Every Organizations action keywarden calls (the Lambda's role grants these).
+pub const ORGANIZATIONS_ACTIONS: &[&str] = &[
+    "organizations:DescribeOrganization",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListChildren",
+    "organizations:ListTagsForResource",
+];
+
 /// Organizations calls, sharing one client.
 #[derive(Debug, Clone)]
 pub struct Organizations {

@@ -8,6 +8,10 @@ use aws_credential_types::Credentials;
 use super::{classify, AwsError};
 use crate::core::model::AccountId;
 
+/// STS actions that need a permission (GetCallerIdentity needs none); the
+/// Lambda's role allows AssumeRole on the member role only.
+pub const STS_ACTIONS: &[&str] = &["sts:AssumeRole"];
+
 /// The identity the run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -1,0 +1,317 @@
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  partition  = data.aws_partition.current.partition
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.name
+  ses_region = coalesce(var.ses_region, local.region)
+
+  # The AWS actions keywarden calls. tests/infra.rs holds these lists equal to
+  # the ones in the code (src/aws/*.rs) and the member-role template.
+  organizations_actions = [
+    "organizations:DescribeOrganization",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListChildren",
+    "organizations:ListTagsForResource",
+  ]
+  iam_read_actions = [
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccessKeyLastUsed",
+    "iam:GetAccountSummary",
+    "iam:ListAccessKeys",
+    "iam:ListAccountAliases",
+    "iam:ListUserTags",
+    "iam:ListUsers",
+  ]
+  ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail", "ses:GetEmailIdentity"]
+  ses_account_actions  = ["ses:GetAccount"]
+  assume_member_action = ["sts:AssumeRole"]
+
+  sender_domain = split("@", var.sender)[1]
+  sender_identity_arns = [
+    "arn:${local.partition}:ses:${local.ses_region}:${local.account_id}:identity/${var.sender}",
+    "arn:${local.partition}:ses:${local.ses_region}:${local.account_id}:identity/${local.sender_domain}",
+  ]
+  configuration_set_arns = var.ses_configuration_set == null ? [] : [
+    "arn:${local.partition}:ses:${local.ses_region}:${local.account_id}:configuration-set/${var.ses_configuration_set}",
+  ]
+
+  environment = merge(
+    { for k, v in var.settings : "KEYWARDEN_${upper(k)}" => v },
+    {
+      KEYWARDEN_ROLE_NAME           = var.role_name
+      KEYWARDEN_SENDER              = var.sender
+      KEYWARDEN_SECURITY_RECIPIENTS = join(",", var.security_recipients)
+      KEYWARDEN_SES_REGION          = local.ses_region
+    },
+    var.external_id == "" ? {} : { KEYWARDEN_EXTERNAL_ID = var.external_id },
+    var.ses_configuration_set == null ? {} : { KEYWARDEN_CONFIGURATION_SET = var.ses_configuration_set },
+  )
+}
+
+resource "aws_cloudwatch_log_group" "this" {
+  name              = "/aws/lambda/${var.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = var.tags
+}
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${var.name}-execution"
+  description        = "keywarden scanner: lists the Organization, assumes ${var.role_name} in member accounts, mails owners."
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "execution" {
+  statement {
+    sid       = "ListOrganization"
+    actions   = local.organizations_actions
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "AssumeMemberScanRole"
+    actions   = local.assume_member_action
+    resources = ["arn:${local.partition}:iam::*:role/${var.role_name}"]
+  }
+
+  # The management account itself is scanned with this role's own permissions:
+  # StackSets do not deploy into the management account.
+  statement {
+    sid       = "ReadOwnAccountAccessKeys"
+    actions   = local.iam_read_actions
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "SendFromSenderIdentity"
+    actions   = local.ses_send_actions
+    resources = concat(local.sender_identity_arns, local.configuration_set_arns)
+  }
+
+  statement {
+    sid       = "ReadSendQuota"
+    actions   = local.ses_account_actions
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
+  }
+
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptEnvironment"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "keywarden"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
+}
+
+resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_117:keywarden only calls AWS APIs; a VPC would need NAT or endpoints for Organizations, IAM, STS and SES and adds nothing
+  #checkov:skip=CKV_AWS_116:async retries are off on purpose (a retry would mail everyone twice); a failed run raises the Errors alarm instead of going to a DLQ
+  #checkov:skip=CKV_AWS_272:code signing needs a signing profile this module cannot create for you; enable it in your own pipeline if required
+  function_name                  = var.name
+  description                    = "keywarden: stale, unused and dangerous IAM access keys across the Organization"
+  role                           = aws_iam_role.execution.arn
+  filename                       = var.lambda_zip_path
+  source_code_hash               = filebase64sha256(var.lambda_zip_path)
+  handler                        = "bootstrap"
+  runtime                        = "provided.al2023"
+  architectures                  = [var.architecture]
+  memory_size                    = var.memory_size
+  timeout                        = var.timeout
+  reserved_concurrent_executions = 1
+  kms_key_arn                    = var.kms_key_arn
+
+  environment {
+    variables = local.environment
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.this.name
+  }
+
+  tracing_config {
+    mode = var.tracing_mode
+  }
+
+  tags = var.tags
+
+  depends_on = [aws_iam_role_policy.execution]
+}
+
+# A failed run is never retried: a retry would mail every owner twice.
+resource "aws_lambda_function_event_invoke_config" "this" {
+  function_name                = aws_lambda_function.this.function_name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = 3600
+}
+
+data "aws_iam_policy_document" "assume_scheduler" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.name}-scheduler"
+  description        = "Lets EventBridge Scheduler invoke the keywarden function."
+  assume_role_policy = data.aws_iam_policy_document.assume_scheduler.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "InvokeKeywarden"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.this.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "invoke-keywarden"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.scheduler.json
+}
+
+resource "aws_scheduler_schedule" "daily" {
+  name                         = "${var.name}-daily"
+  description                  = "Runs keywarden (scan and notify)."
+  state                        = var.schedule_enabled ? "ENABLED" : "DISABLED"
+  schedule_expression          = var.schedule_expression
+  schedule_expression_timezone = var.schedule_timezone
+  kms_key_arn                  = var.kms_key_arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.this.arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = jsonencode({ source = "keywarden.schedule" })
+
+    retry_policy {
+      maximum_retry_attempts = 0
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  alarm_name          = "${var.name}-errors"
+  alarm_description   = "A keywarden run failed: the Organization was not checked, or nobody was told."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.this.function_name }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+  ok_actions          = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+  tags                = var.tags
+}
+
+# The read-only member role in every account of the targeted OUs, now and in
+# the future (auto deployment). StackSets skip the management account, which
+# the function scans with its own role.
+resource "aws_cloudformation_stack_set" "member_role" {
+  name             = "${var.name}-member-role"
+  description      = "keywarden read-only scan role (${var.role_name}) in member accounts"
+  permission_model = "SERVICE_MANAGED"
+  call_as          = var.stackset_call_as
+  capabilities     = ["CAPABILITY_NAMED_IAM"]
+  template_body    = file("${path.module}/../stacksets/member-role.yaml")
+
+  parameters = {
+    ScannerRoleArn = aws_iam_role.execution.arn
+    OrganizationId = var.organization_id
+    RoleName       = var.role_name
+    ExternalId     = var.external_id
+  }
+
+  auto_deployment {
+    enabled                          = true
+    retain_stacks_on_account_removal = false
+  }
+
+  operation_preferences {
+    failure_tolerance_percentage = 10
+    max_concurrent_percentage    = 25
+    region_concurrency_type      = "PARALLEL"
+  }
+
+  managed_execution {
+    active = true
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    ignore_changes = [administration_role_arn]
+  }
+}
+
+resource "aws_cloudformation_stack_set_instance" "member_role" {
+  stack_set_name = aws_cloudformation_stack_set.member_role.name
+  call_as        = var.stackset_call_as
+  region         = coalesce(var.stackset_region, local.region)
+
+  deployment_targets {
+    organizational_unit_ids = var.stackset_target_ou_ids
+  }
+
+  operation_preferences {
+    failure_tolerance_percentage = 10
+    max_concurrent_percentage    = 25
+  }
+}

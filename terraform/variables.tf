@@ -1,0 +1,225 @@
+variable "name" {
+  description = "Name of the function and prefix of every resource this module creates."
+  type        = string
+  default     = "keywarden"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,48}$", var.name))
+    error_message = "name must be 1-48 letters, digits, hyphens or underscores."
+  }
+}
+
+variable "lambda_zip_path" {
+  description = "Path to the zip built by scripts/build-lambda (target/lambda/keywarden/bootstrap.zip)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.lambda_zip_path, ".zip")
+    error_message = "lambda_zip_path must point to the .zip built by scripts/build-lambda."
+  }
+}
+
+variable "architecture" {
+  description = "Lambda architecture the zip was built for: arm64 (scripts/build-lambda) or x86_64."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture must be arm64 or x86_64."
+  }
+}
+
+variable "memory_size" {
+  description = "Memory of the function in MB."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = var.memory_size >= 128 && var.memory_size <= 10240
+    error_message = "memory_size must be between 128 and 10240 MB."
+  }
+}
+
+variable "timeout" {
+  description = "Function timeout in seconds; keywarden stops starting accounts deadline_reserve_secs before it."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.timeout >= 60 && var.timeout <= 900
+    error_message = "timeout must be between 60 and 900 seconds."
+  }
+}
+
+variable "schedule_expression" {
+  description = "When to run, as an EventBridge Scheduler cron() or rate() expression."
+  type        = string
+  default     = "cron(0 7 * * ? *)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.schedule_expression))
+    error_message = "schedule_expression must be cron(...) or rate(...)."
+  }
+}
+
+variable "schedule_timezone" {
+  description = "IANA time zone of schedule_expression, e.g. Europe/Berlin."
+  type        = string
+  default     = "UTC"
+}
+
+variable "schedule_enabled" {
+  description = "Whether the daily schedule is on."
+  type        = bool
+  default     = true
+}
+
+variable "organization_id" {
+  description = "AWS Organizations id (o-...): only principals of this Organization may assume the member role."
+  type        = string
+
+  validation {
+    condition     = can(regex("^o-[a-z0-9]{10,32}$", var.organization_id))
+    error_message = "organization_id must look like o-abcdefghij."
+  }
+}
+
+variable "role_name" {
+  description = "Name of the read-only role in every member account (keywarden's role_name setting)."
+  type        = string
+  default     = "KeywardenScanRole"
+
+  validation {
+    condition     = can(regex("^[\\w+=,.@-]{1,64}$", var.role_name))
+    error_message = "role_name must be a valid IAM role name."
+  }
+}
+
+variable "external_id" {
+  description = "Optional ExternalId the member role requires (keywarden's external_id setting); empty for none."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.external_id == "" || can(regex("^[\\w+=,.@:/-]{2,1224}$", var.external_id))
+    error_message = "external_id must be 2-1224 of A-Z a-z 0-9 +=,.@:/_-."
+  }
+}
+
+variable "stackset_target_ou_ids" {
+  description = "Organization root id (r-...) or OU ids the member role is deployed to, recursively."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.stackset_target_ou_ids) > 0 && alltrue([for id in var.stackset_target_ou_ids : can(regex("^(r-[a-z0-9]{4,32}|ou-[a-z0-9]{4,32}-[a-z0-9]{8,32})$", id))])
+    error_message = "stackset_target_ou_ids must list the root id (r-...) and/or OU ids (ou-...)."
+  }
+}
+
+variable "stackset_region" {
+  description = "Region the member-role stacks are created in (IAM is global: one region is enough). Defaults to the provider's region."
+  type        = string
+  default     = null
+}
+
+variable "stackset_call_as" {
+  description = "SELF in the management account, DELEGATED_ADMIN in a delegated StackSets administrator account."
+  type        = string
+  default     = "SELF"
+
+  validation {
+    condition     = contains(["SELF", "DELEGATED_ADMIN"], var.stackset_call_as)
+    error_message = "stackset_call_as must be SELF or DELEGATED_ADMIN."
+  }
+}
+
+variable "sender" {
+  description = "Verified SES identity (address) the emails come from."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s<>,;]+@[^@\\s<>,;]+\\.[^@\\s<>,;]+$", var.sender))
+    error_message = "sender must be a bare email address."
+  }
+}
+
+variable "security_recipients" {
+  description = "Addresses that receive the security digest."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.security_recipients) > 0 && alltrue([for a in var.security_recipients : can(regex("^[^@\\s<>,;]+@[^@\\s<>,;]+\\.[^@\\s<>,;]+$", a))])
+    error_message = "security_recipients must list at least one bare email address."
+  }
+}
+
+variable "ses_region" {
+  description = "Region of the SES identity; defaults to the provider's region."
+  type        = string
+  default     = null
+}
+
+variable "ses_configuration_set" {
+  description = "Optional SES configuration set for sending (events, suppression); null for none."
+  type        = string
+  default     = null
+}
+
+variable "settings" {
+  description = "Further keywarden settings (see README), e.g. { max_age_days = \"90\", exclude_ous = \"ou-ab12-cdef3456\" }; lists comma-separated."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([for k in keys(var.settings) : contains([
+      "warn_age_days", "max_age_days", "unused_days", "stale_inactive_days", "concurrency",
+      "account_timeout_secs", "report_wait_secs", "deadline_reserve_secs", "include_accounts",
+      "exclude_accounts", "include_ous", "exclude_ous", "exempt_accounts", "exempt_user_arns",
+      "exempt_tag_key", "owner_tag_keys", "account_owner_tag_keys", "notify_account_owners",
+      "reply_to", "max_send_rate", "console_link_template",
+    ], k)])
+    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set)."
+  }
+}
+
+variable "log_retention_days" {
+  description = "How long the function's logs are kept."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch Logs retention value."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Optional KMS key for the log group and the function's environment; null uses AWS-managed keys."
+  type        = string
+  default     = null
+}
+
+variable "alarm_sns_topic_arn" {
+  description = "Optional SNS topic notified when a run fails (Errors > 0); null creates the alarm without actions."
+  type        = string
+  default     = null
+}
+
+variable "tracing_mode" {
+  description = "X-Ray tracing of the function: Active or PassThrough."
+  type        = string
+  default     = "Active"
+
+  validation {
+    condition     = contains(["Active", "PassThrough"], var.tracing_mode)
+    error_message = "tracing_mode must be Active or PassThrough."
+  }
+}
+
+variable "tags" {
+  description = "Tags for every resource this module creates."
+  type        = map(string)
+  default     = {}
+}

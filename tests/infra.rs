@@ -1,0 +1,319 @@
+//! Code and infrastructure agree: the actions keywarden calls (one list per
+//! adapter in src/aws/), the StackSet member role, the Terraform execution
+//! role, the role name default and the settings keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use hcl::expr::{Expression, TraversalOperator};
+use hcl::{Block, Body};
+use keywarden::aws::{
+    iam::IAM_ACTIONS, organizations::ORGANIZATIONS_ACTIONS, ses::SES_ACTIONS, sts::STS_ACTIONS,
+};
+use serde_yaml::Value as Yaml;
+
+fn file(rel: &str) -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    items.into_iter().map(str::to_owned).collect()
+}
+
+fn member_template() -> Yaml {
+    serde_yaml::from_str(&file("stacksets/member-role.yaml")).expect("the template is YAML")
+}
+
+fn terraform(rel: &str) -> Body {
+    hcl::from_str(&file(rel)).unwrap_or_else(|e| panic!("{rel} is not HCL: {e}"))
+}
+
+fn blocks<'a>(body: &'a Body, kind: &'a str) -> impl Iterator<Item = &'a Block> + 'a {
+    body.blocks().filter(move |b| b.identifier() == kind)
+}
+
+fn labelled<'a>(body: &'a Body, kind: &'a str, labels: &[&str]) -> &'a Block {
+    blocks(body, kind)
+        .find(|b| {
+            b.labels()
+                .iter()
+                .map(|l| l.as_str())
+                .eq(labels.iter().copied())
+        })
+        .unwrap_or_else(|| panic!("no {kind} {labels:?}"))
+}
+
+fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+fn strings(e: &Expression) -> Vec<String> {
+    match e {
+        Expression::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Expression::String(s) => s.clone(),
+                other => panic!("expected a string, found {other:?}"),
+            })
+            .collect(),
+        other => panic!("expected a list of strings, found {other:?}"),
+    }
+}
+
+fn locals(body: &Body) -> BTreeMap<String, Expression> {
+    blocks(body, "locals")
+        .flat_map(|b| {
+            b.body()
+                .attributes()
+                .map(|a| (a.key().to_owned(), a.expr().clone()))
+        })
+        .collect()
+}
+
+/// A statement's actions: a literal list or `local.<name>`.
+fn actions(e: &Expression, locals: &BTreeMap<String, Expression>) -> Vec<String> {
+    match e {
+        Expression::Traversal(t) => match (&t.expr, t.operators.as_slice()) {
+            (Expression::Variable(v), [TraversalOperator::GetAttr(name)])
+                if v.as_str() == "local" =>
+            {
+                strings(&locals[name.as_str()])
+            }
+            other => panic!("unexpected traversal {other:?}"),
+        },
+        other => strings(other),
+    }
+}
+
+#[test]
+fn the_member_role_grants_exactly_the_iam_actions_the_scanner_calls() {
+    let t = member_template();
+    let role = &t["Resources"]["ScanRole"]["Properties"];
+    let statements: Vec<&Yaml> = role["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap())
+        .collect();
+    let granted: BTreeSet<String> = statements
+        .iter()
+        .flat_map(|s| {
+            s["Action"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(granted, set(IAM_ACTIONS.iter().copied()));
+    assert!(statements.iter().all(|s| s["Effect"] == "Allow"));
+
+    // Trust: only the scanner's role, only from inside the Organization.
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["AWS"]["Ref"], "ScannerRoleArn");
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    let condition = serde_yaml::to_string(&trust["Condition"]).unwrap();
+    assert!(
+        condition.contains("aws:PrincipalOrgID") && condition.contains("OrganizationId"),
+        "{condition}"
+    );
+    let params = &t["Parameters"];
+    for required in ["ScannerRoleArn", "OrganizationId"] {
+        assert!(
+            params[required]["Default"].is_null(),
+            "{required} must be required"
+        );
+    }
+}
+
+#[test]
+fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
+    let main = terraform("terraform/main.tf");
+    let locals = locals(&main);
+    let policy = labelled(&main, "data", &["aws_iam_policy_document", "execution"]);
+    let mut granted = BTreeSet::new();
+    let mut by_sid = BTreeMap::new();
+    for statement in blocks(policy.body(), "statement")
+        .chain(blocks(policy.body(), "dynamic").flat_map(|d| blocks(d.body(), "content")))
+    {
+        let acts = actions(attr(statement.body(), "actions").expect("actions"), &locals);
+        if let Some(Expression::String(sid)) = attr(statement.body(), "sid") {
+            by_sid.insert(sid.clone(), acts.clone());
+        }
+        granted.extend(acts);
+    }
+    // Runtime plumbing the code does not call itself: logs, tracing, KMS for the environment.
+    let plumbing =
+        |a: &String| a.starts_with("logs:") || a.starts_with("xray:") || a.starts_with("kms:");
+    let calls: BTreeSet<String> = granted.iter().filter(|a| !plumbing(a)).cloned().collect();
+    assert_eq!(calls, set(keywarden::aws::all_actions()));
+    assert_eq!(
+        set(by_sid["ReadOwnAccountAccessKeys"]
+            .iter()
+            .map(String::as_str)),
+        set(IAM_ACTIONS.iter().copied())
+    );
+    assert_eq!(
+        set(by_sid["ListOrganization"].iter().map(String::as_str)),
+        set(ORGANIZATIONS_ACTIONS.iter().copied())
+    );
+    assert_eq!(
+        set(by_sid["AssumeMemberScanRole"].iter().map(String::as_str)),
+        set(STS_ACTIONS.iter().copied())
+    );
+    let ses: BTreeSet<String> = by_sid["SendFromSenderIdentity"]
+        .iter()
+        .chain(&by_sid["ReadSendQuota"])
+        .cloned()
+        .collect();
+    assert_eq!(ses, set(SES_ACTIONS.iter().copied()));
+
+    // AssumeRole only on the member role; sending only from the sender identity.
+    let hcl_text = file("terraform/main.tf");
+    assert!(
+        hcl_text.contains(r#"resources = ["arn:${local.partition}:iam::*:role/${var.role_name}"]"#)
+    );
+    assert!(hcl_text
+        .contains("resources = concat(local.sender_identity_arns, local.configuration_set_arns)"));
+}
+
+#[test]
+fn the_role_name_default_agrees_across_settings_terraform_and_the_template() {
+    let settings_default = keywarden::config::KEYS
+        .iter()
+        .find(|(k, _)| *k == "role_name")
+        .unwrap()
+        .1
+        .unwrap();
+    let vars = terraform("terraform/variables.tf");
+    let tf_default = match attr(
+        labelled(&vars, "variable", &["role_name"]).body(),
+        "default",
+    ) {
+        Some(Expression::String(s)) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    let template_default = member_template()["Parameters"]["RoleName"]["Default"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        (tf_default.as_str(), template_default.as_str()),
+        (settings_default, settings_default)
+    );
+    assert_eq!(settings_default, "KeywardenScanRole");
+}
+
+#[test]
+fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itself() {
+    let vars = terraform("terraform/variables.tf");
+    let settings = labelled(&vars, "variable", &["settings"]).body();
+    let validation = blocks(settings, "validation")
+        .next()
+        .expect("a validation block")
+        .body();
+    let condition = hcl::format::to_string(attr(validation, "condition").unwrap()).unwrap();
+    let start = condition
+        .find("contains([")
+        .expect("the list of allowed keys")
+        + "contains([".len();
+    let end = start + condition[start..].find(']').unwrap();
+    let allowed: BTreeSet<String> = condition[start..end]
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Set by the module from its own variables, or meaningless in a Lambda package (templates_dir).
+    let managed = set([
+        "role_name",
+        "external_id",
+        "sender",
+        "security_recipients",
+        "ses_region",
+        "configuration_set",
+        "templates_dir",
+    ]);
+    let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
+    assert_eq!(
+        allowed.union(&managed).cloned().collect::<BTreeSet<_>>(),
+        all
+    );
+    assert!(allowed.is_disjoint(&managed));
+}
+
+#[test]
+fn the_function_is_wired_for_a_safe_daily_run() {
+    let main = terraform("terraform/main.tf");
+    let f = labelled(&main, "resource", &["aws_lambda_function", "this"]).body();
+    assert_eq!(
+        attr(f, "runtime"),
+        Some(&Expression::String("provided.al2023".into()))
+    );
+    assert_eq!(
+        attr(f, "handler"),
+        Some(&Expression::String("bootstrap".into()))
+    );
+    assert_eq!(
+        attr(f, "reserved_concurrent_executions"),
+        Some(&Expression::Number(1.into()))
+    );
+    let invoke = labelled(
+        &main,
+        "resource",
+        &["aws_lambda_function_event_invoke_config", "this"],
+    )
+    .body();
+    assert_eq!(
+        attr(invoke, "maximum_retry_attempts"),
+        Some(&Expression::Number(0.into())),
+        "a retry would mail everyone twice"
+    );
+    let stack_set = labelled(
+        &main,
+        "resource",
+        &["aws_cloudformation_stack_set", "member_role"],
+    )
+    .body();
+    assert_eq!(
+        attr(stack_set, "permission_model"),
+        Some(&Expression::String("SERVICE_MANAGED".into()))
+    );
+    assert_eq!(
+        strings(attr(stack_set, "capabilities").unwrap()),
+        ["CAPABILITY_NAMED_IAM"]
+    );
+    let auto = blocks(stack_set, "auto_deployment").next().unwrap().body();
+    assert_eq!(attr(auto, "enabled"), Some(&Expression::Bool(true)));
+    labelled(
+        &main,
+        "resource",
+        &["aws_cloudformation_stack_set_instance", "member_role"],
+    );
+    labelled(&main, "resource", &["aws_scheduler_schedule", "daily"]);
+    labelled(
+        &main,
+        "resource",
+        &["aws_cloudwatch_metric_alarm", "errors"],
+    );
+    labelled(&main, "resource", &["aws_cloudwatch_log_group", "this"]);
+
+    // terraform-aws-modules conventions: every variable and output says what it is for.
+    for (rel, kind) in [
+        ("terraform/variables.tf", "variable"),
+        ("terraform/outputs.tf", "output"),
+    ] {
+        let body = terraform(rel);
+        for b in blocks(&body, kind) {
+            assert!(
+                attr(b.body(), "description").is_some(),
+                "{kind} {:?} has no description",
+                b.labels()
+            );
+        }
+    }
+    let outputs = terraform("terraform/outputs.tf");
+    for name in ["function_arn", "execution_role_arn", "schedule_arn"] {
+        labelled(&outputs, "output", &[name]);
+    }
+}
