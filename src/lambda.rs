@@ -127,7 +127,7 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
 
 /// Runs the Lambda runtime loop; returns when the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let state = match init().await {
         Ok(state) => state,
         Err(e) => {
@@ -148,6 +148,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 
 async fn init() -> anyhow::Result<State> {
     let settings = settings()?;
+    settings.require_notify()?;
     let templates = Templates::load(
         &settings.template_overrides()?,
         settings.console_link_template.as_deref(),

@@ -42,9 +42,12 @@ fn invoke(
         .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
         .env("KEYWARDEN_SENDER", "keywarden@example.com")
         .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
-        .env("KEYWARDEN_MAX_SEND_RATE", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("KEYWARDEN_MAX_SEND_RATE", "100");
+    // Logs go to files: a full pipe would block the function mid-run.
+    let log_dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (log_dir.path().join("stdout"), log_dir.path().join("stderr"));
+    cmd.stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -103,13 +106,13 @@ fn invoke(
         }
     }
     let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
+    let _ = child.wait();
     Invocation {
         result: result.unwrap(),
         logs: format!(
             "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+            std::fs::read_to_string(&err_path).unwrap_or_default()
         ),
     }
 }
@@ -239,5 +242,29 @@ fn a_bad_event_is_an_invocation_error_naming_the_field() {
     assert!(
         err.to_string().contains("accounts") && err.to_string().contains("not-an-account"),
         "{err}"
+    );
+}
+
+#[test]
+fn at_trace_level_the_function_logs_no_secret_key_and_no_session_token() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let inv = invoke(
+        &moto,
+        &seeded,
+        json!({"dry_run": true}),
+        Duration::from_secs(300),
+        &[("AWS_LAMBDA_LOG_LEVEL", "TRACE")],
+    );
+    assert!(inv.result.is_ok(), "{}", inv.logs);
+    assert!(
+        inv.logs.lines().count() > 100,
+        "the run really logged at TRACE"
+    );
+    let (_, secret) = seeded.scanner();
+    assert!(!inv.logs.contains(&secret));
+    assert!(
+        !inv.logs.contains("FQoGZXIvYXdzEBYaD"),
+        "a session token is in the logs"
     );
 }

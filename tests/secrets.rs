@@ -1,0 +1,46 @@
+//! No credential ever reaches the logs: a full CLI run (scan and notify) at
+//! the most verbose level, every line captured, searched for the scanner's
+//! secret access key and for any STS session token moto issued.
+
+mod support;
+
+use serde_json::Value;
+use support::{run, Moto, NOW};
+
+/// moto's STS session tokens all start with this.
+const SESSION_TOKEN_PREFIX: &str = "FQoGZXIvYXdzEBYaD";
+
+#[test]
+fn a_full_run_at_trace_level_logs_no_secret_key_and_no_session_token() {
+    let moto = Moto::start();
+    let spec: Value = serde_json::from_str(include_str!("fixtures/org.json")).unwrap();
+    let seeded = moto.seed(&spec);
+    let (ak, sk) = seeded.scanner();
+    for command in ["scan", "notify"] {
+        let (code, stdout, stderr) = run(moto
+            .keywarden((&ak, &sk))
+            .args([command, "--format", "json", "--now", NOW])
+            .env("KEYWARDEN_LOG", "trace")
+            .env("KEYWARDEN_SENDER", "keywarden@example.com")
+            .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+            .env("KEYWARDEN_MAX_SEND_RATE", "100"));
+        assert_eq!(code, 3, "{command}: {stderr}");
+        let all = format!("{stdout}\n{stderr}");
+        assert!(
+            all.lines().count() > 100 && stderr.contains("DEBUG"),
+            "{command}: the run really logged verbosely"
+        );
+        assert!(
+            stderr.contains("AssumeRole"),
+            "{command}: assumed-role credentials were used"
+        );
+        assert!(
+            !all.contains(&sk),
+            "{command}: the secret access key is in the output"
+        );
+        assert!(
+            !all.contains(SESSION_TOKEN_PREFIX),
+            "{command}: a session token is in the output"
+        );
+    }
+}
