@@ -657,6 +657,48 @@ mod tests {
     }
 
     #[test]
+    fn every_key_with_a_wrong_type_is_an_error_naming_it() {
+        for (key, _) in KEYS {
+            let mut raw = RawSettings::defaults();
+            raw.merge_toml(&format!("{key} = {{ nested = 1 }}"), "c.toml")
+                .unwrap();
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("c.toml"),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_number_out_of_range_is_an_error_naming_it() {
+        let numeric = [
+            "warn_age_days",
+            "max_age_days",
+            "unused_days",
+            "stale_inactive_days",
+            "concurrency",
+            "account_timeout_secs",
+            "report_wait_secs",
+            "deadline_reserve_secs",
+            "max_send_rate",
+        ];
+        for key in numeric {
+            for bad in ["-1", "99999999", "1e400", "NaN", ""] {
+                let mut raw = RawSettings::defaults();
+                raw.set_flag(key, bad, "--test");
+                match raw.validate() {
+                    Err(e) => assert!(
+                        e.to_string().contains(&format!("`{key}`")),
+                        "{key}={bad}: {e}"
+                    ),
+                    Ok(_) => panic!("{key}={bad:?} accepted"),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn notify_requires_sender_and_recipients() {
         let s = RawSettings::defaults().validate().unwrap();
         assert!(s

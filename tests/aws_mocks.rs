@@ -375,3 +375,63 @@ async fn account_listing_pages_and_keeps_only_active_accounts_by_state() {
     );
     assert_eq!(inactive, 2);
 }
+
+/// An STS (awsQuery) error as it comes over the wire.
+fn sts_error(
+    status: u16,
+    code: &'static str,
+    message: &'static str,
+) -> impl Fn() -> HttpResponse + Send + Sync + 'static {
+    move || {
+        HttpResponse::new(
+            StatusCode::try_from(status).unwrap(),
+            SdkBody::from(format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+            )),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_missing_member_role_or_a_trust_that_denies_is_access_denied_on_assume_role() {
+    // Real STS answers both the same way (moto cannot show either: it lets anyone assume any role).
+    for message in [
+        "User: arn:aws:sts::111122223333:assumed-role/keywarden/x is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::444455556666:role/KeywardenScanRole",
+        "Roles may not be assumed by root accounts.",
+    ] {
+        let denied = mock!(aws_sdk_sts::Client::assume_role).then_http_response(sts_error(403, "AccessDenied", message));
+        let client = mock_client!(aws_sdk_sts, RuleMode::Sequential, [&denied]);
+        let err = keywarden::aws::sts::Sts::from_client(client)
+            .assume_role("arn:aws:iam::444455556666:role/KeywardenScanRole", None)
+            .await
+            .unwrap_err();
+        assert_eq!((err.operation, err.code.as_str(), err.message.as_str()), ("sts:AssumeRole", "AccessDenied", message));
+        assert!(err.is_access_denied());
+    }
+}
+
+#[tokio::test]
+async fn an_error_body_in_another_xml_shape_still_yields_its_code() {
+    // Some endpoints wrap errors in <Errors>; the code is read from the raw body.
+    let odd = mock!(IamClient::list_account_aliases).then_http_response(|| {
+        HttpResponse::new(
+            StatusCode::try_from(403).unwrap(),
+            SdkBody::from("<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>nope</Message></Error></Errors></ErrorResponse>"),
+        )
+    });
+    let bare = mock!(IamClient::list_account_aliases).then_http_response(|| {
+        HttpResponse::new(StatusCode::try_from(403).unwrap(), SdkBody::from(""))
+    });
+    let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&odd, &bare]);
+    let iam = Iam::from_client(client);
+    let e = iam.account_alias().await.unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("AccessDenied", "nope")
+    );
+    let e = iam.account_alias().await.unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("AccessDenied", "HTTP 403")
+    );
+}

@@ -275,7 +275,12 @@ fn hostile_names_and_tags_are_escaped_and_never_reach_a_header() {
                  "keys": [{"age_days": 120, "last_used_days": 1}]},
                 {"name": "vendor", "tags": {"keywarden:exempt": "2026-12-05 <img src=x onerror=alert(1)> \"quoted\"\r\nX-Evil: 1"},
                  "keys": [{"age_days": 200, "last_used_days": 1}]}
-             ]}
+             ]},
+            {"name": format!("Équipe données 日本語 {}", "x".repeat(300)), "email": "data@example.com",
+             "tags": {"owner": "ü".repeat(400)},
+             "users": [{"name": "etl", "tags": {"keywarden:exempt": "2026-12-24 Überprüfung läuft — 審査中"},
+                        "keys": [{"age_days": 95, "last_used_days": 1}]},
+                       {"name": "svc", "keys": [{"age_days": 91, "last_used_days": 2}]}]}
         ]
     });
     let seeded = moto.seed(&spec);
@@ -328,7 +333,25 @@ fn hostile_names_and_tags_are_escaped_and_never_reach_a_header() {
     assert!(digest
         .html
         .contains("Owner tags that are not valid addresses"));
-    assert_eq!(report["notifications"].as_array().unwrap().len(), 2);
+    // Non-ASCII and very long values arrive intact, in every part.
+    assert!(
+        digest.html.contains("Équipe données 日本語 xxx")
+            && digest.text.contains("Überprüfung läuft — 審査中")
+    );
+    let data = mails
+        .iter()
+        .find(|m| m.to == ["data@example.com"])
+        .expect("the long-named account's owner");
+    assert!(data
+        .html
+        .contains(&format!("Équipe données 日本語 {}", "x".repeat(300))));
+    assert!(
+        data.subject
+            .starts_with("Action required: 1 AWS access key overdue for rotation"),
+        "{}",
+        data.subject
+    );
+    assert_eq!(report["notifications"].as_array().unwrap().len(), 3);
 }
 
 #[test]

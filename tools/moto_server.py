@@ -15,6 +15,10 @@ and adds, under /_keywarden/:
   POST /_keywarden/ses-fault {"reject": ["addr", ...], "throttle": N}
         SES refuses messages to these recipients (MessageRejected), and answers
         the next N sends with TooManyRequestsException (HTTP 429)
+  POST /_keywarden/api-fault {"throttle_pct": 30, "error_pct": 10, "services": ["iam", "sts"], "seed": 1}
+        answers that share of the services' requests with Throttling (HTTP 400)
+        or ServiceUnavailable (HTTP 503) before moto sees them; {} turns it off
+  GET  /_keywarden/api-fault  -> {"throttled": n, "errors": n}: what was injected
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -24,7 +28,9 @@ It binds 127.0.0.1 on the given port (0: a free one) and prints
 import argparse
 import json
 import logging
+import random
 import sys
+import threading
 import time
 import urllib.parse
 from datetime import datetime, timezone
@@ -51,6 +57,37 @@ HEADER = (
 
 ROOT_KEYS = {}  # account_id -> {"active", "created_at", "last_used_at"}
 SES_FAULTS = {"reject": set(), "throttle": 0}
+API_FAULTS = {"throttle_pct": 0, "error_pct": 0, "services": set(), "rng": random.Random(0),
+              "throttled": 0, "errors": 0, "lock": threading.Lock()}
+
+THROTTLING = ('<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+              '<Code>Throttling</Code><Message>Rate exceeded</Message></Error>'
+              '<RequestId>keywarden-fault</RequestId></ErrorResponse>')
+UNAVAILABLE = ('<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Receiver</Type>'
+               '<Code>ServiceUnavailable</Code><Message>Service is unavailable</Message></Error>'
+               '<RequestId>keywarden-fault</RequestId></ErrorResponse>')
+
+
+def signing_service(environ):
+    """The service in the SigV4 credential scope: .../<region>/<service>/aws4_request."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scope = auth.partition("Credential=")[2].partition(",")[0].split("/")
+    return scope[3] if len(scope) > 3 else None
+
+
+def injected_fault(environ):
+    f = API_FAULTS
+    if not f["services"] or signing_service(environ) not in f["services"]:
+        return None
+    with f["lock"]:
+        draw = f["rng"].random() * 100
+        if draw < f["throttle_pct"]:
+            f["throttled"] += 1
+            return Response(THROTTLING, status=400, content_type="text/xml")
+        if draw < f["throttle_pct"] + f["error_pct"]:
+            f["errors"] += 1
+            return Response(UNAVAILABLE, status=503, content_type="text/xml")
+    return None
 REPORT_FAULTS = {}  # account_id -> "malformed" | "stuck"
 
 
@@ -211,7 +248,13 @@ class Hooks:
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/_keywarden/"):
+            fault = injected_fault(environ)
+            if fault is not None:
+                return fault(environ, start_response)
             return self.app(environ, start_response)
+        if path == "/_keywarden/api-fault" and environ.get("REQUEST_METHOD") == "GET":
+            counts = {"throttled": API_FAULTS["throttled"], "errors": API_FAULTS["errors"]}
+            return Response(json.dumps(counts), content_type="application/json")(environ, start_response)
         request = Request(environ)
         try:
             body = json.loads(request.get_data() or b"null")
@@ -224,6 +267,12 @@ class Hooks:
                     REPORT_FAULTS[body["account_id"]] = body["mode"]
                 else:
                     REPORT_FAULTS.pop(body["account_id"], None)
+            elif path == "/_keywarden/api-fault":
+                with API_FAULTS["lock"]:
+                    API_FAULTS["throttle_pct"] = float(body.get("throttle_pct", 0))
+                    API_FAULTS["error_pct"] = float(body.get("error_pct", 0))
+                    API_FAULTS["services"] = set(body.get("services", []))
+                    API_FAULTS["rng"] = random.Random(body.get("seed", 0))
             elif path == "/_keywarden/ses-fault":
                 SES_FAULTS["reject"] = set(body.get("reject", []))
                 SES_FAULTS["throttle"] = int(body.get("throttle", 0))

@@ -19,6 +19,7 @@ Spec (every field optional unless marked):
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "scanner_user": bool,     # a least-privilege scanner identity in the management account
    "scanner_actions": [...], # its allowed actions (default: the list below)
+   "deny_assume_role_in": ["<account name>", ...],  # an explicit Deny on AssumeRole into those accounts' scan role
    "stackset_template": "path",  # for "scan_role": "stackset" (default stacksets/member-role.yaml)
    "enforce_auth": bool,     # turn on moto's IAM policy enforcement at the end
    "role_name": "KeywardenScanRole"}
@@ -195,8 +196,12 @@ def main():
         iam = client("iam", ep)
         iam.create_user(UserName="keywarden-scanner")
         actions = spec.get("scanner_actions", SCANNER_ORG_ACTIONS + IAM_ACTIONS)
+        statements = [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
+        denied = [f"arn:aws:iam::{out['accounts'][name]}:role/{role_name}" for name in spec.get("deny_assume_role_in", [])]
+        if denied:
+            statements.append({"Effect": "Deny", "Action": "sts:AssumeRole", "Resource": denied})
         iam.put_user_policy(UserName="keywarden-scanner", PolicyName="keywarden", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+            {"Version": "2012-10-17", "Statement": statements}))
         k = iam.create_access_key(UserName="keywarden-scanner")["AccessKey"]
         out["scanner"] = {"access_key_id": k["AccessKeyId"], "secret_access_key": k["SecretAccessKey"]}
     if spec.get("enforce_auth"):

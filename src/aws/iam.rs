@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
-use aws_sdk_iam::config::retry::RetryPartition;
 use aws_sdk_iam::types::{ReportStateType, StatusType, SummaryKeyType};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 
-use super::{classify, timestamp, AwsError};
+use super::{classify, timestamp, unlimited_retries, AwsError};
 use crate::core::credential_report::{self, ReportParseError, ROOT_USER};
 use crate::core::model::{AccessKeyId, AccountId, KeyFacts, KeyStatus, UserFacts};
 
@@ -70,13 +69,15 @@ pub struct Iam {
 impl Iam {
     /// IAM with the base configuration's own credentials.
     pub fn new(config: &SdkConfig) -> Self {
-        Self::from_client(aws_sdk_iam::Client::new(config))
+        let conf = aws_sdk_iam::config::Builder::from(config)
+            .retry_partition(unlimited_retries("keywarden-iam-own".to_owned()))
+            .build();
+        Self::from_client(aws_sdk_iam::Client::from_conf(conf))
     }
 
     /// IAM with assumed-role credentials, keeping the base configuration's
     /// endpoint, region, retry and timeout settings. IAM throttles per
-    /// account, so each account gets its own retry partition: throttling in
-    /// one account does not slow the adaptive rate limiter of the others.
+    /// account, so each account gets its own retry partition.
     pub fn with_credentials(
         config: &SdkConfig,
         credentials: Credentials,
@@ -84,7 +85,7 @@ impl Iam {
     ) -> Self {
         let conf = aws_sdk_iam::config::Builder::from(config)
             .credentials_provider(credentials)
-            .retry_partition(RetryPartition::new(format!("iam-{account}")))
+            .retry_partition(unlimited_retries(format!("keywarden-iam-{account}")))
             .build();
         Self::from_client(aws_sdk_iam::Client::from_conf(conf))
     }

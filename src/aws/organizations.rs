@@ -66,7 +66,12 @@ fn convert(a: &aws_sdk_organizations::types::Account) -> Result<Option<Account>,
 
 impl Organizations {
     pub fn new(config: &SdkConfig) -> Self {
-        Self::from_client(aws_sdk_organizations::Client::new(config))
+        let conf = aws_sdk_organizations::config::Builder::from(config)
+            .retry_partition(super::unlimited_retries(
+                "keywarden-organizations".to_owned(),
+            ))
+            .build();
+        Self::from_client(aws_sdk_organizations::Client::from_conf(conf))
     }
 
     pub fn from_client(client: aws_sdk_organizations::Client) -> Self {

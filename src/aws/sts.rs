@@ -29,9 +29,14 @@ pub struct Sts {
 
 impl Sts {
     pub fn new(config: &SdkConfig) -> Self {
-        Self {
-            client: aws_sdk_sts::Client::new(config),
-        }
+        let conf = aws_sdk_sts::config::Builder::from(config)
+            .retry_partition(super::unlimited_retries("keywarden-sts".to_owned()))
+            .build();
+        Self::from_client(aws_sdk_sts::Client::from_conf(conf))
+    }
+
+    pub fn from_client(client: aws_sdk_sts::Client) -> Self {
+        Self { client }
     }
 
     pub async fn caller(&self) -> Result<Caller, AwsError> {

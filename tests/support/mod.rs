@@ -187,3 +187,18 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&stderr).into_owned(),
     )
 }
+
+impl Moto {
+    /// GETs one of the launcher's /_keywarden/ hooks.
+    pub fn hook_get(&self, path: &str) -> Value {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+                &format!("{}{path}", self.endpoint),
+            ])
+            .output()
+            .expect("run the hook");
+        serde_json::from_slice(&out.stdout).expect("hook answers JSON")
+    }
+}

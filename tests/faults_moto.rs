@@ -1,0 +1,123 @@
+//! Faults against moto: nothing is lost. Each run is compared with a
+//! no-fault run of the same Organization: the same findings, and only the
+//! accounts that really are broken fail, with the stage and code saying why.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use support::{run, Moto, Seeded, NOW};
+
+fn org_spec() -> Value {
+    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+}
+
+fn scan(moto: &Moto, seeded: &Seeded) -> (i32, Value, String) {
+    let (ak, sk) = seeded.scanner();
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "json", "--now", NOW]));
+    (
+        code,
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}")),
+        stderr,
+    )
+}
+
+fn findings(report: &Value) -> BTreeSet<(String, String, String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or("-").to_owned();
+            (
+                s("account_id"),
+                s("user_name"),
+                s("access_key_id"),
+                s("check"),
+            )
+        })
+        .collect()
+}
+
+fn failed(report: &Value) -> BTreeSet<(String, String, String)> {
+    report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "failed")
+        .map(|a| {
+            let e = &a["error"];
+            (
+                a["account_id"].as_str().unwrap().to_owned(),
+                e["stage"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn throttling_storms_and_5xx_bursts_on_iam_and_sts_lose_nothing() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (_, clean, _) = scan(&moto, &seeded);
+
+    moto.hook(
+        "/_keywarden/api-fault",
+        &json!({"throttle_pct": 30, "error_pct": 10, "services": ["iam", "sts"], "seed": 7}),
+    );
+    let (code, stormy, stderr) = scan(&moto, &seeded);
+    let injected = moto.hook_get("/_keywarden/api-fault");
+
+    assert!(
+        injected["throttled"].as_u64().unwrap() >= 10 && injected["errors"].as_u64().unwrap() >= 3,
+        "faults were injected: {injected}"
+    );
+    assert_eq!(
+        findings(&stormy),
+        findings(&clean),
+        "accounts: {}\n{stderr}",
+        stormy["accounts"]
+    );
+    assert_eq!(
+        failed(&stormy),
+        failed(&clean),
+        "only the broken account fails"
+    );
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn assume_role_denied_fails_that_account_at_stage_assume_role_only() {
+    let moto = Moto::start();
+    let mut spec = org_spec();
+    spec["deny_assume_role_in"] = json!(["staging"]);
+    let seeded = moto.seed(&spec);
+    let (_, report, _) = scan(&moto, &seeded);
+
+    let staging = seeded.account("staging");
+    let expected: BTreeSet<_> = [
+        (
+            staging.clone(),
+            "assume_role".to_owned(),
+            "AccessDenied".to_owned(),
+        ),
+        (
+            seeded.account("sandbox"),
+            "inventory".to_owned(),
+            "AccessDenied".to_owned(),
+        ),
+    ]
+    .into();
+    assert_eq!(failed(&report), expected);
+    // Every finding outside staging is still there.
+    let others: BTreeSet<_> = findings(&report)
+        .into_iter()
+        .filter(|f| f.0 != staging)
+        .collect();
+    assert_eq!(others.len(), 8, "{others:?}");
+    assert!(findings(&report).iter().all(|f| f.0 != staging));
+}
