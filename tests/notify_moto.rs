@@ -436,3 +436,48 @@ fn a_rejected_recipient_is_recorded_the_others_are_delivered_and_throttling_is_r
             && digest.html.contains("ops@example.com: MessageRejected")
     );
 }
+
+#[test]
+fn a_template_error_stops_notify_at_start_up_naming_the_file() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("owner.html.hbs"),
+        "<p>{{#each your_keys}}{{acount_name}}{{/each}}</p>",
+    )
+    .unwrap();
+    let (code, _, stderr) = notify(
+        &moto,
+        &seeded,
+        &[],
+        &[("KEYWARDEN_TEMPLATES_DIR", dir.path().to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("owner.html.hbs") && stderr.contains("acount_name"),
+        "{stderr}"
+    );
+    assert!(sent(&moto).is_empty());
+
+    // A correct override is used.
+    std::fs::write(
+        dir.path().join("owner.subject.hbs"),
+        "Keys to fix: {{total}}",
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("owner.html.hbs")).unwrap();
+    let (_, report, stderr) = notify(
+        &moto,
+        &seeded,
+        &["--dry-run"],
+        &[("KEYWARDEN_TEMPLATES_DIR", dir.path().to_str().unwrap())],
+    );
+    let subjects: Vec<&str> = report["notifications"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .iter()
+        .map(|n| n["subject"].as_str().unwrap())
+        .collect();
+    assert!(subjects.contains(&"Keys to fix: 2"), "{subjects:?}");
+}
