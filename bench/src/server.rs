@@ -1,0 +1,424 @@
+//! The synthetic AWS endpoint: answers, in the real wire formats the SDK
+//! expects, the operations keywarden uses (Organizations JSON 1.1, STS and
+//! IAM awsQuery XML, SES v2 REST-JSON), for an Organization generated on the
+//! fly. Realism knobs: per-call latency with jitter, token-bucket throttling
+//! per API class (answered with AWS's `Throttling` errors), and a
+//! credential-report generation delay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::org::{account_id, account_index, mix, OrgSpec};
+
+/// Sustained rate and burst of one throttle bucket.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Limit {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+/// Throttle budgets. Defaults are assumptions, stated in docs/benchmarks.md:
+/// AWS publishes few of these numbers.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Limits {
+    /// STS AssumeRole, for the whole caller account.
+    pub sts: Limit,
+    /// IAM, per account.
+    pub iam: Limit,
+    /// Organizations, for the whole Organization.
+    pub organizations: Limit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            sts: Limit { rate: 100.0, burst: 100.0 },
+            iam: Limit { rate: 20.0, burst: 20.0 },
+            organizations: Limit { rate: 10.0, burst: 20.0 },
+        }
+    }
+}
+
+/// Endpoint behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
+    pub latency: Duration,
+    pub jitter: Duration,
+    pub limits: Limits,
+    pub report_delay: Duration,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// What the endpoint counted.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Stats {
+    pub calls: BTreeMap<String, u64>,
+    pub throttled: u64,
+}
+
+struct State {
+    org: OrgSpec,
+    knobs: Knobs,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    reports: Mutex<HashMap<usize, Instant>>,
+    calls: Mutex<BTreeMap<String, u64>>,
+    throttled: AtomicU64,
+    counter: AtomicU64,
+}
+
+/// A running endpoint.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Endpoint {
+    pub fn stats(&self) -> Stats {
+        Stats {
+            calls: self.state.calls.lock().map(|c| c.clone()).unwrap_or_default(),
+            throttled: self.state.throttled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Starts the endpoint on a free loopback port.
+pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        org,
+        knobs,
+        buckets: Mutex::new(HashMap::new()),
+        reports: Mutex::new(HashMap::new()),
+        calls: Mutex::new(BTreeMap::new()),
+        throttled: AtomicU64::new(0),
+        counter: AtomicU64::new(0),
+    });
+    let shared = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let state = shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(Endpoint { addr, state })
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: u16, content_type: &str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert("content-type", v);
+    }
+    r
+}
+
+fn query_error(ns: &str, status: u16, code: &str, message: &str) -> Reply {
+    reply(
+        status,
+        "text/xml",
+        format!("<ErrorResponse xmlns=\"{ns}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>bench</RequestId></ErrorResponse>"),
+    )
+}
+
+fn json_error(code: &str, message: &str) -> Reply {
+    let mut r = reply(400, "application/x-amz-json-1.1", serde_json::json!({"__type": code, "Message": message}).to_string());
+    if let Ok(v) = code.parse() {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+fn iso(secs: i64) -> String {
+    // Days-from-civil inverse (Howard Hinnant): UTC, no leap seconds.
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The signing service and access key id from the SigV4 Authorization header.
+fn credential(req: &Request<Incoming>) -> (String, String) {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let scope: Vec<&str> = auth.split("Credential=").nth(1).unwrap_or("").split(',').next().unwrap_or("").split('/').collect();
+    (scope.get(3).unwrap_or(&"").to_string(), scope.first().unwrap_or(&"").to_string())
+}
+
+/// Assumed-role keys carry the account index: ASIA + 12-digit account id + 4 letters.
+fn assumed_key(account: usize) -> String {
+    format!("ASIA{}BNCH", account_id(account))
+}
+
+fn account_of_key(key: &str) -> usize {
+    key.strip_prefix("ASIA").and_then(|rest| rest.get(..12)).and_then(account_index).unwrap_or(0)
+}
+
+impl State {
+    fn count(&self, op: &str) {
+        if let Ok(mut c) = self.calls.lock() {
+            *c.entry(op.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Takes a token from `bucket`; false when it is empty (throttled).
+    fn admit(&self, bucket: &str, limit: Limit) -> bool {
+        let Ok(mut buckets) = self.buckets.lock() else { return true };
+        let now = Instant::now();
+        let b = buckets.entry(bucket.to_owned()).or_insert(Bucket {
+            tokens: limit.burst,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * limit.rate).min(limit.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    async fn delay(&self) {
+        let k = &self.knobs;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let jitter = if k.jitter.is_zero() { 0 } else { mix(n) % k.jitter.as_micros() as u64 };
+        tokio::time::sleep(k.latency + Duration::from_micros(jitter)).await;
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    state.delay().await;
+    let (service, key) = credential(&req);
+    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Ok(match (service.as_str(), target) {
+        (_, Some(t)) if t.starts_with("AWSOrganizationsV20161128.") => organizations(&state, &t[26..], &body),
+        ("sts", _) => sts(&state, &form(&body)),
+        ("iam", _) => iam(&state, account_of_key(&key), &form(&body)),
+        ("ses", _) => ses(&state, method.as_str(), &path),
+        _ => reply(400, "text/plain", format!("unknown service {service:?}")),
+    })
+}
+
+fn organizations(state: &State, op: &str, body: &[u8]) -> Reply {
+    state.count(&format!("organizations:{op}"));
+    if !state.admit("organizations", state.knobs.limits.organizations) {
+        return json_error("TooManyRequestsException", "AWS Organizations can't complete your request because of a rate limit.");
+    }
+    let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let org = &state.org;
+    match op {
+        "DescribeOrganization" => reply(200, "application/x-amz-json-1.1", serde_json::json!({"Organization": {
+            "Id": "o-bench000000", "Arn": "arn:aws:organizations::100000000000:organization/o-bench000000",
+            "FeatureSet": "ALL", "MasterAccountId": account_id(0), "MasterAccountEmail": "root@example.com",
+            "MasterAccountArn": "arn:aws:organizations::100000000000:account/o-bench000000/100000000000"}}).to_string()),
+        "ListAccounts" => {
+            let start: usize = input["NextToken"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let end = (start + 20).min(org.accounts);
+            let accounts: Vec<serde_json::Value> = (start..end).map(|i| serde_json::json!({
+                "Id": account_id(i), "Arn": format!("arn:aws:organizations::100000000000:account/o-bench000000/{}", account_id(i)),
+                "Email": format!("aws+{i}@example.com"), "Name": format!("account-{i:05}"),
+                "Status": "ACTIVE", "State": "ACTIVE", "JoinedMethod": "CREATED", "JoinedTimestamp": 1.6e9})).collect();
+            let mut out = serde_json::json!({"Accounts": accounts});
+            if end < org.accounts {
+                out["NextToken"] = serde_json::json!(end.to_string());
+            }
+            reply(200, "application/x-amz-json-1.1", out.to_string())
+        }
+        "ListTagsForResource" => reply(200, "application/x-amz-json-1.1", serde_json::json!({"Tags": [
+            {"Key": "security-contact", "Value": format!("team-{}@example.com", input["ResourceId"].as_str().unwrap_or(""))}]}).to_string()),
+        _ => json_error("InvalidInputException", "operation not supported by the benchmark endpoint"),
+    }
+}
+
+fn sts(state: &State, p: &HashMap<String, String>) -> Reply {
+    let action = p.get("Action").map(String::as_str).unwrap_or("");
+    state.count(&format!("sts:{action}"));
+    match action {
+        "GetCallerIdentity" => reply(200, "text/xml", format!(
+            "<GetCallerIdentityResponse xmlns=\"{STS_NS}\"><GetCallerIdentityResult><Arn>arn:aws:iam::{0}:user/bench</Arn><UserId>AIDABENCH</UserId><Account>{0}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+            account_id(0))),
+        "AssumeRole" => {
+            if !state.admit("sts", state.knobs.limits.sts) {
+                return query_error(STS_NS, 400, "Throttling", "Rate exceeded");
+            }
+            let arn = p.get("RoleArn").cloned().unwrap_or_default();
+            let account = arn.split(':').nth(4).and_then(account_index).unwrap_or(0);
+            if state.org.unreachable(account) {
+                return query_error(STS_NS, 403, "AccessDenied", &format!("User: arn:aws:iam::{}:user/bench is not authorized to perform: sts:AssumeRole on resource: {arn}", account_id(0)));
+            }
+            reply(200, "text/xml", format!(
+                "<AssumeRoleResponse xmlns=\"{STS_NS}\"><AssumeRoleResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>benchsecret</SecretAccessKey><SessionToken>benchtoken</SessionToken><Expiration>{}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROABENCH:keywarden-scan</AssumedRoleId><Arn>arn:aws:sts::{}:assumed-role/KeywardenScanRole/keywarden-scan</Arn></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></AssumeRoleResponse>",
+                assumed_key(account), iso(state.org.now + 3600 * 24 * 365), account_id(account)))
+        }
+        _ => query_error(STS_NS, 400, "InvalidAction", "not supported by the benchmark endpoint"),
+    }
+}
+
+fn wrap(op: &str, result: &str) -> Reply {
+    reply(200, "text/xml", format!(
+        "<{op}Response xmlns=\"{IAM_NS}\"><{op}Result>{result}</{op}Result><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></{op}Response>"))
+}
+
+fn user_index(p: &HashMap<String, String>) -> Option<usize> {
+    p.get("UserName")?.strip_prefix("user-")?.parse().ok()
+}
+
+fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
+    let action = p.get("Action").map(String::as_str).unwrap_or("").to_owned();
+    state.count(&format!("iam:{action}"));
+    if !state.admit(&format!("iam:{account}"), state.knobs.limits.iam) {
+        return query_error(IAM_NS, 400, "Throttling", "Rate exceeded");
+    }
+    let org = &state.org;
+    match action.as_str() {
+        "ListAccountAliases" => wrap(&action, &format!("<AccountAliases><member>alias-{account:05}</member></AccountAliases><IsTruncated>false</IsTruncated>")),
+        "GenerateCredentialReport" => {
+            let ready = match state.reports.lock() {
+                Ok(mut r) => r.entry(account).or_insert_with(Instant::now).elapsed() >= state.knobs.report_delay,
+                Err(_) => true,
+            };
+            wrap(&action, &format!("<State>{}</State>", if ready { "COMPLETE" } else { "STARTED" }))
+        }
+        "GetCredentialReport" => {
+            let mut csv = String::from("user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n");
+            csv.push_str(&format!("<root_account>,arn:aws:iam::{}:root,2020-01-01T00:00:00+00:00,not_supported,no_information,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", account_id(account)));
+            for u in 0..org.users {
+                let k = org.key(account, u);
+                let t = |s: i64| iso(s).replace('Z', "+00:00");
+                csv.push_str(&format!("{},arn:aws:iam::{}:user/{},{},false,N/A,N/A,N/A,false,true,{},{},us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n",
+                    org.user_name(u), account_id(account), org.user_name(u), t(k.created), t(k.created),
+                    k.last_used.map(t).unwrap_or_else(|| "N/A".into())));
+            }
+            let content = base64::engine::general_purpose::STANDARD.encode(csv);
+            wrap(&action, &format!("<Content>{content}</Content><ReportFormat>text/csv</ReportFormat><GeneratedTime>{}</GeneratedTime>", iso(org.now)))
+        }
+        "ListAccessKeys" => {
+            let Some(u) = user_index(p).filter(|u| *u < org.users) else {
+                return query_error(IAM_NS, 404, "NoSuchEntity", "The user with name cannot be found.");
+            };
+            let k = org.key(account, u);
+            wrap(&action, &format!("<AccessKeyMetadata><member><UserName>{}</UserName><AccessKeyId>{}</AccessKeyId><Status>Active</Status><CreateDate>{}</CreateDate></member></AccessKeyMetadata><IsTruncated>false</IsTruncated>",
+                org.user_name(u), k.id, iso(k.created)))
+        }
+        "ListUserTags" => {
+            let Some(u) = user_index(p).filter(|u| *u < org.users) else {
+                return query_error(IAM_NS, 404, "NoSuchEntity", "The user with name cannot be found.");
+            };
+            wrap(&action, &format!("<Tags><member><Key>owner</Key><Value>owner-{account}-{u}@example.com</Value></member></Tags><IsTruncated>false</IsTruncated>"))
+        }
+        "ListUsers" => {
+            let start: usize = p.get("Marker").and_then(|m| m.parse().ok()).unwrap_or(0);
+            let end = (start + 100).min(org.users);
+            let members: String = (start..end).map(|u| format!("<member><Path>/</Path><UserName>{0}</UserName><UserId>AIDA{1:016}</UserId><Arn>arn:aws:iam::{2}:user/{0}</Arn><CreateDate>{3}</CreateDate></member>",
+                org.user_name(u), u, account_id(account), iso(org.now - 86_400 * 500))).collect();
+            let more = if end < org.users { format!("<IsTruncated>true</IsTruncated><Marker>{end}</Marker>") } else { "<IsTruncated>false</IsTruncated>".into() };
+            wrap(&action, &format!("<Users>{members}</Users>{more}"))
+        }
+        "GetAccessKeyLastUsed" => {
+            let id = p.get("AccessKeyId").cloned().unwrap_or_default();
+            let user = (0..org.users).find(|u| org.key(account, *u).id == id);
+            match user {
+                Some(u) => {
+                    let k = org.key(account, u);
+                    wrap(&action, &format!("<UserName>{}</UserName><AccessKeyLastUsed><LastUsedDate>{}</LastUsedDate><ServiceName>s3</ServiceName><Region>us-east-1</Region></AccessKeyLastUsed>",
+                        org.user_name(u), k.last_used.map(iso).unwrap_or_default()))
+                }
+                None => query_error(IAM_NS, 404, "NoSuchEntity", "no such key"),
+            }
+        }
+        "GetAccountSummary" => wrap(&action, "<SummaryMap><entry><key>AccountAccessKeysPresent</key><value>0</value></entry></SummaryMap>"),
+        _ => query_error(IAM_NS, 400, "InvalidAction", "not supported by the benchmark endpoint"),
+    }
+}
+
+fn ses(state: &State, method: &str, path: &str) -> Reply {
+    match (method, path) {
+        ("GET", "/v2/email/account") => {
+            state.count("ses:GetAccount");
+            reply(200, "application/json", serde_json::json!({"SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
+                "SendingEnabled": true, "ProductionAccessEnabled": true, "EnforcementStatus": "HEALTHY"}).to_string())
+        }
+        ("GET", p) if p.starts_with("/v2/email/identities/") => {
+            state.count("ses:GetEmailIdentity");
+            reply(200, "application/json", serde_json::json!({"IdentityType": "EMAIL_ADDRESS", "VerifiedForSendingStatus": true, "VerificationStatus": "SUCCESS"}).to_string())
+        }
+        ("POST", "/v2/email/outbound-emails") => {
+            state.count("ses:SendEmail");
+            let n = state.counter.fetch_add(1, Ordering::Relaxed);
+            reply(200, "application/json", serde_json::json!({"MessageId": format!("bench-{n}")}).to_string())
+        }
+        _ => reply(404, "application/json", "{}".into()),
+    }
+}
