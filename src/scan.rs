@@ -387,13 +387,6 @@ impl Scanner {
                 }
             }
         };
-        let alias = match iam.account_alias().await {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "cannot read the account alias; continuing without it");
-                None
-            }
-        };
         let (mut users, source) = match iam.credential_report().await {
             Ok(users) => (users, InventorySource::CredentialReport),
             Err(report_err) => {
@@ -414,6 +407,18 @@ impl Scanner {
 
         // Only users that tripped a check are worth more calls; the rest are dropped here.
         users.retain(|u| user_trips_a_check(u, &self.settings.policy, now));
+        // The alias only shows next to findings: a clean account costs no call for it.
+        let alias = if users.is_empty() {
+            None
+        } else {
+            match iam.account_alias().await {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the account alias; continuing without it");
+                    None
+                }
+            }
+        };
         let mut error = None;
         for user in users.iter_mut().filter(|u| !u.is_root) {
             if let Err(e) = self.enrich(&iam, user, source).await {

@@ -49,7 +49,7 @@ impl OrgSpec {
     }
 
     pub fn unreachable(&self, account: usize) -> bool {
-        account != 0 && self.unreachable_every != 0 && account % self.unreachable_every == 0
+        account != 0 && self.unreachable_every != 0 && account.is_multiple_of(self.unreachable_every)
     }
 
     pub fn user_name(&self, user: usize) -> String {
@@ -61,7 +61,11 @@ impl OrgSpec {
     pub fn key(&self, account: usize, user: usize) -> Key {
         let flagged = self.h(account, user, 1) % 100 < self.flagged_pct;
         let day = 86_400;
-        let age_days = if flagged { 100 + self.h(account, user, 2) % 400 } else { self.h(account, user, 2) % 60 } as i64;
+        let age_days = if flagged {
+            100 + self.h(account, user, 2) % 400
+        } else {
+            self.h(account, user, 2) % 60
+        } as i64;
         let created = self.now - age_days * day - (self.h(account, user, 3) % day as u64) as i64;
         let used_days = (self.h(account, user, 4) % 10) as i64;
         let last_used = (self.now - used_days * day).max(created);

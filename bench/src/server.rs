@@ -44,9 +44,18 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            sts: Limit { rate: 100.0, burst: 100.0 },
-            iam: Limit { rate: 20.0, burst: 20.0 },
-            organizations: Limit { rate: 10.0, burst: 20.0 },
+            sts: Limit {
+                rate: 100.0,
+                burst: 100.0,
+            },
+            iam: Limit {
+                rate: 20.0,
+                burst: 20.0,
+            },
+            organizations: Limit {
+                rate: 10.0,
+                burst: 20.0,
+            },
         }
     }
 }
@@ -91,7 +100,12 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn stats(&self) -> Stats {
         Stats {
-            calls: self.state.calls.lock().map(|c| c.clone()).unwrap_or_default(),
+            calls: self
+                .state
+                .calls
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default(),
             throttled: self.state.throttled.load(Ordering::Relaxed),
         }
     }
@@ -113,7 +127,9 @@ pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
     let shared = state.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let state = shared.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
@@ -147,7 +163,11 @@ fn query_error(ns: &str, status: u16, code: &str, message: &str) -> Reply {
 }
 
 fn json_error(code: &str, message: &str) -> Reply {
-    let mut r = reply(400, "application/x-amz-json-1.1", serde_json::json!({"__type": code, "Message": message}).to_string());
+    let mut r = reply(
+        400,
+        "application/x-amz-json-1.1",
+        serde_json::json!({"__type": code, "Message": message}).to_string(),
+    );
     if let Ok(v) = code.parse() {
         r.headers_mut().insert("x-amzn-errortype", v);
     }
@@ -170,7 +190,12 @@ fn iso(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
@@ -189,7 +214,9 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -207,9 +234,24 @@ fn decode(s: &str) -> String {
 
 /// The signing service and access key id from the SigV4 Authorization header.
 fn credential(req: &Request<Incoming>) -> (String, String) {
-    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let scope: Vec<&str> = auth.split("Credential=").nth(1).unwrap_or("").split(',').next().unwrap_or("").split('/').collect();
-    (scope.get(3).unwrap_or(&"").to_string(), scope.first().unwrap_or(&"").to_string())
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let scope: Vec<&str> = auth
+        .split("Credential=")
+        .nth(1)
+        .unwrap_or("")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .collect();
+    (
+        scope.get(3).unwrap_or(&"").to_string(),
+        scope.first().unwrap_or(&"").to_string(),
+    )
 }
 
 /// Assumed-role keys carry the account index: ASIA + 12-digit account id + 4 letters.
@@ -218,7 +260,10 @@ fn assumed_key(account: usize) -> String {
 }
 
 fn account_of_key(key: &str) -> usize {
-    key.strip_prefix("ASIA").and_then(|rest| rest.get(..12)).and_then(account_index).unwrap_or(0)
+    key.strip_prefix("ASIA")
+        .and_then(|rest| rest.get(..12))
+        .and_then(account_index)
+        .unwrap_or(0)
 }
 
 impl State {
@@ -230,13 +275,16 @@ impl State {
 
     /// Takes a token from `bucket`; false when it is empty (throttled).
     fn admit(&self, bucket: &str, limit: Limit) -> bool {
-        let Ok(mut buckets) = self.buckets.lock() else { return true };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return true;
+        };
         let now = Instant::now();
         let b = buckets.entry(bucket.to_owned()).or_insert(Bucket {
             tokens: limit.burst,
             last: now,
         });
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * limit.rate).min(limit.burst);
+        b.tokens =
+            (b.tokens + now.duration_since(b.last).as_secs_f64() * limit.rate).min(limit.burst);
         b.last = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -250,7 +298,11 @@ impl State {
     async fn delay(&self) {
         let k = &self.knobs;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let jitter = if k.jitter.is_zero() { 0 } else { mix(n) % k.jitter.as_micros() as u64 };
+        let jitter = if k.jitter.is_zero() {
+            0
+        } else {
+            mix(n) % k.jitter.as_micros() as u64
+        };
         tokio::time::sleep(k.latency + Duration::from_micros(jitter)).await;
     }
 }
@@ -258,12 +310,23 @@ impl State {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     state.delay().await;
     let (service, key) = credential(&req);
-    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Ok(match (service.as_str(), target) {
-        (_, Some(t)) if t.starts_with("AWSOrganizationsV20161128.") => organizations(&state, &t[26..], &body),
+        (_, Some(t)) if t.starts_with("AWSOrganizationsV20161128.") => {
+            organizations(&state, &t[26..], &body)
+        }
         ("sts", _) => sts(&state, &form(&body)),
         ("iam", _) => iam(&state, account_of_key(&key), &form(&body)),
         ("ses", _) => ses(&state, method.as_str(), &path),
@@ -274,7 +337,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
 fn organizations(state: &State, op: &str, body: &[u8]) -> Reply {
     state.count(&format!("organizations:{op}"));
     if !state.admit("organizations", state.knobs.limits.organizations) {
-        return json_error("TooManyRequestsException", "AWS Organizations can't complete your request because of a rate limit.");
+        return json_error(
+            "TooManyRequestsException",
+            "AWS Organizations can't complete your request because of a rate limit.",
+        );
     }
     let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let org = &state.org;
@@ -417,7 +483,11 @@ fn ses(state: &State, method: &str, path: &str) -> Reply {
         ("POST", "/v2/email/outbound-emails") => {
             state.count("ses:SendEmail");
             let n = state.counter.fetch_add(1, Ordering::Relaxed);
-            reply(200, "application/json", serde_json::json!({"MessageId": format!("bench-{n}")}).to_string())
+            reply(
+                200,
+                "application/json",
+                serde_json::json!({"MessageId": format!("bench-{n}")}).to_string(),
+            )
         }
         _ => reply(404, "application/json", "{}".into()),
     }

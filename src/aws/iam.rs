@@ -115,18 +115,26 @@ impl Iam {
 
     /// Generates (if needed), waits for and parses the credential report.
     ///
-    /// GenerateCredentialReport answers STARTED/INPROGRESS until the report
-    /// is COMPLETE (LimitExceeded means "ask again later"); GetCredentialReport
-    /// may still say ReportInProgress, or ReportExpired/ReportNotPresent, which
-    /// restart generation. Waits back off exponentially within `max_wait`.
+    /// GenerateCredentialReport starts a report (STARTED/INPROGRESS) or says a
+    /// fresh one is COMPLETE; LimitExceeded means "ask again later". The wait
+    /// is then done with GetCredentialReport itself, which answers
+    /// ReportInProgress until the report is ready (one call less per account
+    /// than polling Generate first), and ReportExpired or ReportNotPresent
+    /// when generation must start again. Waits back off exponentially within
+    /// `max_wait`.
     pub async fn credential_report(&self) -> Result<Vec<UserFacts>, ReportError> {
         let started = tokio::time::Instant::now();
         let mut delay = self.polling.initial_delay;
-        let mut generated = false;
+        let mut generate = true;
         loop {
-            if !generated {
+            let mut wait = true;
+            if generate {
                 match self.client.generate_credential_report().send().await {
-                    Ok(out) => generated = out.state() == Some(&ReportStateType::Complete),
+                    Ok(out) => {
+                        generate = false;
+                        // A fresh report is there already: fetch it at once.
+                        wait = out.state() != Some(&ReportStateType::Complete);
+                    }
                     Err(e) => {
                         let e = classify("iam:GenerateCredentialReport", e);
                         if e.code != "LimitExceeded" {
@@ -134,8 +142,7 @@ impl Iam {
                         }
                     }
                 }
-            }
-            if generated {
+            } else {
                 match self.client.get_credential_report().send().await {
                     Ok(out) => {
                         let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
@@ -145,17 +152,19 @@ impl Iam {
                         let e = classify("iam:GetCredentialReport", e);
                         match e.code.as_str() {
                             "ReportInProgress" => {}
-                            "ReportExpired" | "ReportNotPresent" => generated = false,
+                            "ReportExpired" | "ReportNotPresent" => generate = true,
                             _ => return Err(e.into()),
                         }
                     }
                 }
             }
-            if started.elapsed() + delay > self.polling.max_wait {
-                return Err(ReportError::NotReady(self.polling.max_wait));
+            if wait {
+                if started.elapsed() + delay > self.polling.max_wait {
+                    return Err(ReportError::NotReady(self.polling.max_wait));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(self.polling.max_delay);
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(self.polling.max_delay);
         }
     }
 

@@ -1,0 +1,83 @@
+//! A tiny run of the benchmark harness, so it keeps compiling and stays
+//! correct: the real keywarden binary against the synthetic endpoint finds
+//! exactly the generated findings, fails exactly the unreachable accounts,
+//! and stays within the call budget per account. No timing is asserted.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn keywarden() -> PathBuf {
+    // The workspace's own build of the CLI (cargo test --workspace builds it).
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"));
+    exe.parent().unwrap().join("keywarden")
+}
+
+#[test]
+fn a_tiny_organization_is_scanned_exactly_through_the_synthetic_endpoint() {
+    let kw = keywarden();
+    assert!(kw.exists(), "{} is not built", kw.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .args([
+            "run",
+            "--accounts",
+            "25",
+            "--users",
+            "40",
+            "--latency-ms",
+            "5",
+            "--jitter-ms",
+            "2",
+            "--flagged-pct",
+            "5",
+            "--unreachable-every",
+            "10",
+            "--report-delay-ms",
+            "50",
+            "--keywarden",
+        ])
+        .arg(&kw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(r["findings"], r["expected_findings"]);
+    assert!(r["findings"].as_u64().unwrap() > 0);
+    assert_eq!(
+        r["accounts_failed"], 2,
+        "accounts 10 and 20 deny AssumeRole"
+    );
+    assert_eq!(r["accounts_failed"], r["expected_unreachable"]);
+
+    // Calls per account: AssumeRole, GenerateCredentialReport, GetCredentialReport for a clean
+    // account (≤ 4), plus alias and two calls per flagged user (and one tag look-up) otherwise.
+    let calls = &r["aws_calls_by_operation"];
+    let n = |op: &str| calls[op].as_u64().unwrap_or(0);
+    let members = 24;
+    let reachable = 25 - 2;
+    assert_eq!(n("sts:AssumeRole"), members);
+    assert_eq!(n("iam:GetCredentialReport"), reachable);
+    assert!(n("iam:GenerateCredentialReport") <= reachable * 2);
+    let flagged = r["findings"].as_u64().unwrap();
+    assert_eq!(n("iam:ListAccessKeys"), flagged);
+    assert_eq!(n("iam:ListUserTags"), flagged);
+    let total_account_calls: u64 = [
+        "sts:AssumeRole",
+        "iam:GenerateCredentialReport",
+        "iam:GetCredentialReport",
+        "iam:ListAccountAliases",
+        "iam:ListAccessKeys",
+        "iam:ListUserTags",
+        "organizations:ListTagsForResource",
+    ]
+    .iter()
+    .map(|op| n(op))
+    .sum();
+    assert!(total_account_calls <= 25 * 5 + 2 * flagged, "{calls}");
+}
