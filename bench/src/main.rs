@@ -30,6 +30,20 @@ struct Cli {
 enum Command {
     /// One run; prints a JSON object.
     Run(RunArgs),
+    /// Prints the generated Organization as a tools/seed_org.py spec, to load
+    /// the same Organization into moto (the drift test).
+    Spec {
+        #[arg(long, default_value_t = 5)]
+        accounts: usize,
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        flagged_pct: u64,
+        #[arg(long, default_value_t = 3)]
+        unreachable_every: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// The documented matrix; writes a Markdown report.
     Matrix {
         #[arg(long, default_value = "docs/benchmarks.md")]
@@ -67,7 +81,13 @@ struct RunArgs {
     seed: u64,
     #[arg(long, default_value = "target/release/keywarden")]
     keywarden: PathBuf,
+    /// Also keep keywarden's JSON report in this file.
+    #[arg(long)]
+    keep_report: Option<PathBuf>,
 }
+
+/// The instant every run evaluates at: 2026-11-29T00:00:00Z.
+const NOW: i64 = 1_795_910_400;
 
 /// One run's result.
 #[derive(Serialize)]
@@ -131,7 +151,7 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             args.keywarden.display()
         );
     }
-    let now = 1_795_910_400; // 2026-11-29T00:00:00Z
+    let now = NOW;
     let spec = OrgSpec {
         accounts: args.accounts,
         users: args.users,
@@ -175,7 +195,12 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
     let wall = started.elapsed().as_secs_f64();
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out).context("keywarden wrote no report")?)?;
-    let _ = std::fs::remove_file(&out);
+    match &args.keep_report {
+        Some(keep) => {
+            std::fs::rename(&out, keep).or_else(|_| std::fs::copy(&out, keep).map(|_| ()))?
+        }
+        None => std::fs::remove_file(&out)?,
+    }
     let stats = endpoint.stats();
 
     let expected_unreachable = (1..spec.accounts).filter(|a| spec.unreachable(*a)).count() as u64;
@@ -287,6 +312,26 @@ async fn main() -> anyhow::Result<()> {
             sizes,
             keywarden,
         } => matrix(out, &sizes, keywarden)?,
+        Command::Spec {
+            accounts,
+            users,
+            flagged_pct,
+            unreachable_every,
+            seed,
+        } => {
+            let spec = OrgSpec {
+                accounts,
+                users,
+                seed,
+                flagged_pct,
+                unreachable_every,
+                now: NOW,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&server::seed_spec(&spec))?
+            );
+        }
     }
     Ok(())
 }

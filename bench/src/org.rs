@@ -49,7 +49,9 @@ impl OrgSpec {
     }
 
     pub fn unreachable(&self, account: usize) -> bool {
-        account != 0 && self.unreachable_every != 0 && account.is_multiple_of(self.unreachable_every)
+        account != 0
+            && self.unreachable_every != 0
+            && account.is_multiple_of(self.unreachable_every)
     }
 
     pub fn user_name(&self, user: usize) -> String {

@@ -492,3 +492,40 @@ fn ses(state: &State, method: &str, path: &str) -> Reply {
         _ => reply(404, "application/json", "{}".into()),
     }
 }
+
+/// The Organization as a tools/seed_org.py spec: the same accounts, users,
+/// key ages, last use, tags and unreachable accounts, for moto.
+pub fn seed_spec(org: &OrgSpec) -> serde_json::Value {
+    let day = 86_400;
+    let accounts: Vec<serde_json::Value> = (0..org.accounts)
+        .map(|a| {
+            let users: Vec<serde_json::Value> = (0..org.users)
+                .map(|u| {
+                    let k = org.key(a, u);
+                    serde_json::json!({
+                        "name": org.user_name(u),
+                        "tags": {"owner": format!("owner-{a}-{u}@example.com")},
+                        "keys": [{
+                            "age_days": (org.now - k.created) / day,
+                            "last_used_days": k.last_used.map(|t| (org.now - t) / day),
+                            "service": "s3"
+                        }]
+                    })
+                })
+                .collect();
+            let mut acct = serde_json::json!({
+                "name": format!("account-{a:05}"),
+                "email": format!("aws+{a}@example.com"),
+                "tags": {"security-contact": format!("team-{}@example.com", account_id(a))},
+                "users": users,
+            });
+            if a == 0 {
+                acct["management"] = serde_json::json!(true);
+            } else if org.unreachable(a) {
+                acct["scan_role"] = serde_json::json!("no-iam");
+            }
+            acct
+        })
+        .collect();
+    serde_json::json!({"scanner_user": true, "enforce_auth": true, "accounts": accounts})
+}

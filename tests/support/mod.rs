@@ -10,8 +10,14 @@ use serde_json::Value;
 
 pub const NOW: &str = "2026-11-29T00:00:00Z";
 
+/// The repository root (this file is included by the bench crate too).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if here.join("tools/moto_server.py").exists() {
+        here
+    } else {
+        here.parent().map(PathBuf::from).unwrap_or(here)
+    }
 }
 
 /// The virtualenv's Python (KEYWARDEN_PYTHON overrides it).
@@ -108,12 +114,24 @@ impl Moto {
 
     /// The keywarden binary, pointed at this server with the given credentials.
     pub fn keywarden(&self, creds: (&str, &str)) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keywarden"));
+        let mut cmd = Command::new(keywarden_bin());
         isolate(&mut cmd);
         cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", creds.0)
             .env("AWS_SECRET_ACCESS_KEY", creds.1);
         cmd
+    }
+}
+
+/// The keywarden binary: cargo's for this package's tests, else the one
+/// next to the running test (other workspace members' tests).
+pub fn keywarden_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_keywarden") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|t| t.parent()?.parent().map(|d| d.join("keywarden")))
+            .expect("the test binary lives in target/<profile>/deps"),
     }
 }
 
