@@ -30,6 +30,10 @@ struct Cli {
 enum Command {
     /// One run; prints a JSON object.
     Run(RunArgs),
+    /// The original article's approach (tools/article_baseline.py: boto3,
+    /// accounts one after another, ListUsers then ListAccessKeys per user)
+    /// against the same endpoint; prints a JSON object.
+    Article(ArticleArgs),
     /// Prints the generated Organization as a tools/seed_org.py spec, to load
     /// the same Organization into moto (the drift test).
     Spec {
@@ -84,6 +88,68 @@ struct RunArgs {
     /// Also keep keywarden's JSON report in this file.
     #[arg(long)]
     keep_report: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ArticleArgs {
+    #[arg(long, default_value_t = 10)]
+    accounts: usize,
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    #[arg(long, default_value_t = 10)]
+    jitter_ms: u64,
+    #[arg(long, default_value_t = 2)]
+    flagged_pct: u64,
+    #[arg(long, default_value_t = 250)]
+    unreachable_every: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Python with boto3 (the project's .venv).
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+}
+
+async fn article(args: ArticleArgs) -> anyhow::Result<serde_json::Value> {
+    let spec = OrgSpec {
+        accounts: args.accounts,
+        users: args.users,
+        seed: args.seed,
+        flagged_pct: args.flagged_pct,
+        unreachable_every: args.unreachable_every,
+        now: NOW,
+    };
+    let knobs = Knobs {
+        latency: Duration::from_millis(args.latency_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        limits: Limits::default(),
+        report_delay: Duration::from_millis(500),
+    };
+    let endpoint = server::start(spec, knobs).await?;
+    let out = tokio::process::Command::new(&args.python)
+        .arg("tools/article_baseline.py")
+        .args([
+            "--endpoint",
+            &format!("http://{}", endpoint.addr),
+            "--now",
+            "2026-11-29T00:00:00Z",
+        ])
+        .output()
+        .await
+        .context("run tools/article_baseline.py")?;
+    if !out.status.success() {
+        bail!(
+            "the article baseline failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let stats = endpoint.stats();
+    v["aws_calls"] = serde_json::json!(stats.calls.values().sum::<u64>());
+    v["throttled"] = serde_json::json!(stats.throttled);
+    v["expected_findings"] = serde_json::json!(spec.expected_findings());
+    Ok(v)
 }
 
 /// The instant every run evaluates at: 2026-11-29T00:00:00Z.
@@ -233,68 +299,159 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
     })
 }
 
-fn matrix(out: PathBuf, sizes: &str, keywarden: PathBuf) -> anyhow::Result<()> {
+fn sub(args: &[String]) -> anyhow::Result<serde_json::Value> {
     let me = std::env::current_exe()?;
-    let mut rows = Vec::new();
+    // Each run in its own process, so peak RSS is that run's alone.
+    let output = std::process::Command::new(me).args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+/// A bar chart of wall times (log scale), as SVG.
+fn chart(rows: &[(usize, f64, f64, f64, f64)]) -> String {
+    let (w, row_h) = (760.0, 86.0);
+    let h = 40.0 + row_h * rows.len() as f64;
+    let max = rows
+        .iter()
+        .map(|r| r.3.max(r.4))
+        .fold(1.0, f64::max)
+        .log10();
+    let x = |s: f64| 150.0 + (s.max(1.0).log10() / max) * (w - 330.0);
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Wall time, seconds (log scale): 100 users per account, 50 ms latency</text>\n");
+    for (i, (n, kw, bound, seq, art)) in rows.iter().enumerate() {
+        let y0 = 36.0 + row_h * i as f64;
+        svg.push_str(&format!(
+            "<text x=\"10\" y=\"{}\">{n} accounts</text>\n",
+            y0 + 36.0
+        ));
+        for (j, (label, v, colour)) in [
+            ("keywarden", kw, "#2da44e"),
+            ("lower bound", bound, "#8c959f"),
+            ("report, sequential*", seq, "#bf8700"),
+            ("article*", art, "#cf222e"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let y = y0 + 18.0 * j as f64;
+            svg.push_str(&format!("<rect x=\"150\" y=\"{y}\" width=\"{:.1}\" height=\"14\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{}\">{label}: {:.0} s</text>\n", x(**v) - 150.0, x(**v) + 6.0, y + 11.0, v));
+        }
+    }
+    svg.push_str(&format!("<text x=\"10\" y=\"{}\" font-size=\"11\">* measured on fewer accounts and extrapolated linearly</text>\n</svg>\n", h - 6.0));
+    svg
+}
+
+fn matrix(out: PathBuf, sizes: &str, keywarden: PathBuf) -> anyhow::Result<()> {
+    let kw = keywarden.display().to_string();
+    let mut runs = Vec::new();
     for n in sizes
         .split(',')
         .map(|s| s.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()?
     {
-        // Each run in its own process, so peak RSS is that run's alone.
-        let output = std::process::Command::new(&me)
-            .args([
+        let base = |acc: usize, extra: &[&str]| -> Vec<String> {
+            let mut a: Vec<String> = [
                 "run",
                 "--accounts",
-                &n.to_string(),
+                &acc.to_string(),
                 "--users",
                 "100",
                 "--latency-ms",
                 "50",
                 "--keywarden",
-            ])
-            .arg(&keywarden)
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "run with {n} accounts failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+                &kw,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let main = sub(&base(n, &[]))?;
+        let seq_n = n.min(50);
+        let seq = sub(&base(seq_n, &["--concurrency", "1"]))?;
+        let art_n = n.min(5);
+        let art = sub(&[
+            "article",
+            "--accounts",
+            &art_n.to_string(),
+            "--users",
+            "100",
+            "--latency-ms",
+            "50",
+        ]
+        .map(String::from))?;
         eprintln!(
-            "{n} accounts: {:.1} s (bound {:.1} s)",
-            v["wall_s"].as_f64().unwrap_or(0.0),
-            v["lower_bound_s"].as_f64().unwrap_or(0.0)
+            "{n} accounts: keywarden {:.1} s (bound {:.1} s)",
+            f(&main, "wall_s"),
+            f(&main, "lower_bound_s")
         );
-        rows.push(v);
+        runs.push((n, main, seq_n, seq, art_n, art));
     }
-    let mut md = String::from("# keywarden benchmarks\n\nGenerated by `scripts/bench` (`keywarden-bench matrix`). See the sections below for the endpoint, its assumptions and how the lower bound is computed.\n\n| accounts × users | wall s | lower bound s | wall / bound | AWS calls | throttled | peak RSS MiB | findings (expected) | failed accounts (expected) |\n|---|---|---|---|---|---|---|---|---|\n");
-    for v in &rows {
+    let mut md = String::from(include_str!("../benchmarks-head.md"));
+    md.push_str("\n## Results\n\n| accounts × users | wall s | lower bound s | wall / bound | AWS calls | calls / account | throttled | peak RSS MiB | findings (expected) | failed accounts (expected) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut bars = Vec::new();
+    for (n, m, _, _, _, _) in &runs {
         md.push_str(&format!(
-            "| {} × {} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {} ({}) | {} ({}) |\n",
-            v["accounts"],
-            v["users"],
-            v["wall_s"].as_f64().unwrap_or(0.0),
-            v["lower_bound_s"].as_f64().unwrap_or(0.0),
-            v["ratio_to_bound"].as_f64().unwrap_or(0.0),
-            v["aws_calls"],
-            v["throttled"],
-            v["peak_rss_mib"].as_f64().unwrap_or(0.0),
-            v["findings"],
-            v["expected_findings"],
-            v["accounts_failed"],
-            v["expected_unreachable"]
+            "| {n} × 100 | {:.1} | {:.1} | {:.2} | {} | {:.2} | {} | {:.1} | {} ({}) | {} ({}) |\n",
+            f(m, "wall_s"),
+            f(m, "lower_bound_s"),
+            f(m, "ratio_to_bound"),
+            m["aws_calls"],
+            f(m, "aws_calls") / *n as f64,
+            m["throttled"],
+            f(m, "peak_rss_mib"),
+            m["findings"],
+            m["expected_findings"],
+            m["accounts_failed"],
+            m["expected_unreachable"]
         ));
     }
-    md.push_str("\n## AWS calls by operation\n\n");
-    for v in &rows {
+    md.push_str("\n### Against the baselines\n\n| accounts | keywarden s | report per account, sequential s (measured on) | article's approach s (measured on) | speed-up vs sequential | speed-up vs article |\n|---|---|---|---|---|---|\n");
+    for (n, m, seq_n, seq, art_n, art) in &runs {
+        let seq_s = f(seq, "wall_s") * *n as f64 / *seq_n as f64;
+        let art_s = f(art, "wall_s") * *n as f64 / *art_n as f64;
         md.push_str(&format!(
-            "- {} accounts: `{}`\n",
-            v["accounts"], v["aws_calls_by_operation"]
+            "| {n} | {:.1} | {:.0} ({seq_n}{}) | {:.0} ({art_n}{}) | {:.1}× | {:.0}× |\n",
+            f(m, "wall_s"),
+            seq_s,
+            if seq_n < n { ", extrapolated" } else { "" },
+            art_s,
+            if art_n < n { ", extrapolated" } else { "" },
+            seq_s / f(m, "wall_s"),
+            art_s / f(m, "wall_s")
+        ));
+        bars.push((*n, f(m, "wall_s"), f(m, "lower_bound_s"), seq_s, art_s));
+    }
+    md.push_str("\n![wall times](benchmarks.svg)\n\n### AWS calls by operation (keywarden)\n\n");
+    for (n, m, _, _, _, _) in &runs {
+        md.push_str(&format!(
+            "- {n} accounts: `{}`\n",
+            m["aws_calls_by_operation"]
         ));
     }
-    std::fs::create_dir_all(out.parent().unwrap_or(std::path::Path::new(".")))?;
+    let out_dir = out.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(out_dir)?;
+    std::fs::write(out_dir.join("benchmarks.svg"), chart(&bars))?;
+    let raw: Vec<_> = runs
+        .iter()
+        .map(
+            |(_, m, _, s, _, a)| serde_json::json!({"keywarden": m, "sequential": s, "article": a}),
+        )
+        .collect();
+    md.push_str(&format!(
+        "\n### Raw results\n\n```json\n{}\n```\n",
+        serde_json::to_string_pretty(&raw)?
+    ));
     std::fs::write(&out, md)?;
     eprintln!("wrote {}", out.display());
     Ok(())
@@ -306,6 +463,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let r = run(args).await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Command::Article(args) => {
+            println!("{}", serde_json::to_string_pretty(&article(args).await?)?)
         }
         Command::Matrix {
             out,
