@@ -108,6 +108,8 @@ pub struct Scanner {
     sts: Sts,
     own_iam: Iam,
     polling: ReportPolling,
+    /// Account-tag look-ups in flight at once.
+    org_tag_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Scanner {
@@ -129,6 +131,7 @@ impl Scanner {
             settings: Arc::new(settings),
             rules: Arc::new(rules),
             polling,
+            org_tag_slots: Arc::new(tokio::sync::Semaphore::new(4)),
         }
     }
 
@@ -256,7 +259,7 @@ impl Scanner {
                         None => return errors,
                     },
                 }
-                match pages.next_page().await {
+                match next_page_patiently(&mut pages).await {
                     Ok(p) => page = p,
                     Err(e) => {
                         warn!(error = %e, "account listing broke off: the run is incomplete");
@@ -431,6 +434,8 @@ impl Scanner {
             && !users.is_empty()
             && !self.settings.owners.account_owner_tag_keys.is_empty()
         {
+            // Few at a time: Organizations' budget is small and shared with the listing.
+            let _permit = self.org_tag_slots.acquire().await;
             match self.orgs.account_tags(&account.id).await {
                 Ok(t) => t,
                 Err(e) => {
@@ -470,6 +475,31 @@ impl Scanner {
         }
         user.tags = iam.user_tags(&user.user_name).await?;
         Ok(())
+    }
+}
+
+/// How long the account listing keeps asking for a throttled page: every
+/// account of the Organization depends on it.
+const LISTING_PATIENCE: Duration = Duration::from_secs(600);
+
+/// The next page of accounts, retrying throttling and service errors (beyond
+/// the SDK's own attempts) with backoff for up to [`LISTING_PATIENCE`]: the
+/// Organizations budget is shared with the account-tag look-ups, and a page
+/// given up on would drop every account after it.
+async fn next_page_patiently(
+    pages: &mut crate::aws::organizations::AccountPages,
+) -> Result<Option<crate::aws::organizations::AccountPage>, AwsError> {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match pages.next_page().await {
+            Err(e) if e.is_retryable() && started.elapsed() + delay < LISTING_PATIENCE => {
+                warn!(error = %e, "account listing throttled; asking again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -50,6 +50,22 @@ impl AwsError {
         }
     }
 
+    /// Throttling or a service-side failure: worth asking again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "Throttling"
+                | "ThrottlingException"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+                | "ServiceUnavailable"
+                | "ServiceException"
+                | "InternalFailure"
+                | "Timeout"
+                | "ConnectionError"
+        )
+    }
+
     /// AccessDenied and its service-specific spellings.
     pub fn is_access_denied(&self) -> bool {
         matches!(

@@ -180,7 +180,8 @@ pub struct AccountPages {
 }
 
 impl AccountPages {
-    /// The next page, or `None` after the last one.
+    /// The next page, or `None` after the last one. A failed call leaves the
+    /// position unchanged, so the same page can be asked for again.
     pub async fn next_page(&mut self) -> Result<Option<AccountPage>, AwsError> {
         if self.done {
             return Ok(None);
@@ -191,7 +192,7 @@ impl AccountPages {
                 let out = self
                     .client
                     .list_accounts()
-                    .set_next_token(self.token.take())
+                    .set_next_token(self.token.clone())
                     .send()
                     .await
                     .map_err(|e| classify(op, e))?;
@@ -203,7 +204,7 @@ impl AccountPages {
                     .client
                     .list_accounts_for_parent()
                     .parent_id(parent)
-                    .set_next_token(self.token.take())
+                    .set_next_token(self.token.clone())
                     .send()
                     .await
                     .map_err(|e| classify(op, e))?;
