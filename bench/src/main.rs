@@ -36,18 +36,7 @@ enum Command {
     Article(ArticleArgs),
     /// Prints the generated Organization as a tools/seed_org.py spec, to load
     /// the same Organization into moto (the drift test).
-    Spec {
-        #[arg(long, default_value_t = 5)]
-        accounts: usize,
-        #[arg(long, default_value_t = 10)]
-        users: usize,
-        #[arg(long, default_value_t = 20)]
-        flagged_pct: u64,
-        #[arg(long, default_value_t = 3)]
-        unreachable_every: usize,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-    },
+    Spec(EndpointArgs),
     /// The documented matrix; writes a Markdown report.
     Matrix {
         #[arg(long, default_value = "docs/benchmarks.md")]
@@ -60,8 +49,9 @@ enum Command {
     },
 }
 
+/// The generated Organization and the endpoint's behaviour.
 #[derive(Args, Clone)]
-struct RunArgs {
+struct EndpointArgs {
     #[arg(long, default_value_t = 100)]
     accounts: usize,
     #[arg(long, default_value_t = 100)]
@@ -78,11 +68,39 @@ struct RunArgs {
     unreachable_every: usize,
     #[arg(long, default_value_t = 500)]
     report_delay_ms: u64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+impl EndpointArgs {
+    fn spec(&self) -> OrgSpec {
+        OrgSpec {
+            accounts: self.accounts,
+            users: self.users,
+            seed: self.seed,
+            flagged_pct: self.flagged_pct,
+            unreachable_every: self.unreachable_every,
+            now: NOW,
+        }
+    }
+
+    fn knobs(&self) -> Knobs {
+        Knobs {
+            latency: Duration::from_millis(self.latency_ms),
+            jitter: Duration::from_millis(self.jitter_ms),
+            limits: Limits::default(),
+            report_delay: Duration::from_millis(self.report_delay_ms),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// keywarden's `concurrency` setting (accounts in flight).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
     #[arg(long, default_value = "target/release/keywarden")]
     keywarden: PathBuf,
     /// Also keep keywarden's JSON report in this file.
@@ -92,40 +110,15 @@ struct RunArgs {
 
 #[derive(Args, Clone)]
 struct ArticleArgs {
-    #[arg(long, default_value_t = 10)]
-    accounts: usize,
-    #[arg(long, default_value_t = 100)]
-    users: usize,
-    #[arg(long, default_value_t = 50)]
-    latency_ms: u64,
-    #[arg(long, default_value_t = 10)]
-    jitter_ms: u64,
-    #[arg(long, default_value_t = 2)]
-    flagged_pct: u64,
-    #[arg(long, default_value_t = 250)]
-    unreachable_every: usize,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Python with boto3 (the project's .venv).
     #[arg(long, default_value = ".venv/bin/python")]
     python: PathBuf,
 }
 
 async fn article(args: ArticleArgs) -> anyhow::Result<serde_json::Value> {
-    let spec = OrgSpec {
-        accounts: args.accounts,
-        users: args.users,
-        seed: args.seed,
-        flagged_pct: args.flagged_pct,
-        unreachable_every: args.unreachable_every,
-        now: NOW,
-    };
-    let knobs = Knobs {
-        latency: Duration::from_millis(args.latency_ms),
-        jitter: Duration::from_millis(args.jitter_ms),
-        limits: Limits::default(),
-        report_delay: Duration::from_millis(500),
-    };
+    let (spec, knobs) = (args.endpoint.spec(), args.endpoint.knobs());
     let endpoint = server::start(spec, knobs).await?;
     let out = tokio::process::Command::new(&args.python)
         .arg("tools/article_baseline.py")
@@ -217,21 +210,7 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             args.keywarden.display()
         );
     }
-    let now = NOW;
-    let spec = OrgSpec {
-        accounts: args.accounts,
-        users: args.users,
-        seed: args.seed,
-        flagged_pct: args.flagged_pct,
-        unreachable_every: args.unreachable_every,
-        now,
-    };
-    let knobs = Knobs {
-        latency: Duration::from_millis(args.latency_ms),
-        jitter: Duration::from_millis(args.jitter_ms),
-        limits: Limits::default(),
-        report_delay: Duration::from_millis(args.report_delay_ms),
-    };
+    let (spec, knobs) = (args.endpoint.spec(), args.endpoint.knobs());
     let endpoint = server::start(spec, knobs).await?;
     let out = std::env::temp_dir().join(format!("keywarden-bench-{}.json", std::process::id()));
     let started = Instant::now();
@@ -281,7 +260,7 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
     Ok(RunResult {
         accounts: spec.accounts,
         users: spec.users,
-        latency_ms: args.latency_ms,
+        latency_ms: args.endpoint.latency_ms,
         concurrency: args.concurrency,
         wall_s: wall,
         lower_bound_s: bound,
@@ -472,26 +451,10 @@ async fn main() -> anyhow::Result<()> {
             sizes,
             keywarden,
         } => matrix(out, &sizes, keywarden)?,
-        Command::Spec {
-            accounts,
-            users,
-            flagged_pct,
-            unreachable_every,
-            seed,
-        } => {
-            let spec = OrgSpec {
-                accounts,
-                users,
-                seed,
-                flagged_pct,
-                unreachable_every,
-                now: NOW,
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&server::seed_spec(&spec))?
-            );
-        }
+        Command::Spec(args) => println!(
+            "{}",
+            serde_json::to_string_pretty(&server::seed_spec(&args.spec()))?
+        ),
     }
     Ok(())
 }
