@@ -225,6 +225,8 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         ])
         .arg(&out)
         .env_clear()
+        // Settings to try (KEYWARDEN_*) pass through; the rest of the environment does not.
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("KEYWARDEN_")))
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_ENDPOINT_URL", format!("http://{}", endpoint.addr))
         .env("AWS_ACCESS_KEY_ID", "AKIABENCHMANAGEMENT0")

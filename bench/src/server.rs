@@ -349,7 +349,9 @@ fn organizations(state: &State, op: &str, body: &[u8]) -> Reply {
             "Id": "o-bench000000", "Arn": "arn:aws:organizations::100000000000:organization/o-bench000000",
             "FeatureSet": "ALL", "MasterAccountId": account_id(0), "MasterAccountEmail": "root@example.com",
             "MasterAccountArn": "arn:aws:organizations::100000000000:account/o-bench000000/100000000000"}}).to_string()),
-        "ListAccounts" => {
+        // Every generated account sits directly under the root; there are no OUs.
+        "ListChildren" => reply(200, "application/x-amz-json-1.1", serde_json::json!({"Children": []}).to_string()),
+        "ListAccounts" | "ListAccountsForParent" => {
             let start: usize = input["NextToken"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
             let end = (start + 20).min(org.accounts);
             let accounts: Vec<serde_json::Value> = (start..end).map(|i| serde_json::json!({

@@ -81,3 +81,42 @@ fn a_tiny_organization_is_scanned_exactly_through_the_synthetic_endpoint() {
     .sum();
     assert!(total_account_calls <= 25 * 5 + 2 * flagged, "{calls}");
 }
+
+#[test]
+fn ou_scoped_listing_works_through_the_synthetic_endpoint() {
+    let kw = keywarden();
+    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .args([
+            "run",
+            "--accounts",
+            "30",
+            "--users",
+            "5",
+            "--latency-ms",
+            "1",
+            "--jitter-ms",
+            "0",
+            "--unreachable-every",
+            "0",
+            "--report-delay-ms",
+            "0",
+            "--keywarden",
+        ])
+        .arg(&kw)
+        .env("KEYWARDEN_INCLUDE_OUS", "r-bench")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls = &r["aws_calls_by_operation"];
+    assert_eq!(calls["organizations:ListChildren"], 1);
+    assert_eq!(
+        calls["organizations:ListAccountsForParent"], 2,
+        "30 accounts: two pages"
+    );
+    assert_eq!(r["findings"], r["expected_findings"]);
+}
