@@ -29,13 +29,11 @@ use crate::core::report::{
 pub enum ScanError {
     #[error("cannot identify the caller ({0}); check your AWS credentials")]
     Caller(AwsError),
-    #[error("cannot list the Organization's accounts ({source}).{hint}")]
-    ListAccounts {
-        source: AwsError,
-        hint: &'static str,
-    },
-    #[error("cannot resolve the OUs in {key} ({source})")]
-    Ous { key: &'static str, source: AwsError },
+    // The AWS error is part of the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot list the Organization's accounts ({cause}).{hint}")]
+    ListAccounts { cause: AwsError, hint: &'static str },
+    #[error("cannot resolve the OUs in {key} ({cause})")]
+    Ous { key: &'static str, cause: AwsError },
 }
 
 /// What a run covers.
@@ -183,9 +181,9 @@ impl Scanner {
             self.orgs
                 .accounts_under(&scope.exclude_ous)
                 .await
-                .map_err(|source| ScanError::Ous {
+                .map_err(|cause| ScanError::Ous {
                     key: "exclude_ous",
-                    source,
+                    cause,
                 })?
         };
         let listings: Vec<Listing> = if scope.include_ous.is_empty() {
@@ -194,9 +192,9 @@ impl Scanner {
             self.orgs
                 .subtree(&scope.include_ous)
                 .await
-                .map_err(|source| ScanError::Ous {
+                .map_err(|cause| ScanError::Ous {
                     key: "include_ous",
-                    source,
+                    cause,
                 })?
                 .into_iter()
                 .map(Listing::Parent)
@@ -215,19 +213,18 @@ impl Scanner {
         // The Organization and the first page are read up front: failing to
         // list at all is fatal (not in an Organization, or no permission),
         // and says so clearly.
-        let fatal = |source: AwsError| ScanError::ListAccounts {
-            hint: if source.is_access_denied() || source.code == "AWSOrganizationsNotInUseException"
-            {
+        let fatal = |cause: AwsError| ScanError::ListAccounts {
+            hint: if cause.is_access_denied() || cause.code == "AWSOrganizationsNotInUseException" {
                 " The caller is not in an Organization or may not list it: run with --single-account to scan only the caller's own account, or use credentials of the management or a delegated administrator account."
             } else {
                 ""
             },
-            source,
+            cause,
         };
         let management = self.orgs.management_account().await.map_err(fatal)?;
         info!(management = ?management, "organization found");
         let mut pages = self.orgs.pages(listings[0].clone());
-        let first = pages.next_page().await.map_err(fatal)?;
+        let first = next_page_patiently(&mut pages).await.map_err(fatal)?;
 
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);

@@ -147,3 +147,34 @@ fn assume_role_denied_fails_that_account_at_stage_assume_role_only() {
         .collect();
     assert_eq!(named_findings(&report, &seeded), outside_staging);
 }
+
+#[test]
+fn a_throttled_account_listing_is_waited_out_and_no_account_is_lost() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (_, clean, _) = scan(&moto, &seeded);
+
+    moto.hook(
+        "/_keywarden/api-fault",
+        &json!({"throttle_pct": 60, "error_pct": 10, "services": ["organizations"], "seed": 3}),
+    );
+    let (code, stormy, stderr) = scan(&moto, &seeded);
+    let injected = moto.hook_get("/_keywarden/api-fault");
+
+    assert!(
+        injected["throttled"].as_u64().unwrap() >= 3,
+        "faults were injected: {injected}"
+    );
+    assert!(
+        stormy.get("errors").is_none(),
+        "the listing completed: {}",
+        stormy["errors"]
+    );
+    assert_eq!(
+        stormy["summary"]["accounts_total"],
+        clean["summary"]["accounts_total"]
+    );
+    assert_eq!(findings(&stormy), findings(&clean), "{stderr}");
+    assert_eq!(failed(&stormy), failed(&clean));
+    assert_eq!(code, 3);
+}

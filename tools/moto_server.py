@@ -75,17 +75,28 @@ def signing_service(environ):
     return scope[3] if len(scope) > 3 else None
 
 
+def json_fault(status, code, message):
+    """An error in the awsJson protocol (Organizations), as AWS sends it."""
+    return Response(json.dumps({"__type": code, "Message": message}), status=status,
+                    content_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": code})
+
+
 def injected_fault(environ):
     f = API_FAULTS
     if not f["services"] or signing_service(environ) not in f["services"]:
         return None
+    json_protocol = "HTTP_X_AMZ_TARGET" in environ
     with f["lock"]:
         draw = f["rng"].random() * 100
         if draw < f["throttle_pct"]:
             f["throttled"] += 1
+            if json_protocol:
+                return json_fault(400, "TooManyRequestsException", "AWS Organizations can't complete your request because of a rate limit.")
             return Response(THROTTLING, status=400, content_type="text/xml")
         if draw < f["throttle_pct"] + f["error_pct"]:
             f["errors"] += 1
+            if json_protocol:
+                return json_fault(500, "ServiceException", "AWS Organizations can't complete your request because of an internal service error.")
             return Response(UNAVAILABLE, status=503, content_type="text/xml")
     return None
 REPORT_FAULTS = {}  # account_id -> "malformed" | "stuck"
