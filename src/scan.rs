@@ -133,10 +133,6 @@ impl Scanner {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Runs the scan.
     pub async fn run(
         &self,

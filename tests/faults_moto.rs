@@ -92,12 +92,7 @@ fn throttling_storms_and_5xx_bursts_on_iam_and_sts_lose_nothing() {
 
 /// Findings by (account name, user, check): comparable across two seeded orgs.
 fn named_findings(report: &Value, seeded: &Seeded) -> BTreeSet<(String, String, String)> {
-    let names: std::collections::BTreeMap<&str, &str> = seeded.0["accounts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, id)| (id.as_str().unwrap(), name.as_str()))
-        .collect();
+    let names = seeded.names();
     report["findings"]
         .as_array()
         .unwrap()

@@ -16,12 +16,7 @@ fn org_spec() -> Value {
 type Row = (String, String, String, String);
 
 fn findings(report: &Value, seeded: &Seeded) -> BTreeSet<Row> {
-    let names: std::collections::BTreeMap<String, String> = seeded.0["accounts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, id)| (id.as_str().unwrap().to_owned(), name.clone()))
-        .collect();
+    let names = seeded.names();
     report["findings"]
         .as_array()
         .unwrap()

@@ -177,6 +177,15 @@ impl Seeded {
             .unwrap_or_else(|| panic!("no OU {path}"))
             .to_owned()
     }
+    /// Account id → the spec's account name.
+    pub fn names(&self) -> std::collections::BTreeMap<String, String> {
+        self.0["accounts"]
+            .as_object()
+            .expect("accounts map")
+            .iter()
+            .map(|(name, id)| (id.as_str().expect("an account id").to_owned(), name.clone()))
+            .collect()
+    }
     pub fn scanner(&self) -> (String, String) {
         let s = &self.0["scanner"];
         (
