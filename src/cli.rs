@@ -78,6 +78,14 @@ pub struct ScanArgs {
     /// Accounts in flight at once; overrides concurrency.
     #[arg(long)]
     pub concurrency: Option<String>,
+    /// Where the ledger and the report archive live: a directory or
+    /// s3://bucket/prefix (default: the `state` setting, else
+    /// $XDG_STATE_HOME/keywarden or ~/.local/state/keywarden).
+    #[arg(long, value_name = "URI")]
+    pub state: Option<String>,
+    /// Run without memory: every finding is new, every owner is told, nothing is saved.
+    #[arg(long, conflicts_with = "state")]
+    pub no_state: bool,
 }
 
 fn parse_now(s: &str) -> Result<Timestamp, String> {
@@ -133,7 +141,24 @@ fn settings(config: Option<PathBuf>, args: &ScanArgs) -> anyhow::Result<crate::c
     if let Some(c) = &args.concurrency {
         raw.set_flag("concurrency", c, "--concurrency");
     }
+    if let Some(s) = &args.state {
+        raw.set_flag("state", s, "--state");
+    }
     Ok(raw.validate()?)
+}
+
+/// The CLI's default state directory: `$XDG_STATE_HOME/keywarden`, else
+/// `~/.local/state/keywarden`.
+fn default_state_dir() -> Option<String> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    Some(base.join("keywarden").display().to_string())
 }
 
 /// `scan`, and with a delivery, `notify`.
@@ -151,7 +176,24 @@ async fn scan(
             Format::Json
         },
     );
+    let state_location = if args.no_state {
+        None
+    } else {
+        settings.state.clone().or_else(default_state_dir)
+    };
+    if state_location.is_none() && !args.no_state {
+        tracing::warn!(
+            "no state directory (neither XDG_STATE_HOME nor HOME is set): running without a ledger"
+        );
+    }
+    if let Some(path) = &args.output {
+        check_output(path)?;
+    }
     let sdk_config = crate::aws::load_sdk_config().await;
+    let store = state_location
+        .as_deref()
+        .map(|l| crate::state::Store::open(l, &sdk_config))
+        .transpose()?;
     // Everything notify needs is checked before the scan: settings, templates, sender.
     let notifier = match &delivery {
         Some(d) => {
@@ -165,6 +207,7 @@ async fn scan(
         }
         None => None,
     };
+    let cadence = settings.cadence;
     let scanner = Scanner::new(sdk_config, settings);
     let mode = if args.single_account {
         Mode::SingleAccount
@@ -190,12 +233,17 @@ async fn scan(
             }
         }
     };
-    let mut report = scanner.run(&RunOptions::new(mode, now), &progress).await?;
+    let plan = crate::run::Plan {
+        notify: notifier.as_ref().zip(delivery.as_ref()),
+        state: store,
+        cadence,
+    };
+    let report = crate::run::execute(&scanner, plan, RunOptions::new(mode, now), &progress).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if let (Some(notifier), Some(delivery)) = (&notifier, &delivery) {
-        notifier.deliver(&mut report, delivery).await;
+    let report = report?;
+    if let Some(delivery) = &delivery {
         if let Delivery::Outbox(dir) = delivery {
             if let Some(digest) = report
                 .notifications
@@ -220,4 +268,21 @@ async fn scan(
         None => print!("{text}"),
     }
     Ok(exit_code(&report, args.fail_on))
+}
+
+/// Fails before any scanning when the report could not be written: its
+/// folder must exist.
+fn check_output(path: &std::path::Path) -> anyhow::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "cannot write the report to {}: the folder {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::core::exempt::{ArnPattern, ExemptionRules};
+use crate::core::ledger::Cadence;
 use crate::core::model::{AccountId, EmailAddress, Policy};
 use crate::core::owners::OwnerRules;
 
@@ -68,6 +69,10 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("max_send_rate", Some("1.0")),
     ("console_link_template", None),
     ("templates_dir", None),
+    ("state", None),
+    ("remind_every_days", Some("7")),
+    ("overdue_remind_every_days", Some("3")),
+    ("escalate_after_days", Some("14")),
 ];
 
 /// Which accounts to scan.
@@ -117,6 +122,12 @@ pub struct Settings {
     pub console_link_template: Option<String>,
     /// Overrides the embedded templates file by file.
     pub templates_dir: Option<PathBuf>,
+    /// Where the ledger and the report archive live (a directory or
+    /// `s3://bucket/prefix`); `None`: the caller's default (the CLI's XDG
+    /// state directory; no ledger in the Lambda).
+    pub state: Option<String>,
+    /// Reminder and escalation cadence.
+    pub cadence: Cadence,
 }
 
 impl Settings {
@@ -527,7 +538,28 @@ impl RawSettings {
                 ));
             }
         }
+        let state = self.opt_string("state")?;
+        if let Some(st) = &state {
+            let ok = if st.starts_with("s3://") {
+                crate::state::parse_s3_uri(st).is_some()
+            } else {
+                !st.contains("://")
+            };
+            if !ok {
+                return Err(self.invalid(
+                    "state",
+                    format!("{st:?} is neither a directory path nor s3://bucket/prefix"),
+                ));
+            }
+        }
+        let cadence = Cadence {
+            remind_every_days: self.days("remind_every_days", 1)?,
+            overdue_remind_every_days: self.days("overdue_remind_every_days", 1)?,
+            escalate_after_days: self.days("escalate_after_days", 1)?,
+        };
         Ok(Settings {
+            state,
+            cadence,
             role_name,
             external_id,
             policy,
@@ -682,6 +714,9 @@ mod tests {
             "report_wait_secs",
             "deadline_reserve_secs",
             "max_send_rate",
+            "remind_every_days",
+            "overdue_remind_every_days",
+            "escalate_after_days",
         ];
         for key in numeric {
             for bad in ["-1", "99999999", "1e400", "NaN", ""] {

@@ -50,6 +50,9 @@ struct State {
     scanner: Scanner,
     notifier: Notifier,
     reserve: std::time::Duration,
+    /// The ledger's store (`KEYWARDEN_STATE`, set by Terraform to the state bucket).
+    store: Option<crate::state::Store>,
+    cadence: crate::core::ledger::Cadence,
 }
 
 fn settings() -> anyhow::Result<Settings> {
@@ -94,9 +97,14 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         now: Timestamp::now(),
         only_accounts,
         deadline: Some(deadline),
+        open_users: Default::default(),
     };
-    let mut report = state.scanner.run(&opts, &|_| {}).await?;
-    state.notifier.deliver(&mut report, &delivery).await;
+    let plan = crate::run::Plan {
+        notify: Some((&state.notifier, &delivery)),
+        state: state.store.clone(),
+        cadence: state.cadence,
+    };
+    let report = crate::run::execute(&state.scanner, plan, opts, &|_| {}).await?;
 
     let undelivered = report
         .notifications
@@ -156,9 +164,19 @@ async fn init() -> anyhow::Result<State> {
     let sdk_config = crate::aws::load_sdk_config().await;
     let notifier = Notifier::new(&sdk_config, &settings, templates)?;
     let reserve = settings.deadline_reserve;
+    let store = match &settings.state {
+        Some(location) => Some(crate::state::Store::open(location, &sdk_config)?),
+        None => {
+            tracing::warn!("KEYWARDEN_STATE is not set: running without a ledger (every owner is told every run, nothing is remembered)");
+            None
+        }
+    };
+    let cadence = settings.cadence;
     Ok(State {
         scanner: Scanner::new(sdk_config, settings),
         notifier,
         reserve,
+        store,
+        cadence,
     })
 }

@@ -23,4 +23,6 @@ pub mod lambda;
 pub mod logging;
 pub mod notify;
 pub mod output;
+pub mod run;
 pub mod scan;
+pub mod state;

@@ -14,13 +14,18 @@ use tracing::{info, warn};
 use crate::aws::ses::{Identity, Ses};
 use crate::aws::AwsError;
 use crate::config::Settings;
+use crate::core::ledger::{Cadence, Changes, Notice, Stage};
 use crate::core::mime::{self, Attachment, Envelope};
 use crate::core::model::EmailAddress;
 use crate::core::notify::{
-    digest_view, owner_view, plan_people, DeliveryFailure, DigestExtras, NotifyPolicy,
+    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, Memory,
+    NotifyPolicy,
 };
-use crate::core::report::{DeliveryOutcome, Finding, MessageKind, Notification, Report};
+use crate::core::report::{
+    DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
+};
 use crate::core::templates::{Rendered, Templates};
+use crate::state::LedgerSession;
 
 /// SES accepts at most 50 recipients per message.
 pub const MAX_RECIPIENTS: usize = 50;
@@ -64,6 +69,7 @@ pub struct Notifier {
     configuration_set: Option<String>,
     fallback_rate: f64,
     policy: NotifyPolicy,
+    cadence: Cadence,
 }
 
 /// Spaces sends out to a rate.
@@ -127,6 +133,7 @@ impl Notifier {
                 notify_account_owners: settings.notify_account_owners,
                 ..NotifyPolicy::default()
             },
+            cadence: settings.cadence,
         })
     }
 
@@ -192,11 +199,24 @@ impl Notifier {
         }
     }
 
-    /// Builds and delivers every message for `report` and records them in
-    /// `report.notifications`.
-    pub async fn deliver(&self, report: &mut Report, delivery: &Delivery) {
+    /// Builds and delivers every message due for `report` and records them
+    /// in `report.notifications`. With a ledger session, every delivered
+    /// message is recorded against its findings and the ledger is
+    /// checkpointed as delivery goes, so a crash re-sends little.
+    pub async fn deliver(
+        &self,
+        report: &mut Report,
+        delivery: &Delivery,
+        mut session: Option<&mut LedgerSession>,
+        changes: Option<&Changes>,
+    ) {
         let link = |f: &Finding| self.templates.link(f);
-        let people = plan_people(report, &self.policy);
+        let memory = session.as_deref().map(|s| Memory {
+            ledger: &s.ledger,
+            cadence: self.cadence,
+        });
+        let people = plan_people(report, &self.policy, memory);
+        let mut checkpoint_failed = false;
         let mut pacer = match delivery {
             Delivery::Ses => Some(Pacer::new(self.send_rate().await)),
             _ => None,
@@ -235,6 +255,32 @@ impl Notifier {
                     error: note.error.clone().unwrap_or_default(),
                 });
             }
+            if let Some(s) = session.as_deref_mut() {
+                if matches!(
+                    note.outcome,
+                    DeliveryOutcome::Sent | DeliveryOutcome::Outbox
+                ) {
+                    s.record(
+                        &person.notices(),
+                        &Notice {
+                            at: report.evaluated_at,
+                            stage: Stage::First,
+                            recipients: note.recipients.clone(),
+                            message_id: note.message_id.clone(),
+                        },
+                    );
+                }
+                if let Err(e) = s.checkpoint().await {
+                    if !checkpoint_failed {
+                        checkpoint_failed = true;
+                        report.errors.push(StageError {
+                            stage: "state".to_owned(),
+                            code: "LedgerNotSaved".to_owned(),
+                            message: format!("checkpoint during delivery: {e}"),
+                        });
+                    }
+                }
+            }
             notes.push(note);
         }
 
@@ -244,6 +290,10 @@ impl Notifier {
                 .filter(|n| n.outcome != DeliveryOutcome::Failed)
                 .count(),
             delivery_failures: failures,
+            history: match (session.as_deref(), changes) {
+                (Some(s), Some(c)) => Some(history_view(report, &s.ledger, c, &self.policy, &link)),
+                _ => None,
+            },
         };
         let view = digest_view(report, &self.policy, extras, &link);
         let csv = crate::output::findings_csv(&report.findings)

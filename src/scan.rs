@@ -3,7 +3,7 @@
 //! No business rules here: those are in `core`. Every per-account failure
 //! becomes data in the report; only failing to list accounts at all is fatal.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::aws::AwsError;
 use crate::config::Settings;
 use crate::core::checks::user_trips_a_check;
 use crate::core::evaluate::{evaluate_account, Rules};
+use crate::core::ledger::ObservedKey;
 use crate::core::model::{Account, AccountId, UserFacts};
 use crate::core::report::{
     key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
@@ -74,6 +75,9 @@ pub struct RunOptions {
     /// Only these accounts, on top of the settings' scope (a Lambda event's subset).
     pub only_accounts: Option<BTreeSet<AccountId>>,
     pub deadline: Option<Deadline>,
+    /// Users with open findings in the ledger, per account: their keys are
+    /// re-read even when they trip no check, to tell how a finding ended.
+    pub open_users: Arc<BTreeMap<AccountId, BTreeSet<String>>>,
 }
 
 impl RunOptions {
@@ -83,8 +87,18 @@ impl RunOptions {
             now,
             only_accounts: None,
             deadline: None,
+            open_users: Arc::default(),
         }
     }
+}
+
+/// Who is running and over what: the caller, and the Organization id (the
+/// caller's account id in single-account mode) that names the ledger.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub caller: Caller,
+    pub organization: String,
+    pub management: Option<AccountId>,
 }
 
 /// Progress events, for a progress bar or logs.
@@ -133,13 +147,46 @@ impl Scanner {
         }
     }
 
-    /// Runs the scan.
+    /// Identifies the caller and, for an Organization run, the Organization.
+    pub async fn identify(&self, mode: Mode) -> Result<Identity, ScanError> {
+        let caller = self.sts.caller().await.map_err(ScanError::Caller)?;
+        match mode {
+            Mode::SingleAccount => Ok(Identity {
+                organization: caller.account.to_string(),
+                management: None,
+                caller,
+            }),
+            Mode::Organization => {
+                let (organization, management) =
+                    self.orgs.describe().await.map_err(list_accounts_error)?;
+                info!(organization, management = ?management, "organization found");
+                Ok(Identity {
+                    caller,
+                    organization,
+                    management,
+                })
+            }
+        }
+    }
+
+    /// Identifies, then scans.
     pub async fn run(
         &self,
         opts: &RunOptions,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Report, ScanError> {
-        let caller = self.sts.caller().await.map_err(ScanError::Caller)?;
+        let identity = self.identify(opts.mode).await?;
+        self.run_as(&identity, opts, progress).await
+    }
+
+    /// Runs the scan for an identified caller.
+    pub async fn run_as(
+        &self,
+        identity: &Identity,
+        opts: &RunOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Report, ScanError> {
+        let caller = &identity.caller;
         let mut builder = ReportBuilder::new(opts.now, self.settings.policy);
         match opts.mode {
             Mode::SingleAccount => {
@@ -149,14 +196,14 @@ impl Scanner {
                     email: None,
                 };
                 progress(Progress::Discovered(1));
-                let outcome = self.start_account(&caller, account, opts, false).await;
+                let outcome = self.start_account(caller, account, opts, false).await;
                 progress(Progress::Finished {
                     failed: outcome_failed(&outcome),
                 });
                 builder.add(outcome);
             }
             Mode::Organization => {
-                self.run_organization(&caller, opts, &mut builder, progress)
+                self.run_organization(caller, opts, &mut builder, progress)
                     .await?
             }
         }
@@ -206,21 +253,12 @@ impl Scanner {
                 && !excluded_by_ou.contains(&a.id)
         };
 
-        // The Organization and the first page are read up front: failing to
-        // list at all is fatal (not in an Organization, or no permission),
-        // and says so clearly.
-        let fatal = |cause: AwsError| ScanError::ListAccounts {
-            hint: if cause.is_access_denied() || cause.code == "AWSOrganizationsNotInUseException" {
-                " The caller is not in an Organization or may not list it: run with --single-account to scan only the caller's own account, or use credentials of the management or a delegated administrator account."
-            } else {
-                ""
-            },
-            cause,
-        };
-        let management = self.orgs.management_account().await.map_err(fatal)?;
-        info!(management = ?management, "organization found");
+        // The first page is read up front: failing to list at all is fatal
+        // (no permission), and says so clearly.
         let mut pages = self.orgs.pages(listings[0].clone());
-        let first = next_page_patiently(&mut pages).await.map_err(fatal)?;
+        let first = next_page_patiently(&mut pages)
+            .await
+            .map_err(list_accounts_error)?;
 
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
@@ -315,7 +353,8 @@ impl Scanner {
                 }
             },
         };
-        self.scan_account(caller, account, opts.now, in_org, budget)
+        let open_users = opts.open_users.get(&account.id);
+        self.scan_account(caller, account, opts.now, in_org, budget, open_users)
             .await
     }
 
@@ -327,11 +366,12 @@ impl Scanner {
         now: Timestamp,
         in_org: bool,
         budget: Duration,
+        open_users: Option<&BTreeSet<String>>,
     ) -> AccountOutcome {
         let span = tracing::info_span!("account", account_id = %account.id);
         match tokio::time::timeout(
             budget,
-            self.scan_account_inner(caller, &account, now, in_org),
+            self.scan_account_inner(caller, &account, now, in_org, open_users),
         )
         .instrument(span)
         .await
@@ -357,6 +397,7 @@ impl Scanner {
         account: &Account,
         now: Timestamp,
         in_org: bool,
+        open_users: Option<&BTreeSet<String>>,
     ) -> AccountOutcome {
         let stage_error = |stage: &str, e: &AwsError| StageError {
             stage: stage.to_owned(),
@@ -401,6 +442,30 @@ impl Scanner {
         let key_ages = key_age_histogram(&users, now);
         let key_count = users.iter().map(|u| u.keys.len() as u64).sum();
 
+        // Users with findings open in the ledger that trip no check now:
+        // their keys tell how those findings ended (deleted, deactivated, rotated).
+        let mut error = None;
+        let mut observed = BTreeMap::new();
+        for user in users
+            .iter()
+            .filter(|u| open_users.is_some_and(|o| o.contains(&u.user_name)))
+            .filter(|u| !user_trips_a_check(u, &self.settings.policy, now))
+        {
+            let keys = if user.is_root || source == InventorySource::Api {
+                Ok(user.keys.clone())
+            } else {
+                iam.access_keys(&user.user_name, &user.keys).await
+            };
+            match keys {
+                Ok(keys) => {
+                    observed.insert(user.user_name.clone(), observe(&keys));
+                }
+                Err(e) => {
+                    warn!(error = %e, user = %user.user_name, "cannot re-read the keys of a user with open findings");
+                    error.get_or_insert_with(|| stage_error("inventory", &e));
+                }
+            }
+        }
         // Only users that tripped a check are worth more calls; the rest are dropped here.
         users.retain(|u| user_trips_a_check(u, &self.settings.policy, now));
         // The alias only shows next to findings: a clean account costs no call for it.
@@ -415,13 +480,15 @@ impl Scanner {
                 }
             }
         };
-        let mut error = None;
-        for user in users.iter_mut().filter(|u| !u.is_root) {
-            if let Err(e) = self.enrich(&iam, user, source).await {
-                warn!(error = %e, user = %user.user_name, "cannot read the user's keys or tags");
-                // Keep what the report said: the findings stay, the account is marked failed.
-                error.get_or_insert_with(|| stage_error("inventory", &e));
+        for user in users.iter_mut() {
+            if !user.is_root {
+                if let Err(e) = self.enrich(&iam, user, source).await {
+                    warn!(error = %e, user = %user.user_name, "cannot read the user's keys or tags");
+                    // Keep what the report said: the findings stay, the account is marked failed.
+                    error.get_or_insert_with(|| stage_error("inventory", &e));
+                }
             }
+            observed.insert(user.user_name.clone(), observe(&user.keys));
         }
         let account_tags = if in_org
             && !users.is_empty()
@@ -453,6 +520,7 @@ impl Scanner {
             exempt: evaluation.exempt,
             error,
             key_ages,
+            observed,
         }
     }
 
@@ -494,6 +562,29 @@ async fn next_page_patiently(
             other => return other,
         }
     }
+}
+
+/// Failing to describe or list the Organization is fatal, with a hint when
+/// the caller is outside an Organization or may not read it.
+fn list_accounts_error(cause: AwsError) -> ScanError {
+    ScanError::ListAccounts {
+        hint: if cause.is_access_denied() || cause.code == "AWSOrganizationsNotInUseException" {
+            " The caller is not in an Organization or may not list it: run with --single-account to scan only the caller's own account, or use credentials of the management or a delegated administrator account."
+        } else {
+            ""
+        },
+        cause,
+    }
+}
+
+fn observe(keys: &[crate::core::model::KeyFacts]) -> Vec<ObservedKey> {
+    keys.iter()
+        .map(|k| ObservedKey {
+            access_key_id: k.access_key_id.clone(),
+            status: k.status,
+            created_at: k.created_at,
+        })
+        .collect()
 }
 
 fn outcome_failed(o: &AccountOutcome) -> bool {

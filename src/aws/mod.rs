@@ -4,6 +4,7 @@
 
 pub mod iam;
 pub mod organizations;
+pub mod s3;
 pub mod ses;
 pub mod sts;
 
@@ -133,6 +134,9 @@ fn from_raw(raw: &HttpResponse) -> (String, String) {
         .unwrap_or_else(|| {
             match status {
                 403 => "AccessDenied",
+                404 => "NotFound",
+                409 => "ConditionalRequestConflict",
+                412 => "PreconditionFailed",
                 429 => "Throttling",
                 500..=599 => "ServiceUnavailable",
                 _ => "Unknown",

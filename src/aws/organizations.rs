@@ -78,9 +78,9 @@ impl Organizations {
         Self { client }
     }
 
-    /// The management account's id; fails with AWSOrganizationsNotInUseException
-    /// when the caller is not in an Organization.
-    pub async fn management_account(&self) -> Result<Option<AccountId>, AwsError> {
+    /// The Organization's id and its management account's id; fails with
+    /// AWSOrganizationsNotInUseException when the caller is not in one.
+    pub async fn describe(&self) -> Result<(String, Option<AccountId>), AwsError> {
         let op = "organizations:DescribeOrganization";
         let out = self
             .client
@@ -88,10 +88,20 @@ impl Organizations {
             .send()
             .await
             .map_err(|e| classify(op, e))?;
-        Ok(out
-            .organization()
-            .and_then(|o| o.master_account_id())
-            .and_then(|id| AccountId::parse(id).ok()))
+        let org = out.organization();
+        let id = org.and_then(|o| o.id()).unwrap_or_default().to_owned();
+        if id.is_empty() {
+            return Err(AwsError::new(
+                op,
+                "InvalidResponse",
+                "DescribeOrganization returned no organization id",
+            ));
+        }
+        Ok((
+            id,
+            org.and_then(|o| o.master_account_id())
+                .and_then(|id| AccountId::parse(id).ok()),
+        ))
     }
 
     /// Lists accounts page by page: `next_page` returns `None` when done.

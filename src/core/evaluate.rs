@@ -5,7 +5,11 @@ use jiff::Timestamp;
 
 use super::checks::{evaluate_key, CheckId, Subject};
 use super::exempt::{parse_exempt_tag, ExemptionRules};
-use super::model::{days_between, Account, Policy, UserFacts};
+use super::model::{days_between, Account, EmailAddress, Policy, UserFacts};
+
+/// The user tag naming who is told, besides the account owner, when a
+/// finding escalates.
+pub const MANAGER_TAG: &str = "manager";
 use super::owners::{account_owner, key_owner, Owner, OwnerRules};
 use super::report::{ExemptKey, ExemptionSource, ExemptionStatus, Finding};
 
@@ -137,6 +141,14 @@ pub fn evaluate_account(
                     last_used_service: key.last_used_service.clone(),
                     due_at: hit.due_at,
                     owner: owner.clone(),
+                    manager: user
+                        .tag(MANAGER_TAG)
+                        .and_then(|m| EmailAddress::parse(m).ok()),
+                    finding_id: None,
+                    first_seen: None,
+                    lifecycle: None,
+                    notices: None,
+                    escalated_at: None,
                 });
             }
         }

@@ -1,9 +1,8 @@
-//! Who hears about what, and the view models the email templates render.
-//! One person, one message: a key owner who also owns accounts gets a single
-//! message with both sections. The security digest gets everything else:
+//! The view models the email templates render: one person's message (from
+//! a [`PersonPlan`]) and the security digest, which gets everything else:
 //! blind spots, unresolved owners, invalid addresses, exemptions, oldest
-//! keys, the age histogram and delivery failures. Pure: `now` is the report's
-//! `evaluated_at`.
+//! keys, the age histogram, delivery failures and, with a ledger, what
+//! changed since the last run. Pure: `now` is the report's `evaluated_at`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,118 +10,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::checks::{CheckId, Severity, CHECKS};
-use super::model::{days_between, AccountId, EmailAddress};
+use super::ledger::{exemption_key, is_overdue, median_days_to_fix, Changes, Ledger, Stage};
+use super::model::{days_between, AccountId};
+use super::plan::urgency;
+pub use super::plan::{plan_people, DueFinding, Memory, NotifyPolicy, PersonPlan};
 use super::report::{AccountEntry, AccountStatus, ExemptKey, ExemptionStatus, Finding, Report};
-
-/// Knobs for planning.
-#[derive(Debug, Clone, Copy)]
-pub struct NotifyPolicy {
-    /// Account owners also hear about their accounts' findings.
-    pub notify_account_owners: bool,
-    /// Exemptions ending within this many days are flagged in the digest.
-    pub expiring_within_days: u32,
-    /// How many of the oldest keys the digest lists.
-    pub oldest_keys: usize,
-}
-
-impl Default for NotifyPolicy {
-    fn default() -> Self {
-        Self {
-            notify_account_owners: true,
-            expiring_within_days: 14,
-            oldest_keys: 10,
-        }
-    }
-}
-
-/// Everything one person hears about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PersonPlan {
-    pub recipient: EmailAddress,
-    /// Findings on keys this person owns.
-    pub own: Vec<Finding>,
-    /// Accounts this person owns, with the findings on other people's keys there.
-    pub accounts: Vec<(AccountEntry, Vec<Finding>)>,
-}
-
-impl PersonPlan {
-    pub fn finding_count(&self) -> usize {
-        self.own.len() + self.accounts.iter().map(|(_, f)| f.len()).sum::<usize>()
-    }
-}
-
-fn urgency(a: &Finding, b: &Finding) -> std::cmp::Ordering {
-    b.severity
-        .cmp(&a.severity)
-        .then(
-            a.due_at
-                .unwrap_or(Timestamp::MIN)
-                .cmp(&b.due_at.unwrap_or(Timestamp::MIN)),
-        )
-        .then(a.account_id.cmp(&b.account_id))
-        .then(a.user_name.cmp(&b.user_name))
-        .then(a.access_key_id.cmp(&b.access_key_id))
-        .then(a.check.cmp(&b.check))
-}
-
-fn same_address(a: &EmailAddress, b: &EmailAddress) -> bool {
-    a.as_str().eq_ignore_ascii_case(b.as_str())
-}
-
-/// One plan per distinct recipient (addresses compared case-insensitively),
-/// ordered by address; findings most urgent first.
-pub fn plan_people(report: &Report, policy: &NotifyPolicy) -> Vec<PersonPlan> {
-    let mut people: BTreeMap<String, PersonPlan> = BTreeMap::new();
-    fn entry<'a>(
-        people: &'a mut BTreeMap<String, PersonPlan>,
-        email: &EmailAddress,
-    ) -> &'a mut PersonPlan {
-        people
-            .entry(email.as_str().to_ascii_lowercase())
-            .or_insert_with(|| PersonPlan {
-                recipient: email.clone(),
-                own: Vec::new(),
-                accounts: Vec::new(),
-            })
-    }
-    for f in &report.findings {
-        if let Some(email) = &f.owner.email {
-            entry(&mut people, email).own.push(f.clone());
-        }
-    }
-    if policy.notify_account_owners {
-        for account in &report.accounts {
-            let Some(owner) = account.owner.as_ref().and_then(|o| o.email.as_ref()) else {
-                continue;
-            };
-            let others: Vec<Finding> = report
-                .findings
-                .iter()
-                .filter(|f| f.account_id == account.account_id)
-                .filter(|f| {
-                    !f.owner
-                        .email
-                        .as_ref()
-                        .is_some_and(|e| same_address(e, owner))
-                })
-                .cloned()
-                .collect();
-            if !others.is_empty() {
-                entry(&mut people, owner)
-                    .accounts
-                    .push((account.clone(), others));
-            }
-        }
-    }
-    let mut out: Vec<PersonPlan> = people.into_values().collect();
-    for p in &mut out {
-        p.own.sort_by(urgency);
-        for (_, f) in &mut p.accounts {
-            f.sort_by(urgency);
-        }
-    }
-    out
-}
 
 /// One key row, as every template shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +42,11 @@ pub struct KeyRow {
     /// Who was told about this key ("nobody: owner unresolved" when nobody).
     pub told: String,
     pub owner_rule: String,
+    /// With a ledger: "new", "reminder", "escalated", "final notice" (empty
+    /// without one, or for a key listed as still open).
+    pub badge: &'static str,
+    /// With a ledger: whole days since keywarden first saw the finding.
+    pub open_days: Option<i64>,
 }
 
 fn date(t: Timestamp) -> String {
@@ -228,6 +125,21 @@ pub fn key_row(
             .map(|e| e.to_string())
             .unwrap_or_else(|| "nobody: owner unresolved".to_owned()),
         owner_rule: f.owner.rule.clone(),
+        badge: "",
+        open_days: f.first_seen.map(|t| days_between(t, now)),
+    }
+}
+
+/// The badge a due finding carries in a message; none without a ledger.
+fn badge(d: &DueFinding) -> &'static str {
+    if d.finding.finding_id.is_none() {
+        return "";
+    }
+    match d.stage {
+        Stage::First => "new",
+        Stage::Reminder => "reminder",
+        Stage::Escalation => "escalated",
+        Stage::Final => "final notice",
     }
 }
 
@@ -313,7 +225,11 @@ pub struct OwnerView {
     pub subject_summary: String,
     pub total: usize,
     pub your_keys: Vec<KeyRow>,
+    /// The recipient's other open findings, not due this run.
+    pub still_open: Vec<KeyRow>,
     pub accounts: Vec<AccountSection>,
+    /// Escalated findings of people this recipient manages.
+    pub managed: Vec<KeyRow>,
     pub how_to: Vec<HowTo>,
     pub max_age_days: u32,
     pub unused_days: u32,
@@ -336,19 +252,26 @@ pub fn owner_view(
     let now = report.evaluated_at;
     let alias = aliases(report);
     let row = |f: &Finding| key_row(f, alias.get(&f.account_id).copied().flatten(), now, link);
-    let all: Vec<&Finding> = person
+    let due_row = |d: &DueFinding| KeyRow {
+        badge: badge(d),
+        ..row(&d.finding)
+    };
+    let due: Vec<&Finding> = person
         .own
         .iter()
         .chain(person.accounts.iter().flat_map(|(_, f)| f))
+        .chain(&person.managed)
+        .map(|d| &d.finding)
         .collect();
-    let (subject_prefix, subject_summary) = subject_parts(&all);
+    let (subject_prefix, subject_summary) = subject_parts(&due);
     OwnerView {
         recipient: person.recipient.to_string(),
         evaluated_at: now.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         subject_prefix,
         subject_summary,
-        total: all.len(),
-        your_keys: person.own.iter().map(row).collect(),
+        total: due.len(),
+        your_keys: person.own.iter().map(due_row).collect(),
+        still_open: person.own_open.iter().map(row).collect(),
         accounts: person
             .accounts
             .iter()
@@ -356,10 +279,15 @@ pub fn owner_view(
                 account_id: a.account_id.to_string(),
                 account_name: a.name.clone(),
                 account_alias: a.alias.clone(),
-                rows: f.iter().map(row).collect(),
+                rows: f.iter().map(due_row).collect(),
             })
             .collect(),
-        how_to: how_to(all.iter().map(|f| f.check)),
+        managed: person.managed.iter().map(due_row).collect(),
+        how_to: how_to(
+            due.iter()
+                .map(|f| f.check)
+                .chain(person.own_open.iter().map(|f| f.check)),
+        ),
         max_age_days: report.policy.max_age_days,
         unused_days: report.policy.unused_days,
     }
@@ -467,6 +395,8 @@ pub struct DigestView {
     pub people_notified: usize,
     pub delivery_failures: Vec<DeliveryFailure>,
     pub max_age_days: u32,
+    /// With a ledger: what changed since the last run.
+    pub history: Option<HistoryView>,
 }
 
 fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> ExemptRow {
@@ -512,11 +442,217 @@ fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> ExemptRow {
     }
 }
 
-/// Extra facts for the digest that only delivery knows.
+/// Extra facts for the digest that only delivery and the ledger know.
 #[derive(Debug, Clone, Default)]
 pub struct DigestExtras {
     pub people_notified: usize,
     pub delivery_failures: Vec<DeliveryFailure>,
+    /// With a ledger: what changed since the last run.
+    pub history: Option<HistoryView>,
+}
+
+/// A finding that ended since the last run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedRow {
+    pub account: String,
+    pub user_name: String,
+    pub access_key_id: String,
+    pub check: &'static str,
+    pub check_title: &'static str,
+    /// "key deleted", "key deactivated", "key rotated", "exempted", "cleared".
+    pub how: String,
+    pub days_open: i64,
+    /// Who was responsible (the key owner when last seen).
+    pub owner: String,
+}
+
+/// One run in the trend chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendRow {
+    pub date: String,
+    pub open: u64,
+    pub overdue: u64,
+    /// Bar widths in percent of the largest `open` in the chart.
+    pub open_pct: u64,
+    pub overdue_pct: u64,
+}
+
+/// An account's remediation figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountProgress {
+    pub account: String,
+    pub open: u64,
+    pub overdue: u64,
+    /// Median whole days from first seen to resolved over the last 90 days, or "-".
+    pub median_days_to_fix: String,
+    /// Open findings carried unchanged because the account failed this run.
+    pub carried: u64,
+}
+
+/// The digest's "since the last run" part.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    pub first_run: bool,
+    /// When the previous run was, if any.
+    pub previous_run: Option<String>,
+    pub new: usize,
+    /// The most urgent new findings (at most 20).
+    pub new_rows: Vec<KeyRow>,
+    pub resolved: Vec<ResolvedRow>,
+    pub escalated: Vec<KeyRow>,
+    pub new_exemptions: Vec<ExemptRow>,
+    /// The last 30 runs, oldest first.
+    pub trend: Vec<TrendRow>,
+    pub accounts: Vec<AccountProgress>,
+    /// Open findings of failed accounts, carried unchanged.
+    pub carried: u64,
+}
+
+/// How many new findings the digest lists by name.
+const NEW_ROWS: usize = 20;
+/// Runs in the trend chart.
+const TREND_RUNS: usize = 30;
+/// The window for the median days to fix.
+const FIX_WINDOW_DAYS: i64 = 90;
+
+/// What changed since the last run, for the digest. `ledger` is the ledger
+/// after [`super::ledger::reconcile`] of this `report`.
+pub fn history_view(
+    report: &Report,
+    ledger: &Ledger,
+    changes: &Changes,
+    policy: &NotifyPolicy,
+    link: &dyn Fn(&Finding) -> String,
+) -> HistoryView {
+    let now = report.evaluated_at;
+    let alias = aliases(report);
+    let row = |f: &Finding| key_row(f, alias.get(&f.account_id).copied().flatten(), now, link);
+    let by_id: BTreeMap<&str, &Finding> = report
+        .findings
+        .iter()
+        .filter_map(|f| Some((f.finding_id.as_deref()?, f)))
+        .collect();
+    let mut new: Vec<&Finding> = changes
+        .new
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .collect();
+    new.sort_by(|a, b| urgency(a, b));
+    let mut escalated: Vec<&Finding> = changes
+        .escalated
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .collect();
+    escalated.sort_by(|a, b| urgency(a, b));
+
+    let runs = &ledger.runs;
+    let trend_runs = &runs[runs.len().saturating_sub(TREND_RUNS)..];
+    let max = trend_runs.iter().map(|r| r.open).max().unwrap_or(0);
+    let pct = |n: u64| {
+        if max == 0 || n == 0 {
+            0
+        } else {
+            (n * 100 / max).max(1)
+        }
+    };
+
+    let mut per_account: BTreeMap<&AccountId, (u64, u64)> = BTreeMap::new();
+    for e in ledger.entries.values().filter(|e| e.is_open()) {
+        let c = per_account.entry(&e.account_id).or_default();
+        c.0 += 1;
+        if is_overdue(e.severity) {
+            c.1 += 1;
+        }
+    }
+    let names: BTreeMap<&AccountId, &str> = report
+        .accounts
+        .iter()
+        .map(|a| (&a.account_id, a.name.as_str()))
+        .chain(
+            ledger
+                .entries
+                .values()
+                .map(|e| (&e.account_id, e.account_name.as_str())),
+        )
+        .collect();
+    let mut accounts_with_history: Vec<&AccountId> = per_account.keys().copied().collect();
+    for e in ledger.entries.values() {
+        if e.resolved_at
+            .is_some_and(|r| days_between(r, now) <= FIX_WINDOW_DAYS)
+            && !accounts_with_history.contains(&&e.account_id)
+        {
+            accounts_with_history.push(&e.account_id);
+        }
+    }
+    accounts_with_history.sort();
+    let accounts = accounts_with_history
+        .into_iter()
+        .map(|id| {
+            let (open, overdue) = per_account.get(id).copied().unwrap_or_default();
+            AccountProgress {
+                account: format!("{} ({id})", names.get(id).copied().unwrap_or("")),
+                open,
+                overdue,
+                median_days_to_fix: median_days_to_fix(ledger, id, now, FIX_WINDOW_DAYS)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".to_owned()),
+                carried: changes.carried.get(id).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+
+    HistoryView {
+        first_run: changes.first_run,
+        previous_run: runs
+            .len()
+            .checked_sub(2)
+            .map(|i| runs[i].at.strftime("%Y-%m-%d %H:%M UTC").to_string()),
+        new: new.len(),
+        new_rows: new.into_iter().take(NEW_ROWS).map(row).collect(),
+        resolved: report
+            .resolved
+            .iter()
+            .map(|r| ResolvedRow {
+                account: format!("{} ({})", r.account_name, r.account_id),
+                user_name: r.user_name.clone(),
+                access_key_id: r
+                    .access_key_id
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "root access key".to_owned()),
+                check: r.check.as_str(),
+                check_title: r.check.check().title,
+                how: r.how.as_str().replace('_', " "),
+                days_open: r.days_open,
+                owner: r.owner.clone().unwrap_or_else(|| "-".to_owned()),
+            })
+            .collect(),
+        escalated: escalated.into_iter().map(row).collect(),
+        new_exemptions: report
+            .exempt
+            .iter()
+            .filter(|x| {
+                changes.new_exemptions.contains(&exemption_key(
+                    &x.account_id,
+                    &x.user_arn,
+                    x.access_key_id.as_ref(),
+                ))
+            })
+            .map(|x| exempt_row(x, now, policy.expiring_within_days))
+            .collect(),
+        trend: trend_runs
+            .iter()
+            .map(|r| TrendRow {
+                date: r.at.strftime("%Y-%m-%d").to_string(),
+                open: r.open,
+                overdue: r.overdue,
+                open_pct: pct(r.open),
+                overdue_pct: pct(r.overdue),
+            })
+            .collect(),
+        accounts,
+        carried: changes.carried.values().sum(),
+    }
 }
 
 /// The view for the security digest.
@@ -701,5 +837,6 @@ pub fn digest_view(
         people_notified: extras.people_notified,
         delivery_failures: extras.delivery_failures,
         max_age_days: report.policy.max_age_days,
+        history: extras.history,
     }
 }

@@ -7,7 +7,8 @@ use jiff::{civil::Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::checks::{CheckId, Severity, CHECKS};
-use super::model::{AccessKeyId, Account, AccountId, KeyStatus, Policy};
+use super::ledger::{Lifecycle, Observed, ObservedKey, Resolved};
+use super::model::{AccessKeyId, Account, AccountId, EmailAddress, KeyStatus, Policy};
 use super::owners::Owner;
 
 pub const SCHEMA: &str = "keywarden.report/v1";
@@ -30,6 +31,24 @@ pub struct Finding {
     pub last_used_service: Option<String>,
     pub due_at: Option<Timestamp>,
     pub owner: Owner,
+    /// A valid address from the user's `manager` tag: told on escalation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<EmailAddress>,
+    /// With a ledger: `<account_id>/<access_key_id or "root">/<check>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding_id: Option<String>,
+    /// With a ledger: when keywarden first saw this finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Timestamp>,
+    /// With a ledger: `new` or `open`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+    /// With a ledger: notices delivered for it before this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notices: Option<u32>,
+    /// With a ledger: when it escalated to the account owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
 }
 
 /// Where an exemption came from.
@@ -225,6 +244,14 @@ pub struct Report {
     /// broke off midway). Any entry makes the run incomplete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<StageError>,
+    /// With a ledger: findings gone since the last run, and how they ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<Resolved>,
+    /// What the scan saw of the keys of users with findings (this run's or
+    /// the ledger's open ones): how the lifecycle tells how a finding ended.
+    /// Not part of the report's JSON.
+    #[serde(skip)]
+    pub observed: Observed,
 }
 
 /// The outcome of one account, reduced to what the report keeps.
@@ -245,6 +272,8 @@ pub struct AccountOutcome {
     pub owner: Option<Owner>,
     /// Active keys per [`AGE_BUCKETS`] entry.
     pub key_ages: [u64; AGE_BUCKETS.len()],
+    /// User name → keys, for users with findings now or open in the ledger.
+    pub observed: BTreeMap<String, Vec<ObservedKey>>,
 }
 
 impl AccountOutcome {
@@ -261,6 +290,7 @@ impl AccountOutcome {
             error: Some(error),
             owner: None,
             key_ages: [0; AGE_BUCKETS.len()],
+            observed: BTreeMap::new(),
         }
     }
 }
@@ -275,6 +305,7 @@ pub struct ReportBuilder {
     exempt: Vec<ExemptKey>,
     errors: Vec<StageError>,
     key_ages: [u64; AGE_BUCKETS.len()],
+    observed: Observed,
 }
 
 impl ReportBuilder {
@@ -287,10 +318,14 @@ impl ReportBuilder {
             exempt: Vec::new(),
             errors: Vec::new(),
             key_ages: [0; AGE_BUCKETS.len()],
+            observed: Observed::new(),
         }
     }
 
     pub fn add(&mut self, o: AccountOutcome) {
+        if o.error.is_none() {
+            self.observed.insert(o.account.id.clone(), o.observed);
+        }
         self.accounts.push(AccountEntry {
             account_id: o.account.id,
             name: o.account.name,
@@ -375,6 +410,8 @@ impl ReportBuilder {
             exempt: self.exempt,
             notifications: Vec::new(),
             errors: self.errors,
+            resolved: Vec::new(),
+            observed: self.observed,
         }
     }
 }

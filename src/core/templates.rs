@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use handlebars::Handlebars;
 use serde::Serialize;
 
+use super::ledger::{reconcile, Cadence, Changes, Ledger, Observed};
 use super::notify::{
-    digest_view, owner_view, plan_people, DeliveryFailure, DigestExtras, DigestView, NotifyPolicy,
-    OwnerView,
+    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, DigestView,
+    Memory, NotifyPolicy, OwnerView,
 };
 use super::report::{Finding, Report};
 
@@ -186,7 +187,7 @@ impl Templates {
         }
         let policy = NotifyPolicy::default();
         let link = |f: &Finding| self.link(f);
-        for person in plan_people(&report, &policy) {
+        for person in plan_people(&report, &policy, None) {
             self.owner(&owner_view(&report, &person, &link))?;
         }
         let extras = DigestExtras {
@@ -195,8 +196,23 @@ impl Templates {
                 recipients: "someone@example.com".into(),
                 error: "MessageRejected".into(),
             }],
+            history: None,
         };
         self.digest(&digest_view(&report, &policy, extras, &link))?;
+        // Again with a ledger, so every lifecycle section is rendered once.
+        let (later, ledger, changes) = sample_memory(&report);
+        let memory = Memory {
+            ledger: &ledger,
+            cadence: Cadence::default(),
+        };
+        for person in plan_people(&later, &policy, Some(memory)) {
+            self.owner(&owner_view(&later, &person, &link))?;
+        }
+        let extras = DigestExtras {
+            history: Some(history_view(&later, &ledger, &changes, &policy, &link)),
+            ..DigestExtras::default()
+        };
+        self.digest(&digest_view(&later, &policy, extras, &link))?;
         Ok(())
     }
 
@@ -323,4 +339,29 @@ mod tests {
             "a Bcc: x@example.com b"
         );
     }
+}
+
+/// A two-run history of a report: every finding first seen 20 days before
+/// it, the last finding gone since (its key deleted). Returns the later run
+/// reconciled, the ledger and what changed: the template self-test and the
+/// golden files render every lifecycle section from it.
+pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
+    let mut ledger = Ledger::new("o-sample");
+    let mut earlier = report.clone();
+    earlier.evaluated_at = report.evaluated_at - jiff::SignedDuration::from_hours(24 * 20);
+    reconcile(
+        &mut ledger,
+        &mut earlier,
+        &Observed::new(),
+        &Cadence::default(),
+    );
+    let mut later = report.clone();
+    later.findings.pop();
+    let changes = reconcile(
+        &mut ledger,
+        &mut later,
+        &Observed::new(),
+        &Cadence::default(),
+    );
+    (later, ledger, changes)
 }

@@ -1,0 +1,662 @@
+//! The ledger (`keywarden.ledger/v1`): what earlier runs saw and sent, and the
+//! pure lifecycle rules over it. A finding is `new` the first run it is seen,
+//! `open` while it keeps being seen, and resolved (with how) the first run its
+//! account is scanned without it. Findings of accounts that were not scanned
+//! this run (failed, timed out, out of scope) are never touched.
+//!
+//! Pure: `now` and the cadence are arguments; loading and saving the ledger is
+//! the store's job (`crate::state`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::checks::{CheckId, Severity};
+use super::model::{days_between, AccessKeyId, AccountId, EmailAddress, KeyStatus};
+use super::report::{AccountStatus, ExemptionStatus, Report};
+
+pub const SCHEMA: &str = "keywarden.ledger/v1";
+
+/// Resolved entries older than this are dropped.
+pub const KEEP_RESOLVED_DAYS: i64 = 400;
+/// Per-run totals kept for trends.
+pub const KEEP_RUNS: usize = 400;
+
+/// Why a ledger could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("it is not a keywarden ledger (JSON): {0}")]
+    Parse(String),
+    #[error("its schema is {found:?}; this keywarden reads only {SCHEMA:?} (was it written by a newer version?)")]
+    Schema { found: String },
+    #[error("it belongs to organization {found:?}, not {expected:?}")]
+    Organization { found: String, expected: String },
+}
+
+/// The stable id of a finding: `<account_id>/<access_key_id or "root">/<check>`.
+pub fn finding_id(account: &AccountId, key: Option<&AccessKeyId>, check: CheckId) -> String {
+    format!(
+        "{account}/{}/{}",
+        key.map(AccessKeyId::as_str).unwrap_or("root"),
+        check.as_str()
+    )
+}
+
+/// Which notice of a finding's life a message was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The first notice of a new finding.
+    First,
+    /// A later notice at the reminder cadence.
+    Reminder,
+    /// The finding passed `escalate_after_days` overdue: the account owner
+    /// (and a `manager` tag) are told.
+    Escalation,
+    /// The notice that names an enforcement date.
+    Final,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::First => "first",
+            Stage::Reminder => "reminder",
+            Stage::Escalation => "escalation",
+            Stage::Final => "final",
+        }
+    }
+}
+
+/// How a finding ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// The key (or its user) no longer exists.
+    KeyDeleted,
+    /// The key is inactive now.
+    KeyDeactivated,
+    /// The key is gone or inactive and its user has a newer active key.
+    KeyRotated,
+    /// An exemption is in force for the key now.
+    Exempted,
+    /// The key is still there and active, but the check no longer fires
+    /// (used again, policy changed, the second key went away).
+    Cleared,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::KeyDeleted => "key_deleted",
+            How::KeyDeactivated => "key_deactivated",
+            How::KeyRotated => "key_rotated",
+            How::Exempted => "exempted",
+            How::Cleared => "cleared",
+        }
+    }
+}
+
+/// One delivered notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub at: Timestamp,
+    pub stage: Stage,
+    pub recipients: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+/// One finding's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub user_name: String,
+    pub access_key_id: Option<AccessKeyId>,
+    pub check: CheckId,
+    pub severity: Severity,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// The key owner's address when last seen.
+    pub owner: Option<String>,
+    pub due_at: Option<Timestamp>,
+    #[serde(default)]
+    pub notices: Vec<Notice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<How>,
+}
+
+impl Entry {
+    pub fn is_open(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+
+    /// Whole days the finding was (or has been) open.
+    pub fn days_open(&self, now: Timestamp) -> i64 {
+        days_between(self.first_seen, self.resolved_at.unwrap_or(now))
+    }
+
+    fn last_notice(&self, stages: &[Stage]) -> Option<&Notice> {
+        self.notices
+            .iter()
+            .filter(|n| stages.contains(&n.stage))
+            .max_by_key(|n| n.at)
+    }
+
+    /// The last notice of these stages that reached the key owner (any
+    /// recipient when the owner is unknown).
+    fn last_owner_notice(&self, stages: &[Stage]) -> Option<&Notice> {
+        self.notices
+            .iter()
+            .filter(|n| stages.contains(&n.stage))
+            .filter(|n| match &self.owner {
+                Some(o) => n.recipients.iter().any(|r| r.eq_ignore_ascii_case(o)),
+                None => true,
+            })
+            .max_by_key(|n| n.at)
+    }
+}
+
+/// An exemption in force, remembered so the digest can say which are new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExemptionSeen {
+    pub first_seen: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Date>,
+}
+
+/// Totals of one run, for trends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTotals {
+    pub at: Timestamp,
+    pub open: u64,
+    pub overdue: u64,
+    pub new: u64,
+    pub resolved: u64,
+    pub accounts_scanned: u64,
+    pub accounts_failed: u64,
+}
+
+/// The whole ledger of one Organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub schema: String,
+    /// The Organization id (the account id in single-account mode).
+    pub organization: String,
+    pub updated_at: Option<Timestamp>,
+    /// By finding id.
+    pub entries: BTreeMap<String, Entry>,
+    /// In-force exemptions by `<account>/<user arn>/<key or "root">`.
+    #[serde(default)]
+    pub exemptions: BTreeMap<String, ExemptionSeen>,
+    /// Oldest first; at most [`KEEP_RUNS`].
+    #[serde(default)]
+    pub runs: Vec<RunTotals>,
+}
+
+impl Ledger {
+    /// An empty ledger: the first run.
+    pub fn new(organization: &str) -> Self {
+        Self {
+            schema: SCHEMA.to_owned(),
+            organization: organization.to_owned(),
+            updated_at: None,
+            entries: BTreeMap::new(),
+            exemptions: BTreeMap::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// Parses a stored ledger, checking the schema before anything else.
+    pub fn parse(bytes: &[u8], organization: &str) -> Result<Self, LedgerError> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema: Option<String>,
+        }
+        let head: Head =
+            serde_json::from_slice(bytes).map_err(|e| LedgerError::Parse(e.to_string()))?;
+        match head.schema.as_deref() {
+            Some(SCHEMA) => {}
+            other => {
+                return Err(LedgerError::Schema {
+                    found: other.unwrap_or("(none)").to_owned(),
+                })
+            }
+        }
+        let ledger: Ledger =
+            serde_json::from_slice(bytes).map_err(|e| LedgerError::Parse(e.to_string()))?;
+        if ledger.organization != organization {
+            return Err(LedgerError::Organization {
+                found: ledger.organization,
+                expected: organization.to_owned(),
+            });
+        }
+        Ok(ledger)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Users with open findings per account: the scan re-reads their keys
+    /// even when they no longer trip a check, to learn how a finding ended.
+    pub fn open_users(&self) -> BTreeMap<AccountId, BTreeSet<String>> {
+        let mut out: BTreeMap<AccountId, BTreeSet<String>> = BTreeMap::new();
+        for e in self.entries.values().filter(|e| e.is_open()) {
+            out.entry(e.account_id.clone())
+                .or_default()
+                .insert(e.user_name.clone());
+        }
+        out
+    }
+}
+
+/// When owners are reminded and findings escalated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub remind_every_days: u32,
+    pub overdue_remind_every_days: u32,
+    pub escalate_after_days: u32,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Self {
+            remind_every_days: 7,
+            overdue_remind_every_days: 3,
+            escalate_after_days: 14,
+        }
+    }
+}
+
+/// High and critical findings are overdue: they count in the trend's
+/// "overdue" line and are reminded at `overdue_remind_every_days`.
+pub fn is_overdue(severity: Severity) -> bool {
+    severity >= Severity::High
+}
+
+/// A key as the scan saw it this run, for telling how a finding ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedKey {
+    pub access_key_id: Option<AccessKeyId>,
+    pub status: KeyStatus,
+    pub created_at: Option<Timestamp>,
+}
+
+/// Per scanned account: user name → that user's keys, for every user that
+/// tripped a check or had an open finding. A user missing from a scanned
+/// account's map does not exist any more. The root user is `<root_account>`.
+pub type Observed = BTreeMap<AccountId, BTreeMap<String, Vec<ObservedKey>>>;
+
+/// A finding that ended this run, for the report and the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub finding_id: String,
+    pub check: CheckId,
+    pub severity: Severity,
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub user_name: String,
+    pub access_key_id: Option<AccessKeyId>,
+    pub owner: Option<String>,
+    pub first_seen: Timestamp,
+    pub resolved_at: Timestamp,
+    pub how: How,
+    pub days_open: i64,
+}
+
+/// What one run changed, for the digest's "since the last run".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Finding ids seen for the first time (or again after being resolved).
+    pub new: Vec<String>,
+    /// Finding ids that escalated this run.
+    pub escalated: Vec<String>,
+    /// Exemptions in force that were not in force last run.
+    pub new_exemptions: BTreeSet<String>,
+    /// Open findings of accounts that failed this run, carried unchanged.
+    pub carried: BTreeMap<AccountId, u64>,
+    /// True when this is the first run with this ledger.
+    pub first_run: bool,
+}
+
+/// The ledger's key for an exemption in force.
+pub fn exemption_key(account: &AccountId, user_arn: &str, key: Option<&AccessKeyId>) -> String {
+    format!(
+        "{account}/{user_arn}/{}",
+        key.map(AccessKeyId::as_str).unwrap_or("root")
+    )
+}
+
+/// How an open finding that was not seen again ended.
+fn how_it_ended(entry: &Entry, report: &Report, observed: &Observed) -> How {
+    let exempted = report.exempt.iter().any(|x| {
+        x.status == ExemptionStatus::InForce
+            && x.account_id == entry.account_id
+            && x.user_name == entry.user_name
+            && x.access_key_id == entry.access_key_id
+    });
+    if exempted {
+        return How::Exempted;
+    }
+    let keys = observed
+        .get(&entry.account_id)
+        .and_then(|users| users.get(&entry.user_name));
+    let Some(keys) = keys else {
+        return How::KeyDeleted;
+    };
+    let this = keys.iter().find(|k| k.access_key_id == entry.access_key_id);
+    let newer_active = |created: Option<Timestamp>| {
+        keys.iter().any(|k| {
+            k.status == KeyStatus::Active
+                && k.access_key_id != entry.access_key_id
+                && match (k.created_at, created) {
+                    (Some(new), Some(old)) => new > old,
+                    (Some(new), None) => new >= entry.first_seen,
+                    _ => false,
+                }
+        })
+    };
+    let active_check = entry.check != CheckId::InactiveKeyStale;
+    match this {
+        None if entry.access_key_id.is_none() => How::KeyDeleted,
+        None => {
+            if active_check && entry.access_key_id.is_some() && newer_active(None) {
+                How::KeyRotated
+            } else {
+                How::KeyDeleted
+            }
+        }
+        Some(k) if active_check && k.status == KeyStatus::Inactive => {
+            if newer_active(k.created_at) {
+                How::KeyRotated
+            } else {
+                How::KeyDeactivated
+            }
+        }
+        Some(_) => How::Cleared,
+    }
+}
+
+/// Brings the ledger up to date with this run's report and annotates the
+/// report (finding ids, first seen, lifecycle, notices, resolved). Accounts
+/// not scanned this run keep their entries exactly as they were.
+pub fn reconcile(
+    ledger: &mut Ledger,
+    report: &mut Report,
+    observed: &Observed,
+    cadence: &Cadence,
+) -> Changes {
+    let now = report.evaluated_at;
+    let mut changes = Changes {
+        first_run: ledger.updated_at.is_none(),
+        ..Changes::default()
+    };
+    let scanned: BTreeSet<&AccountId> = report
+        .accounts
+        .iter()
+        .filter(|a| a.status == AccountStatus::Scanned)
+        .map(|a| &a.account_id)
+        .collect();
+    let failed: BTreeSet<AccountId> = report
+        .accounts
+        .iter()
+        .filter(|a| a.status == AccountStatus::Failed)
+        .map(|a| a.account_id.clone())
+        .collect();
+
+    let mut seen_now = BTreeSet::new();
+    for f in &mut report.findings {
+        let id = finding_id(&f.account_id, f.access_key_id.as_ref(), f.check);
+        seen_now.insert(id.clone());
+        let owner = f.owner.email.as_ref().map(EmailAddress::to_string);
+        let entry = match ledger.entries.get_mut(&id) {
+            Some(e) if e.is_open() => {
+                e.last_seen = now;
+                e.severity = f.severity;
+                e.owner = owner;
+                e.due_at = f.due_at;
+                e.account_name = f.account_name.clone();
+                e.user_name = f.user_name.clone();
+                f.lifecycle = Some(Lifecycle::Open);
+                e
+            }
+            _ => {
+                // New, or back after it was resolved: a new life.
+                changes.new.push(id.clone());
+                f.lifecycle = Some(Lifecycle::New);
+                ledger.entries.insert(
+                    id.clone(),
+                    Entry {
+                        account_id: f.account_id.clone(),
+                        account_name: f.account_name.clone(),
+                        user_name: f.user_name.clone(),
+                        access_key_id: f.access_key_id.clone(),
+                        check: f.check,
+                        severity: f.severity,
+                        first_seen: now,
+                        last_seen: now,
+                        owner,
+                        due_at: f.due_at,
+                        notices: Vec::new(),
+                        escalated_at: None,
+                        resolved_at: None,
+                        how: None,
+                    },
+                );
+                ledger.entries.get_mut(&id).expect("just inserted")
+            }
+        };
+        if entry.escalated_at.is_none() && escalates(entry, now, cadence) {
+            entry.escalated_at = Some(now);
+            changes.escalated.push(id.clone());
+        }
+        f.finding_id = Some(id);
+        f.first_seen = Some(entry.first_seen);
+        f.notices = Some(entry.notices.len() as u32);
+        f.escalated_at = entry.escalated_at;
+    }
+
+    let mut resolved = Vec::new();
+    for (id, e) in ledger.entries.iter_mut() {
+        if !e.is_open() || seen_now.contains(id) {
+            continue;
+        }
+        if failed.contains(&e.account_id) {
+            *changes.carried.entry(e.account_id.clone()).or_default() += 1;
+            continue;
+        }
+        if !scanned.contains(&e.account_id) {
+            continue;
+        }
+        let how = how_it_ended(e, report, observed);
+        e.resolved_at = Some(now);
+        e.how = Some(how);
+        resolved.push(Resolved {
+            finding_id: id.clone(),
+            check: e.check,
+            severity: e.severity,
+            account_id: e.account_id.clone(),
+            account_name: e.account_name.clone(),
+            user_name: e.user_name.clone(),
+            access_key_id: e.access_key_id.clone(),
+            owner: e.owner.clone(),
+            first_seen: e.first_seen,
+            resolved_at: now,
+            how,
+            days_open: e.days_open(now),
+        });
+    }
+    ledger.entries.retain(|_, e| {
+        e.resolved_at
+            .is_none_or(|r| days_between(r, now) <= KEEP_RESOLVED_DAYS)
+    });
+
+    // Exemptions: remember those in force; the ones not seen before are new.
+    let mut exemptions = BTreeMap::new();
+    for x in report
+        .exempt
+        .iter()
+        .filter(|x| x.status == ExemptionStatus::InForce)
+    {
+        let key = exemption_key(&x.account_id, &x.user_arn, x.access_key_id.as_ref());
+        let seen = match ledger.exemptions.get(&key) {
+            Some(s) => ExemptionSeen {
+                first_seen: s.first_seen,
+                until: x.until,
+            },
+            None => {
+                if !changes.first_run {
+                    changes.new_exemptions.insert(key.clone());
+                }
+                ExemptionSeen {
+                    first_seen: now,
+                    until: x.until,
+                }
+            }
+        };
+        exemptions.insert(key, seen);
+    }
+    // Exemptions of accounts not scanned this run are kept as they were.
+    for (key, seen) in &ledger.exemptions {
+        let account = key.split('/').next().unwrap_or_default();
+        if !scanned.iter().any(|a| a.as_str() == account) {
+            exemptions
+                .entry(key.clone())
+                .or_insert_with(|| seen.clone());
+        }
+    }
+    ledger.exemptions = exemptions;
+
+    let open: Vec<&Entry> = ledger.entries.values().filter(|e| e.is_open()).collect();
+    ledger.runs.push(RunTotals {
+        at: now,
+        open: open.len() as u64,
+        overdue: open.iter().filter(|e| is_overdue(e.severity)).count() as u64,
+        new: changes.new.len() as u64,
+        resolved: resolved.len() as u64,
+        accounts_scanned: scanned.len() as u64,
+        accounts_failed: failed.len() as u64,
+    });
+    if ledger.runs.len() > KEEP_RUNS {
+        let extra = ledger.runs.len() - KEEP_RUNS;
+        ledger.runs.drain(..extra);
+    }
+    ledger.updated_at = Some(now);
+    report.resolved = resolved;
+    changes
+}
+
+/// Whether a finding is far enough past due to escalate: medium and above,
+/// `escalate_after_days` whole days after its due date or after keywarden
+/// first saw it, whichever is later: a key found long overdue on the first
+/// run gives its owner the same time to act as any other.
+pub fn escalates(entry: &Entry, now: Timestamp, cadence: &Cadence) -> bool {
+    let clock = entry
+        .due_at
+        .map_or(entry.first_seen, |d| d.max(entry.first_seen));
+    entry.severity >= Severity::Medium
+        && days_between(clock, now) >= i64::from(cadence.escalate_after_days)
+}
+
+/// Whole calendar days (UTC) from `from` to `to`.
+fn calendar_days(from: Timestamp, to: Timestamp) -> i64 {
+    let day = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC).date();
+    (day(to) - day(from)).get_days().into()
+}
+
+/// Whether the key owner is due a notice about this finding now, and which.
+/// Nothing is ever sent twice on the same calendar day (UTC), so a retried
+/// run sends nothing new.
+pub fn owner_due(entry: &Entry, now: Timestamp, cadence: &Cadence) -> Option<Stage> {
+    let Some(last) = entry.last_owner_notice(&[
+        Stage::First,
+        Stage::Reminder,
+        Stage::Escalation,
+        Stage::Final,
+    ]) else {
+        return Some(Stage::First);
+    };
+    if entry.escalated_at.is_some() && entry.last_notice(&[Stage::Escalation]).is_none() {
+        return Some(Stage::Escalation);
+    }
+    let days = calendar_days(last.at, now);
+    if days < 1 {
+        return None;
+    }
+    let every = match entry.severity {
+        Severity::Critical => 1,
+        s if is_overdue(s) => cadence.overdue_remind_every_days,
+        _ => cadence.remind_every_days,
+    };
+    (days >= i64::from(every.max(1))).then_some(Stage::Reminder)
+}
+
+/// Whether the account owner (and a manager) are due a notice: a new
+/// finding in their account, or an escalation not yet delivered.
+pub fn account_owner_due(entry: &Entry) -> Option<Stage> {
+    if entry.notices.is_empty() {
+        return Some(Stage::First);
+    }
+    if entry.escalated_at.is_some() && entry.last_notice(&[Stage::Escalation]).is_none() {
+        return Some(Stage::Escalation);
+    }
+    None
+}
+
+/// A finding's place in its life this run (report field `lifecycle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    New,
+    Open,
+}
+
+/// Records a delivered notice on each of `finding_ids`.
+pub fn record_notice(ledger: &mut Ledger, finding_ids: &[(String, Stage)], notice: &Notice) {
+    for (id, stage) in finding_ids {
+        if let Some(e) = ledger.entries.get_mut(id) {
+            e.notices.push(Notice {
+                stage: *stage,
+                ..notice.clone()
+            });
+        }
+    }
+}
+
+/// Median whole days to fix, over findings of `account` resolved within
+/// `window_days` of `now`.
+pub fn median_days_to_fix(
+    ledger: &Ledger,
+    account: &AccountId,
+    now: Timestamp,
+    window_days: i64,
+) -> Option<i64> {
+    let mut days: Vec<i64> = ledger
+        .entries
+        .values()
+        .filter(|e| &e.account_id == account)
+        .filter_map(|e| {
+            let r = e.resolved_at?;
+            (days_between(r, now) <= window_days).then(|| e.days_open(now))
+        })
+        .collect();
+    if days.is_empty() {
+        return None;
+    }
+    days.sort_unstable();
+    let n = days.len();
+    Some(if n % 2 == 1 {
+        days[n / 2]
+    } else {
+        (days[n / 2 - 1] + days[n / 2]) / 2
+    })
+}

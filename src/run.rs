@@ -1,0 +1,112 @@
+//! One whole run, the same for the CLI and the Lambda: identify the caller
+//! and the Organization, load the ledger, scan, bring the ledger up to date,
+//! deliver what is due, save the ledger and archive the report. Failing to
+//! scan at all or to read the ledger is fatal (nothing was sent); failing to
+//! save it or archive the report is recorded in the report (incomplete run).
+
+use tracing::warn;
+
+use crate::core::ledger::{reconcile, Cadence};
+use crate::core::report::{Report, StageError};
+use crate::notify::{Delivery, Notifier};
+use crate::scan::{Progress, RunOptions, ScanError, Scanner};
+use crate::state::{archive_keys, LedgerSession, Store, StoreError};
+
+/// A failure that stops the run before anything was sent or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    State(#[from] StoreError),
+}
+
+/// What a run does besides scanning.
+pub struct Plan<'a> {
+    /// `notify`: the notifier and where messages go; `None` for `scan`.
+    pub notify: Option<(&'a Notifier, &'a Delivery)>,
+    /// Where the ledger lives; `None` for a run without memory.
+    pub state: Option<Store>,
+    pub cadence: Cadence,
+}
+
+impl Plan<'_> {
+    /// Only a notify run that really delivers (not a dry run) writes state.
+    fn writes_state(&self) -> bool {
+        matches!(self.notify, Some((_, d)) if *d != Delivery::DryRun)
+    }
+}
+
+/// Runs everything; see the module docs.
+pub async fn execute(
+    scanner: &Scanner,
+    plan: Plan<'_>,
+    mut opts: RunOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Report, RunError> {
+    let identity = scanner.identify(opts.mode).await?;
+    let writes = plan.writes_state();
+    let mut session = match plan.state {
+        Some(store) => {
+            if writes {
+                store.check_writable()?;
+            }
+            Some(LedgerSession::load(store, &identity.organization, writes).await?)
+        }
+        None => None,
+    };
+    if let Some(s) = &session {
+        opts.open_users = std::sync::Arc::new(s.ledger.open_users());
+    }
+    let mut report = scanner.run_as(&identity, &opts, progress).await?;
+    let observed = std::mem::take(&mut report.observed);
+    let changes = session
+        .as_mut()
+        .map(|s| reconcile(&mut s.ledger, &mut report, &observed, &plan.cadence));
+
+    if let Some((notifier, delivery)) = plan.notify {
+        notifier
+            .deliver(&mut report, delivery, session.as_mut(), changes.as_ref())
+            .await;
+    }
+
+    if let Some(s) = session.as_mut().filter(|s| s.writable()) {
+        if let Err(e) = s.save().await {
+            report.errors.push(StageError {
+                stage: "state".to_owned(),
+                code: "LedgerNotSaved".to_owned(),
+                message: e.to_string(),
+            });
+        }
+        archive(s.store(), &identity.organization, &mut report).await;
+    }
+    Ok(report)
+}
+
+/// Writes the run's JSON report and findings CSV under Hive-style
+/// partitions; a failure is recorded in the report.
+async fn archive(store: &Store, organization: &str, report: &mut Report) {
+    let (json_key, csv_key) = archive_keys(organization, report.evaluated_at);
+    let json = serde_json::to_vec_pretty(&*report).unwrap_or_default();
+    let csv = crate::output::findings_csv(&report.findings).map(String::into_bytes);
+    let mut failures = Vec::new();
+    if let Err(e) = store.put(&json_key, json, "application/json").await {
+        failures.push(e.to_string());
+    }
+    match csv {
+        Ok(bytes) => {
+            if let Err(e) = store.put(&csv_key, bytes, "text/csv").await {
+                failures.push(e.to_string());
+            }
+        }
+        Err(e) => failures.push(format!("cannot render the findings CSV: {e}")),
+    }
+    for message in failures {
+        warn!(error = %message, "report not archived");
+        report.errors.push(StageError {
+            stage: "state".to_owned(),
+            code: "ReportNotArchived".to_owned(),
+            message,
+        });
+    }
+}

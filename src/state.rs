@@ -1,0 +1,423 @@
+//! Where the ledger and the report archive live: one [`Store`] interface,
+//! two backends, a local directory (the CLI's default) and S3. The store
+//! knows bytes and keys, never findings.
+//!
+//! One writer at a time, never a silent overwrite: S3 writes of the ledger
+//! are conditional on the ETag that was read (`If-None-Match: *` for the
+//! first); local writes take a lock file, check that the file is still what
+//! was read, and replace it by an atomic rename.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aws_config::SdkConfig;
+use jiff::Timestamp;
+use tracing::{info, warn};
+
+use crate::aws::s3::{Expect, PutError, S3};
+use crate::core::ledger::{record_notice, Ledger, LedgerError, Notice, Stage};
+
+/// A `state` location that cannot be used, or a read or write that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("`state` {0:?} is neither a directory path nor s3://bucket/prefix")]
+    Location(String),
+    #[error("cannot use the state directory {path}: {reason}")]
+    Directory { path: String, reason: String },
+    #[error("cannot read {location}: {reason}{hint}")]
+    Read {
+        location: String,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("{location} is not usable: {cause}. It was left as it is; move it away to start a new ledger, or fix it")]
+    Ledger {
+        location: String,
+        cause: LedgerError,
+    },
+    #[error("{location} changed since this run read it (another run saved it first); nothing was overwritten")]
+    Conflict { location: String },
+    #[error("{location} is locked by another run ({lock} exists); nothing was overwritten. Remove the lock file if no run is active")]
+    Locked { location: String, lock: String },
+    #[error("cannot write {location}: {reason}")]
+    Write { location: String, reason: String },
+}
+
+/// What a save expects the stored ledger to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// Nothing was stored.
+    Absent,
+    /// An S3 ETag, or a digest of the local file's bytes.
+    Tag(String),
+}
+
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local(PathBuf),
+    S3 {
+        s3: S3,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+fn digest(bytes: &[u8]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}-{}", h.finish(), bytes.len())
+}
+
+/// Splits `s3://bucket/prefix` into its parts; `None` for anything else.
+pub fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    ok.then(|| (bucket.to_owned(), prefix.trim_matches('/').to_owned()))
+}
+
+impl Store {
+    /// A store for a `state` setting: `s3://bucket/prefix` or a directory.
+    pub fn open(location: &str, sdk_config: &SdkConfig) -> Result<Self, StoreError> {
+        if location.starts_with("s3://") {
+            let (bucket, prefix) =
+                parse_s3_uri(location).ok_or_else(|| StoreError::Location(location.to_owned()))?;
+            return Ok(Store::S3 {
+                s3: S3::new(sdk_config),
+                bucket,
+                prefix,
+            });
+        }
+        if location.contains("://") || location.is_empty() {
+            return Err(StoreError::Location(location.to_owned()));
+        }
+        Ok(Store::Local(PathBuf::from(location)))
+    }
+
+    /// Where `key` is, for messages.
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            Store::Local(dir) => dir.join(key).display().to_string(),
+            Store::S3 { bucket, prefix, .. } => {
+                format!("s3://{bucket}/{}", self.s3_key(prefix, key))
+            }
+        }
+    }
+
+    fn s3_key(&self, prefix: &str, key: &str) -> String {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}/{key}")
+        }
+    }
+
+    /// Fails when a local state directory cannot be created or written, so
+    /// that a run stops before scanning instead of after sending mail.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let Store::Local(dir) = self else {
+            return Ok(());
+        };
+        let fail = |reason: String| StoreError::Directory {
+            path: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let probe = dir.join(format!(".keywarden-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"probe").map_err(|e| fail(format!("not writable: {e}")))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
+    /// The stored bytes and their version; `None` bytes when nothing is stored.
+    pub async fn load(&self, key: &str) -> Result<(Option<Vec<u8>>, Version), StoreError> {
+        let location = self.describe(key);
+        match self {
+            Store::Local(dir) => match std::fs::read(dir.join(key)) {
+                Ok(bytes) => {
+                    let v = Version::Tag(digest(&bytes));
+                    Ok((Some(bytes), v))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, Version::Absent)),
+                Err(e) => Err(StoreError::Read {
+                    location,
+                    reason: e.to_string(),
+                    hint: "",
+                }),
+            },
+            Store::S3 { s3, bucket, prefix } => match s3.get(bucket, &self.s3_key(prefix, key)).await {
+                Ok(Some((bytes, etag))) => Ok((Some(bytes), Version::Tag(etag))),
+                Ok(None) => Ok((None, Version::Absent)),
+                Err(e) => Err(StoreError::Read {
+                    location,
+                    hint: match e.code.as_str() {
+                        "NoSuchBucket" => " (the bucket does not exist: check `state`, or deploy the Terraform module that creates it)",
+                        c if e.is_access_denied() || c == "AccessDenied" => " (the caller may not read it: it needs s3:GetObject on the prefix and s3:ListBucket on the bucket)",
+                        _ => "",
+                    },
+                    reason: format!("{}: {}", e.code, e.message),
+                }),
+            },
+        }
+    }
+
+    /// Saves `bytes` only if the stored version is still `expected`;
+    /// returns the new version.
+    pub async fn save(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
+        let location = self.describe(key);
+        match self {
+            Store::Local(dir) => save_local(dir, key, &bytes, expected, &location),
+            Store::S3 { s3, bucket, prefix } => {
+                let expect = match expected {
+                    Version::Absent => Expect::Absent,
+                    Version::Tag(t) => Expect::ETag(t.clone()),
+                };
+                match s3
+                    .put_if(bucket, &self.s3_key(prefix, key), bytes, &expect)
+                    .await
+                {
+                    Ok(etag) => Ok(Version::Tag(etag)),
+                    Err(PutError::Conflict(_)) => Err(StoreError::Conflict { location }),
+                    Err(PutError::Other(e)) => Err(StoreError::Write {
+                        location,
+                        reason: format!("{}: {}", e.code, e.message),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Writes a file that belongs to one run only (the report archive).
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        let location = self.describe(key);
+        match self {
+            Store::Local(dir) => {
+                let path = dir.join(key);
+                let write = || -> std::io::Result<()> {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::write(&path, &bytes)
+                };
+                write().map_err(|e| StoreError::Write {
+                    location,
+                    reason: e.to_string(),
+                })
+            }
+            Store::S3 { s3, bucket, prefix } => s3
+                .put(bucket, &self.s3_key(prefix, key), bytes, content_type)
+                .await
+                .map_err(|e| StoreError::Write {
+                    location,
+                    reason: format!("{}: {}", e.code, e.message),
+                }),
+        }
+    }
+}
+
+/// Removes the lock file when dropped.
+struct LockGuard(PathBuf);
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn save_local(
+    dir: &Path,
+    key: &str,
+    bytes: &[u8],
+    expected: &Version,
+    location: &str,
+) -> Result<Version, StoreError> {
+    let path = dir.join(key);
+    let write_err = |e: std::io::Error| StoreError::Write {
+        location: location.to_owned(),
+        reason: e.to_string(),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(write_err)?;
+    }
+    let lock = path.with_extension("json.lock");
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+    {
+        Ok(mut f) => {
+            let _ = writeln!(f, "pid {} at {}", std::process::id(), Timestamp::now());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(StoreError::Locked {
+                location: location.to_owned(),
+                lock: lock.display().to_string(),
+            })
+        }
+        Err(e) => return Err(write_err(e)),
+    }
+    let _guard = LockGuard(lock);
+    let current = match std::fs::read(&path) {
+        Ok(b) => Version::Tag(digest(&b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Version::Absent,
+        Err(e) => return Err(write_err(e)),
+    };
+    if &current != expected {
+        return Err(StoreError::Conflict {
+            location: location.to_owned(),
+        });
+    }
+    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write_err(e));
+    }
+    Ok(Version::Tag(digest(bytes)))
+}
+
+/// The ledger's key within the store: one folder per Organization.
+pub fn ledger_key(organization: &str) -> String {
+    format!("{organization}/ledger.json")
+}
+
+/// Hive-style archive keys for one run's report.
+pub fn archive_keys(organization: &str, evaluated_at: Timestamp) -> (String, String) {
+    let z = evaluated_at.to_zoned(jiff::tz::TimeZone::UTC);
+    let stem = format!(
+        "{organization}/reports/year={:04}/month={:02}/day={:02}/{}",
+        z.year(),
+        z.month(),
+        z.day(),
+        evaluated_at.strftime("%Y-%m-%dT%H%M%SZ")
+    );
+    (format!("{stem}.json"), format!("{stem}.csv"))
+}
+
+/// The ledger of one run: loaded at the start, checkpointed during long
+/// deliveries, saved at the end, always conditionally.
+#[derive(Debug)]
+pub struct LedgerSession {
+    store: Store,
+    key: String,
+    pub ledger: Ledger,
+    version: Version,
+    /// False for a dry run: read, never written.
+    writable: bool,
+    unsaved: usize,
+    /// The first save that failed: every later save reports it again.
+    broken: Option<StoreError>,
+}
+
+/// Delivered messages between checkpoints.
+const CHECKPOINT_EVERY: usize = 25;
+
+impl LedgerSession {
+    /// Loads the Organization's ledger; a missing one is a first run. A
+    /// ledger that does not parse, or of an unknown schema, stops the run
+    /// and is left as it is.
+    pub async fn load(
+        store: Store,
+        organization: &str,
+        writable: bool,
+    ) -> Result<Self, StoreError> {
+        let key = ledger_key(organization);
+        let (bytes, version) = store.load(&key).await?;
+        let ledger = match bytes {
+            None => {
+                info!(location = %store.describe(&key), "no ledger yet: this is the first run");
+                Ledger::new(organization)
+            }
+            Some(b) => Ledger::parse(&b, organization).map_err(|cause| StoreError::Ledger {
+                location: store.describe(&key),
+                cause,
+            })?,
+        };
+        Ok(Self {
+            store,
+            key,
+            ledger,
+            version,
+            writable,
+            unsaved: 0,
+            broken: None,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Records a delivered message against the findings it carried.
+    pub fn record(&mut self, findings: &[(String, Stage)], notice: &Notice) {
+        record_notice(&mut self.ledger, findings, notice);
+        self.unsaved += 1;
+    }
+
+    /// Saves when enough messages went out since the last save, so that a
+    /// crash re-sends at most that many.
+    pub async fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.unsaved >= CHECKPOINT_EVERY {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    /// Saves the ledger (conditionally); a dry run saves nothing.
+    pub async fn save(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        if !self.writable {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        match self
+            .store
+            .save(&self.key, self.ledger.to_json(), &self.version)
+            .await
+        {
+            Ok(v) => {
+                self.version = v;
+                self.unsaved = 0;
+                info!(
+                    location = %self.store.describe(&self.key),
+                    ms = started.elapsed().as_millis() as u64,
+                    "ledger saved"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                warn!(error = %e, "ledger not saved");
+                // Later saves cannot succeed either: each reports this error.
+                self.broken = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
