@@ -7,11 +7,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use keywarden::core::ledger::Cadence;
 use keywarden::core::notify::{
-    digest_view, owner_view, plan_people, DeliveryFailure, DigestExtras, NotifyPolicy,
+    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, Memory,
+    NotifyPolicy,
 };
 use keywarden::core::report::{Finding, Report};
-use keywarden::core::templates::{Templates, SAMPLE_REPORT};
+use keywarden::core::templates::{sample_memory, Templates, SAMPLE_REPORT};
 
 fn check(name: &str, actual: &str) -> Option<String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,7 +41,7 @@ fn rendered_templates_match_their_golden_files() {
     let templates = Templates::load(&BTreeMap::new(), None).unwrap();
     let link = |f: &Finding| templates.link(f);
     let policy = NotifyPolicy::default();
-    let people = plan_people(&report, &policy);
+    let people = plan_people(&report, &policy, None);
     let mut problems = Vec::new();
     let mut subjects = String::new();
     for person in &people {
@@ -57,6 +59,7 @@ fn rendered_templates_match_their_golden_files() {
             recipients: "ops@example.com".into(),
             error: "MessageRejected: Email address is not verified.".into(),
         }],
+        history: None,
     };
     let r = templates
         .digest(&digest_view(&report, &policy, extras, &link))
@@ -65,6 +68,32 @@ fn rendered_templates_match_their_golden_files() {
     problems.extend(check("digest.txt", &r.text));
     subjects.push_str(&format!("digest: {}\n", r.subject));
     problems.extend(check("subjects.txt", &subjects));
+
+    // Twenty days later with a ledger: reminders, escalations, a resolved
+    // finding, the trend and the per-account table.
+    let (later, ledger, changes) = sample_memory(&report);
+    let memory = Memory {
+        ledger: &ledger,
+        cadence: Cadence::default(),
+    };
+    for person in plan_people(&later, &policy, Some(memory)) {
+        let r = templates
+            .owner(&owner_view(&later, &person, &link))
+            .unwrap();
+        let stem = format!("ledger/owner-{}", person.recipient);
+        problems.extend(check(&format!("{stem}.html"), &r.html));
+        problems.extend(check(&format!("{stem}.txt"), &r.text));
+    }
+    let extras = DigestExtras {
+        people_notified: 3,
+        history: Some(history_view(&later, &ledger, &changes, &policy, &link)),
+        ..DigestExtras::default()
+    };
+    let r = templates
+        .digest(&digest_view(&later, &policy, extras, &link))
+        .unwrap();
+    problems.extend(check("ledger/digest.html", &r.html));
+    problems.extend(check("ledger/digest.txt", &r.text));
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
@@ -75,7 +104,7 @@ fn hostile_sample_values_are_escaped_in_every_html_part() {
     let link = |f: &Finding| templates.link(f);
     let policy = NotifyPolicy::default();
     let mut html = Vec::new();
-    for person in plan_people(&report, &policy) {
+    for person in plan_people(&report, &policy, None) {
         html.push(
             templates
                 .owner(&owner_view(&report, &person, &link))

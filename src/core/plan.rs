@@ -216,3 +216,169 @@ pub fn plan_people(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::checks::Severity;
+    use crate::core::ledger::{reconcile, record_notice, Notice, Observed};
+    use crate::core::templates::SAMPLE_REPORT;
+    use jiff::SignedDuration;
+
+    fn sample() -> Report {
+        serde_json::from_str(SAMPLE_REPORT).unwrap()
+    }
+    fn recipients(plans: &[PersonPlan]) -> Vec<String> {
+        plans.iter().map(|p| p.recipient.to_string()).collect()
+    }
+    fn days(n: i64) -> SignedDuration {
+        SignedDuration::from_hours(24 * n)
+    }
+    /// The sample report seen on day 0 with every message delivered, then
+    /// again `later` days on.
+    fn told_then(later: i64) -> (Report, Ledger) {
+        let mut ledger = Ledger::new("o-test");
+        let mut first = sample();
+        first.evaluated_at = first.evaluated_at - days(later);
+        reconcile(
+            &mut ledger,
+            &mut first,
+            &Observed::new(),
+            &Cadence::default(),
+        );
+        for p in plan_people(&first, &NotifyPolicy::default(), None) {
+            let ids: Vec<(String, Stage)> = p
+                .own
+                .iter()
+                .chain(p.accounts.iter().flat_map(|(_, f)| f))
+                .map(|d| (d.finding.finding_id.clone().unwrap(), d.stage))
+                .collect();
+            let notice = Notice {
+                at: first.evaluated_at,
+                stage: Stage::First,
+                recipients: vec![p.recipient.to_string()],
+                message_id: None,
+            };
+            record_notice(&mut ledger, &ids, &notice);
+        }
+        let mut now = sample();
+        reconcile(&mut ledger, &mut now, &Observed::new(), &Cadence::default());
+        (now, ledger)
+    }
+
+    #[test]
+    fn without_memory_every_owner_hears_of_every_finding() {
+        let report = sample();
+        let plans = plan_people(&report, &NotifyPolicy::default(), None);
+        let own: usize = plans.iter().map(|p| p.own.len()).sum();
+        let with_owner = report
+            .findings
+            .iter()
+            .filter(|f| f.owner.email.is_some())
+            .count();
+        assert_eq!(own, with_owner);
+        assert!(plans.iter().all(|p| p.own_open.is_empty()));
+        assert!(plans
+            .iter()
+            .flat_map(|p| &p.own)
+            .all(|d| d.stage == Stage::First));
+        assert!(
+            plans.iter().any(|p| !p.accounts.is_empty()),
+            "account owners hear too"
+        );
+        // Ordered by address, most urgent first.
+        let r = recipients(&plans);
+        let mut sorted = r.clone();
+        sorted.sort_by_key(|a| a.to_ascii_lowercase());
+        assert_eq!(r, sorted);
+        for p in &plans {
+            for w in p.own.windows(2) {
+                assert!(urgency(&w[0].finding, &w[1].finding).is_le());
+            }
+        }
+    }
+
+    #[test]
+    fn a_same_day_rerun_plans_no_message() {
+        let (report, ledger) = told_then(0);
+        let memory = Memory {
+            ledger: &ledger,
+            cadence: Cadence::default(),
+        };
+        assert_eq!(
+            recipients(&plan_people(
+                &report,
+                &NotifyPolicy::default(),
+                Some(memory)
+            )),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_next_day_only_owners_of_critical_findings_hear_and_see_the_rest_below() {
+        let (report, ledger) = told_then(1);
+        let memory = Memory {
+            ledger: &ledger,
+            cadence: Cadence::default(),
+        };
+        let plans = plan_people(&report, &NotifyPolicy::default(), Some(memory));
+        assert!(!plans.is_empty());
+        for p in &plans {
+            assert!(
+                p.accounts.is_empty(),
+                "account owners hear of new findings and escalations only"
+            );
+            assert!(p
+                .own
+                .iter()
+                .all(|d| d.finding.severity == Severity::Critical && d.stage == Stage::Reminder));
+            assert!(p.own_open.iter().all(|f| f.severity != Severity::Critical));
+        }
+    }
+
+    #[test]
+    fn after_a_week_every_owner_is_reminded() {
+        let (report, ledger) = told_then(7);
+        let memory = Memory {
+            ledger: &ledger,
+            cadence: Cadence::default(),
+        };
+        let plans = plan_people(&report, &NotifyPolicy::default(), Some(memory));
+        let due: usize = plans.iter().map(|p| p.own.len()).sum();
+        let with_owner = report
+            .findings
+            .iter()
+            .filter(|f| f.owner.email.is_some())
+            .count();
+        assert_eq!(due, with_owner);
+    }
+
+    #[test]
+    fn escalations_reach_the_account_owner_and_a_manager() {
+        let (mut report, mut ledger) = told_then(30);
+        let manager = EmailAddress::parse("boss@example.com").unwrap();
+        let target = report
+            .findings
+            .iter()
+            .position(|f| f.escalated_at.is_some() && f.severity >= Severity::Medium)
+            .expect("a finding escalated after 30 days");
+        report.findings[target].manager = Some(manager.clone());
+        ledger.updated_at = Some(report.evaluated_at);
+        let memory = Memory {
+            ledger: &ledger,
+            cadence: Cadence::default(),
+        };
+        let plans = plan_people(&report, &NotifyPolicy::default(), Some(memory));
+        let boss = plans
+            .iter()
+            .find(|p| p.recipient == manager)
+            .expect("the manager is told");
+        assert_eq!(boss.managed.len(), 1);
+        assert_eq!(boss.managed[0].stage, Stage::Escalation);
+        assert!(plans
+            .iter()
+            .flat_map(|p| p.accounts.iter().flat_map(|(_, f)| f))
+            .all(|d| d.stage == Stage::Escalation));
+    }
+}

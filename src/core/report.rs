@@ -427,3 +427,82 @@ impl Report {
         self.findings.iter().map(|f| f.severity).max()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str) -> Account {
+        Account {
+            id: AccountId::parse(id).unwrap(),
+            name: format!("acct-{id}"),
+            email: None,
+        }
+    }
+    fn scanned(id: &str, users: u64, keys: u64, ages: [u64; AGE_BUCKETS.len()]) -> AccountOutcome {
+        AccountOutcome {
+            source: Some(InventorySource::CredentialReport),
+            users,
+            keys,
+            key_ages: ages,
+            observed: BTreeMap::from([("ci".to_owned(), Vec::new())]),
+            error: None,
+            ..AccountOutcome::failed(
+                account(id),
+                StageError {
+                    stage: String::new(),
+                    code: String::new(),
+                    message: String::new(),
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn finish_orders_accounts_and_totals_everything_whatever_the_arrival_order() {
+        let mut b = ReportBuilder::new(Timestamp::UNIX_EPOCH, Policy::default());
+        b.add(scanned("333333333333", 2, 3, [1, 0, 0, 0, 0, 2]));
+        b.add(AccountOutcome::failed(
+            account("222222222222"),
+            StageError {
+                stage: "assume_role".into(),
+                code: "AccessDenied".into(),
+                message: "no".into(),
+            },
+        ));
+        b.add(scanned("111111111111", 5, 4, [0, 1, 0, 0, 3, 0]));
+        b.add_error(StageError {
+            stage: "list_accounts".into(),
+            code: "Throttling".into(),
+            message: "page 3".into(),
+        });
+        let r = b.finish();
+        let ids: Vec<&str> = r.accounts.iter().map(|a| a.account_id.as_str()).collect();
+        assert_eq!(ids, ["111111111111", "222222222222", "333333333333"]);
+        assert_eq!(
+            (
+                r.summary.accounts_total,
+                r.summary.accounts_scanned,
+                r.summary.accounts_failed
+            ),
+            (3, 2, 1)
+        );
+        assert_eq!((r.summary.users, r.summary.keys), (7, 7));
+        let ages: Vec<u64> = r.summary.active_key_ages.iter().map(|b| b.keys).collect();
+        assert_eq!(ages, [1, 1, 0, 0, 3, 2]);
+        assert_eq!(
+            r.summary.by_check.len(),
+            CHECKS.len(),
+            "every check has a count, zero or not"
+        );
+        assert!(r.is_incomplete());
+        assert_eq!(
+            r.observed.len(),
+            2,
+            "only scanned accounts' observations are kept"
+        );
+        assert!(!r
+            .observed
+            .contains_key(&AccountId::parse("222222222222").unwrap()));
+    }
+}

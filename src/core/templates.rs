@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use super::ledger::{reconcile, Cadence, Changes, Ledger, Observed};
+use super::ledger::{reconcile, record_notice, Cadence, Changes, Ledger, Notice, Observed, Stage};
 use super::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, DigestView,
     Memory, NotifyPolicy, OwnerView,
@@ -341,8 +341,8 @@ mod tests {
     }
 }
 
-/// A two-run history of a report: every finding first seen 20 days before
-/// it, the last finding gone since (its key deleted). Returns the later run
+/// A two-run history of a report: every finding first seen (and its owner
+/// told) 20 days before it, the last finding gone since (its key deleted). Returns the later run
 /// reconciled, the ledger and what changed: the template self-test and the
 /// golden files render every lifecycle section from it.
 pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
@@ -355,6 +355,18 @@ pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
         &Observed::new(),
         &Cadence::default(),
     );
+    // Every key owner was told that day.
+    for f in &earlier.findings {
+        if let (Some(id), Some(owner)) = (&f.finding_id, &f.owner.email) {
+            let notice = Notice {
+                at: earlier.evaluated_at,
+                stage: Stage::First,
+                recipients: vec![owner.to_string()],
+                message_id: None,
+            };
+            record_notice(&mut ledger, &[(id.clone(), Stage::First)], &notice);
+        }
+    }
     let mut later = report.clone();
     later.findings.pop();
     let changes = reconcile(

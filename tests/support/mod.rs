@@ -142,6 +142,15 @@ pub fn isolate(cmd: &mut Command) {
             cmd.env_remove(k);
         }
     }
+    // The CLI keeps its ledger under XDG_STATE_HOME by default: each command
+    // gets a fresh one unless the test passes --state or --no-state.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let state = std::env::temp_dir().join(format!(
+        "keywarden-test-state-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    cmd.env("XDG_STATE_HOME", state);
     cmd.env("AWS_CONFIG_FILE", "/nonexistent/keywarden-test")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/keywarden-test")
         .env("AWS_REGION", "us-east-1")
