@@ -2,71 +2,18 @@
 //! with IAM policy enforcement on); what moto received is read back from
 //! `/moto-api/data.json`.
 
+#[path = "support/mail.rs"]
+mod mail;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail::{sent, Mail};
 use serde_json::{json, Value};
 use support::{run, Moto, Seeded, NOW};
 
 fn org_spec() -> Value {
     serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
-}
-
-/// One message as SES received it.
-#[derive(Debug)]
-struct Mail {
-    to: Vec<String>,
-    subject: String,
-    html: String,
-    text: String,
-    raw_headers: String,
-    attachments: Vec<(String, String)>,
-}
-
-fn sent(moto: &Moto) -> Vec<Mail> {
-    moto.data()["ses"]["RawMessage"]
-        .as_array()
-        .expect("RawMessage list")
-        .iter()
-        .map(|m| {
-            let raw = m["raw_data"].as_str().unwrap();
-            let parsed = MessageParser::default()
-                .parse(raw.as_bytes())
-                .expect("a MIME message");
-            let to = parsed
-                .to()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.address().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Mail {
-                to,
-                subject: parsed.subject().unwrap_or_default().to_owned(),
-                html: parsed
-                    .body_html(0)
-                    .map(|s| s.into_owned())
-                    .unwrap_or_default(),
-                text: parsed
-                    .body_text(0)
-                    .map(|s| s.into_owned())
-                    .unwrap_or_default(),
-                raw_headers: raw.split("\r\n\r\n").next().unwrap_or_default().to_owned(),
-                attachments: parsed
-                    .attachments()
-                    .map(|a| {
-                        (
-                            a.attachment_name().unwrap_or_default().to_owned(),
-                            String::from_utf8_lossy(a.contents()).into_owned(),
-                        )
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
 }
 
 fn notify(

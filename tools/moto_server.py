@@ -19,6 +19,10 @@ and adds, under /_keywarden/:
         answers that share of the services' requests with Throttling (HTTP 400)
         or ServiceUnavailable (HTTP 503) before moto sees them; {} turns it off
   GET  /_keywarden/api-fault  -> {"throttled": n, "errors": n}: what was injected
+  POST /_keywarden/iam {"account_id", "op": "delete_access_key", "user_name", "access_key_id"}
+                      {"account_id", "op": "update_access_key", "user_name", "access_key_id", "status"}
+                      {"account_id", "op": "strip_role", "role_name"}: the role loses every inline policy
+    change an account's IAM behind the scanner's back (no auth), as its owner would between runs
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -236,6 +240,20 @@ def send_raw_email_with_faults(self, source, destinations, raw_data):
 ses_models.SESBackend.send_raw_email = send_raw_email_with_faults
 
 
+def iam_change(body):
+    backend = iam_backends[body["account_id"]]["global"]
+    op = body["op"]
+    if op == "delete_access_key":
+        backend.delete_access_key(body["access_key_id"], body["user_name"])
+    elif op == "update_access_key":
+        backend.update_access_key(body["user_name"], body["access_key_id"], body["status"])
+    elif op == "strip_role":
+        for name in backend.list_role_policies(body["role_name"]):
+            backend.delete_role_policy(body["role_name"], name)
+    else:
+        raise ValueError(f"unknown op {op!r}")
+
+
 def backdate(entries):
     for e in entries:
         backend = iam_backends[e["account_id"]]["global"]
@@ -271,6 +289,8 @@ class Hooks:
             body = json.loads(request.get_data() or b"null")
             if path == "/_keywarden/backdate":
                 backdate(body)
+            elif path == "/_keywarden/iam":
+                iam_change(body)
             elif path == "/_keywarden/root-key":
                 ROOT_KEYS[body["account_id"]] = body
             elif path == "/_keywarden/report-fault":
