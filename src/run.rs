@@ -10,7 +10,7 @@ use crate::core::ledger::{reconcile, Cadence};
 use crate::core::report::{Report, StageError};
 use crate::notify::{Delivery, Notifier};
 use crate::scan::{Progress, RunOptions, ScanError, Scanner};
-use crate::state::{archive_keys, LedgerSession, Store, StoreError};
+use crate::state::{LedgerSession, Store, StoreError};
 
 /// A failure that stops the run before anything was sent or saved.
 #[derive(Debug, thiserror::Error)]
@@ -86,22 +86,20 @@ pub async fn execute(
 /// Writes the run's JSON report and findings CSV under Hive-style
 /// partitions; a failure is recorded in the report.
 async fn archive(store: &Store, organization: &str, report: &mut Report) {
-    let (json_key, csv_key) = archive_keys(organization, report.evaluated_at);
     let json = serde_json::to_vec_pretty(&*report).unwrap_or_default();
-    let csv = crate::output::findings_csv(&report.findings).map(String::into_bytes);
-    let mut failures = Vec::new();
-    if let Err(e) = store.put(&json_key, json, "application/json").await {
-        failures.push(e.to_string());
-    }
-    match csv {
-        Ok(bytes) => {
-            if let Err(e) = store.put(&csv_key, bytes, "text/csv").await {
-                failures.push(e.to_string());
-            }
-        }
-        Err(e) => failures.push(format!("cannot render the findings CSV: {e}")),
-    }
-    for message in failures {
+    let result = match crate::output::findings_csv(&report.findings) {
+        Ok(csv) => crate::state::archive(
+            store,
+            organization,
+            report.evaluated_at,
+            json,
+            csv.into_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot render the findings CSV: {e}")),
+    };
+    if let Err(message) = result {
         warn!(error = %message, "report not archived");
         report.errors.push(StageError {
             stage: "state".to_owned(),

@@ -176,6 +176,17 @@ impl Store {
         bytes: Vec<u8>,
         expected: &Version,
     ) -> Result<Version, StoreError> {
+        self.save_as(key, bytes, "application/json", expected).await
+    }
+
+    /// [`Store::save`] with a content type (S3 only).
+    pub async fn save_as(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
         let location = self.describe(key);
         match self {
             Store::Local(dir) => save_local(dir, key, &bytes, expected, &location),
@@ -185,7 +196,13 @@ impl Store {
                     Version::Tag(t) => Expect::ETag(t.clone()),
                 };
                 match s3
-                    .put_if(bucket, &self.s3_key(prefix, key), bytes, &expect)
+                    .put_if(
+                        bucket,
+                        &self.s3_key(prefix, key),
+                        bytes,
+                        content_type,
+                        &expect,
+                    )
                     .await
                 {
                     Ok(etag) => Ok(Version::Tag(etag)),
@@ -196,38 +213,6 @@ impl Store {
                     }),
                 }
             }
-        }
-    }
-
-    /// Writes a file that belongs to one run only (the report archive).
-    pub async fn put(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), StoreError> {
-        let location = self.describe(key);
-        match self {
-            Store::Local(dir) => {
-                let path = dir.join(key);
-                let write = || -> std::io::Result<()> {
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::write(&path, &bytes)
-                };
-                write().map_err(|e| StoreError::Write {
-                    location,
-                    reason: e.to_string(),
-                })
-            }
-            Store::S3 { s3, bucket, prefix } => s3
-                .put(bucket, &self.s3_key(prefix, key), bytes, content_type)
-                .await
-                .map_err(|e| StoreError::Write {
-                    location,
-                    reason: format!("{}: {}", e.code, e.message),
-                }),
         }
     }
 }
@@ -302,17 +287,57 @@ pub fn ledger_key(organization: &str) -> String {
     format!("{organization}/ledger.json")
 }
 
-/// Hive-style archive keys for one run's report.
-pub fn archive_keys(organization: &str, evaluated_at: Timestamp) -> (String, String) {
+/// The Hive-style archive stem for one run's report (`.json` and `.csv` follow).
+pub fn archive_stem(organization: &str, evaluated_at: Timestamp) -> String {
     let z = evaluated_at.to_zoned(jiff::tz::TimeZone::UTC);
-    let stem = format!(
+    format!(
         "{organization}/reports/year={:04}/month={:02}/day={:02}/{}",
         z.year(),
         z.month(),
         z.day(),
         evaluated_at.strftime("%Y-%m-%dT%H%M%SZ")
-    );
-    (format!("{stem}.json"), format!("{stem}.csv"))
+    )
+}
+
+/// Archives one run's report: never replaces an earlier run's files (two
+/// runs evaluated at the same second get `-2`, `-3`, … stems). Returns the
+/// stem written.
+pub async fn archive(
+    store: &Store,
+    organization: &str,
+    evaluated_at: Timestamp,
+    json: Vec<u8>,
+    csv: Vec<u8>,
+) -> Result<String, StoreError> {
+    let base = archive_stem(organization, evaluated_at);
+    for n in 1..=20 {
+        let stem = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        match store
+            .save_as(
+                &format!("{stem}.json"),
+                json.clone(),
+                "application/json",
+                &Version::Absent,
+            )
+            .await
+        {
+            Ok(_) => {
+                store
+                    .save_as(&format!("{stem}.csv"), csv, "text/csv", &Version::Absent)
+                    .await?;
+                return Ok(stem);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict {
+        location: store.describe(&format!("{base}-20.json")),
+    })
 }
 
 /// The ledger of one run: loaded at the start, checkpointed during long

@@ -19,6 +19,7 @@ fn org(drop_in_c: &[&str]) -> Value {
         "scanner_actions": keywarden::aws::all_actions(),
         "enforce_auth": true,
         "ses_identities": ["example.com"],
+        "buckets": ["keywarden-state"],
         "accounts": [
             {"name": "management", "email": "root@example.com", "management": true, "users": [user("admin", 100)]},
             {"name": "a", "email": "a@example.com", "scan_role": "stackset", "users": [user("ci", 120)]},
@@ -36,6 +37,7 @@ fn with_the_shipped_template_every_account_is_scanned_and_mailed() {
     let (code, stdout, stderr) = run(moto
         .keywarden((&ak, &sk))
         .args(["notify", "--format", "json", "--now", NOW])
+        .args(["--state", "s3://keywarden-state/keywarden"])
         .env("KEYWARDEN_SENDER", "keywarden@example.com")
         .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
         .env("KEYWARDEN_MAX_SEND_RATE", "100"));
@@ -61,6 +63,11 @@ fn with_the_shipped_template_every_account_is_scanned_and_mailed() {
         "four key owners, the four account owners, and the digest"
     );
     assert!(notes.iter().all(|n| n["outcome"] == "sent"), "{notes:?}");
+    assert!(
+        report.get("errors").is_none(),
+        "the ledger and the archive were written to S3 with these actions: {}",
+        report["errors"]
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ Spec (every field optional unless marked):
                  "users": [{"name"*, "tags": {k: v}, "path",
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
+   "buckets": ["name"],      # S3 buckets in the management account (for `state`)
    "scanner_user": bool,     # a least-privilege scanner identity in the management account
    "scanner_actions": [...], # its allowed actions (default: the list below)
    "deny_assume_role_in": ["<account name>", ...],  # an explicit Deny on AssumeRole into those accounts' scan role
@@ -187,6 +188,10 @@ def main():
                 out["keys"][f"{acct['name']}/{user['name']}/{i}"] = k["AccessKeyId"]
     out["ous"] = {path: oid for path, oid in ou_ids.items() if path}
     hook(ep, "/_keywarden/backdate", backdates)
+
+    s3 = client("s3", ep)
+    for bucket in spec.get("buckets", []):
+        s3.create_bucket(Bucket=bucket)
 
     ses = client("sesv2", ep)
     for identity in spec.get("ses_identities", []):

@@ -28,6 +28,7 @@ pub fn all_actions() -> Vec<&'static str> {
         sts::STS_ACTIONS,
         iam::IAM_ACTIONS,
         ses::SES_ACTIONS,
+        s3::S3_ACTIONS,
     ]
     .concat()
 }

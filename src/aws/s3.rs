@@ -90,6 +90,7 @@ impl S3 {
         bucket: &str,
         key: &str,
         bytes: Vec<u8>,
+        content_type: &str,
         expect: &Expect,
     ) -> Result<String, PutError> {
         let mut req = self
@@ -97,7 +98,7 @@ impl S3 {
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_type("application/json")
+            .content_type(content_type)
             .body(ByteStream::from(bytes));
         req = match expect {
             Expect::Absent => req.if_none_match("*"),
@@ -117,25 +118,5 @@ impl S3 {
                 }
             }
         }
-    }
-
-    /// Writes an object unconditionally (report archive files: one per run).
-    pub async fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), AwsError> {
-        self.client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| classify("s3:PutObject", e))?;
-        Ok(())
     }
 }

@@ -1,0 +1,279 @@
+//! The ledger's store and its faults: local directory and S3 (moto). A
+//! ledger that cannot be read stops the run (exit 2) and is left as it was;
+//! one that cannot be saved makes the run incomplete (exit 3), and nothing
+//! is ever overwritten by a run that lost a race.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use aws_config::{BehaviorVersion, Region};
+use keywarden::state::{Store, StoreError, Version};
+use serde_json::{json, Value};
+use support::{run, Moto, Seeded, NOW};
+
+fn spec(scanner_actions: Option<Vec<&str>>) -> Value {
+    let mut spec = json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "buckets": ["kw-state"],
+        "accounts": [
+            {"name": "management", "email": "master@example.com", "management": true,
+             "users": [{"name": "ci", "tags": {"owner": "dev@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]}]}
+        ]
+    });
+    if let Some(actions) = scanner_actions {
+        spec["scanner_actions"] = json!(actions);
+    }
+    spec
+}
+
+fn notify(moto: &Moto, seeded: &Seeded, state: &str) -> (i32, Value, String) {
+    let (ak, sk) = seeded.scanner();
+    let mut cmd = moto.keywarden((&ak, &sk));
+    cmd.args(["notify", "--format", "json", "--now", NOW, "--state", state])
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+        .env("KEYWARDEN_MAX_SEND_RATE", "100");
+    let (code, stdout, stderr) = run(&mut cmd);
+    (
+        code,
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr,
+    )
+}
+
+fn messages(moto: &Moto) -> usize {
+    moto.data()["ses"]["RawMessage"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn org_dir(state: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+#[test]
+fn a_ledger_that_does_not_parse_or_has_an_unknown_schema_stops_the_run_untouched() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec(None));
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_str().unwrap();
+    assert_eq!(notify(&moto, &seeded, s).0, 0);
+    let ledger = org_dir(state.path()).join("ledger.json");
+    let sent_before = messages(&moto);
+    for (bad, says) in [
+        (
+            &b"{\"schema\": \"keywarden.ledger/v1\", \"entries\": ["[..],
+            "not a keywarden ledger",
+        ),
+        (
+            &b"{\"schema\": \"keywarden.ledger/v9\"}"[..],
+            "keywarden.ledger/v9",
+        ),
+    ] {
+        std::fs::write(&ledger, bad).unwrap();
+        let (code, _, stderr) = notify(&moto, &seeded, s);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&ledger.display().to_string()) && stderr.contains(says),
+            "names the file and the cause: {stderr}"
+        );
+        assert_eq!(std::fs::read(&ledger).unwrap(), bad, "left as it was");
+        assert_eq!(messages(&moto), sent_before, "nothing was sent");
+    }
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_written_stops_the_run_before_scanning() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec(None));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, stderr) = notify(&moto, &seeded, file.join("state").to_str().unwrap());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot use the state directory"),
+        "{stderr}"
+    );
+    assert_eq!(messages(&moto), 0, "nothing was sent");
+}
+
+#[test]
+fn a_ledger_locked_by_another_run_is_not_overwritten_and_the_run_is_incomplete() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec(None));
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_str().unwrap();
+    assert_eq!(notify(&moto, &seeded, s).0, 0);
+    let dir = org_dir(state.path());
+    let before = std::fs::read(dir.join("ledger.json")).unwrap();
+    std::fs::write(dir.join("ledger.json.lock"), "pid 1").unwrap();
+    let (code, report, stderr) = notify(&moto, &seeded, s);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(report["errors"][0]["code"], "LedgerNotSaved", "{report:#}");
+    assert!(report["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("locked by another run"));
+    assert_eq!(std::fs::read(dir.join("ledger.json")).unwrap(), before);
+}
+
+#[test]
+fn the_ledger_and_archive_live_in_s3_and_a_second_run_the_same_day_sends_nothing() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec(Some(keywarden::aws::all_actions())));
+    let (code, report, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["findings"][0]["lifecycle"], "new");
+    let first = messages(&moto);
+    assert_eq!(first, 3, "the key owner, the account owner and the digest");
+    let (code, report, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["findings"][0]["lifecycle"], "open");
+    assert_eq!(
+        messages(&moto),
+        first + 1,
+        "only the digest the second time"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listing = rt.block_on(list_keys(&moto, &seeded, "kw-state"));
+    assert!(
+        listing
+            .iter()
+            .any(|k| k.starts_with("keywarden/o-") && k.ends_with("/ledger.json")),
+        "{listing:?}"
+    );
+    assert_eq!(
+        listing
+            .iter()
+            .filter(|k| k.contains("/reports/year=2026/month=11/day=29/"))
+            .count(),
+        4,
+        "two runs' JSON and CSV: {listing:?}"
+    );
+}
+
+#[test]
+fn s3_load_failures_stop_the_run_with_a_hint_and_save_failures_make_it_incomplete() {
+    let moto = Moto::start();
+    let mut actions = keywarden::aws::all_actions();
+    actions.retain(|a| *a != "s3:PutObject");
+    let seeded = moto.seed(&spec(Some(actions)));
+
+    let (code, _, stderr) = notify(&moto, &seeded, "s3://no-such-bucket/keywarden");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("NoSuchBucket") && stderr.contains("bucket does not exist"),
+        "{stderr}"
+    );
+    assert_eq!(messages(&moto), 0);
+
+    let (code, report, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+    assert_eq!(code, 3, "could read, could not write: {stderr}");
+    let codes: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"LedgerNotSaved") && codes.contains(&"ReportNotArchived"),
+        "{codes:?}"
+    );
+    assert!(report["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("AccessDenied"));
+}
+
+#[test]
+fn s3_load_access_denied_names_the_permissions_needed() {
+    let moto = Moto::start();
+    let mut actions = keywarden::aws::all_actions();
+    actions.retain(|a| !a.starts_with("s3:"));
+    let seeded = moto.seed(&spec(Some(actions)));
+    let (code, _, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("AccessDenied") && stderr.contains("s3:GetObject"),
+        "{stderr}"
+    );
+    assert_eq!(messages(&moto), 0);
+}
+
+async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
+    sdk_as(moto, aws_credential_types::Credentials::for_tests()).await
+}
+
+async fn sdk_as(moto: &Moto, creds: aws_credential_types::Credentials) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+async fn s3_store(moto: &Moto, uri: &str) -> Store {
+    Store::open(uri, &sdk(moto).await).unwrap()
+}
+
+async fn list_keys(moto: &Moto, seeded: &Seeded, bucket: &str) -> Vec<String> {
+    let (ak, sk) = seeded.scanner();
+    let creds = aws_credential_types::Credentials::new(ak, sk, None, None, "test");
+    let conf = aws_sdk_s3::config::Builder::from(&sdk_as(moto, creds).await)
+        .force_path_style(true)
+        .build();
+    let out = aws_sdk_s3::Client::from_conf(conf)
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+/// Two writers that read the same version: the second save loses, and
+/// what the first wrote stays.
+async fn lost_race(store: &Store) {
+    let key = "o-race/ledger.json";
+    let (none, v0) = store.load(key).await.unwrap();
+    assert!(none.is_none());
+    assert_eq!(v0, Version::Absent);
+    // Both runs saw nothing; the first creates it, the second may not.
+    let v1 = store.save(key, b"first".to_vec(), &v0).await.unwrap();
+    let err = store.save(key, b"second".to_vec(), &v0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    // Both read v1; one saves; the other's save on v1 loses.
+    let v2 = store.save(key, b"third".to_vec(), &v1).await.unwrap();
+    let err = store.save(key, b"fourth".to_vec(), &v1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let (bytes, v) = store.load(key).await.unwrap();
+    assert_eq!(bytes.as_deref(), Some(&b"third"[..]), "nothing overwritten");
+    assert_eq!(v, v2);
+}
+
+#[test]
+fn a_lost_race_is_refused_by_both_backends() {
+    let moto = Moto::start();
+    moto.seed(&json!({"buckets": ["kw-state"], "accounts": []}));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        lost_race(&s3_store(&moto, "s3://kw-state/prefix").await).await;
+        let dir = tempfile::tempdir().unwrap();
+        lost_race(&Store::open(dir.path().to_str().unwrap(), &sdk(&moto).await).unwrap()).await;
+    });
+}
