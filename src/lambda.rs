@@ -4,7 +4,9 @@
 //! built once per cold start. The event may override `dry_run` and narrow
 //! `accounts`. The invocation deadline is honoured: no account is started
 //! when less than `deadline_reserve_secs` are left, and the digest still goes
-//! out, marked incomplete, listing the accounts not scanned.
+//! out, marked incomplete, listing the accounts not scanned. An incomplete
+//! run ends in an invocation error (the function's Errors alarm) whose
+//! message carries the run summary.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -44,6 +46,9 @@ pub struct RunSummary {
     pub failed_accounts: Vec<AccountEntry>,
     pub notifications: Vec<Notification>,
 }
+
+/// How the error of an incomplete run starts; the run summary (JSON) follows.
+pub const INCOMPLETE: &str = "keywarden run incomplete (an account was not scanned, a message was not delivered, or the ledger or report archive was not saved): ";
 
 /// Built once per cold start.
 struct State {
@@ -130,6 +135,12 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         incomplete = summary.incomplete,
         "keywarden run finished"
     );
+    if summary.incomplete {
+        // An error, after the digest went out, so the function's Errors
+        // alarm fires; the whole summary travels in the message.
+        let json = serde_json::to_string(&summary)?;
+        anyhow::bail!("{INCOMPLETE}{json}");
+    }
     Ok(summary)
 }
 

@@ -117,6 +117,23 @@ fn invoke(
     }
 }
 
+/// The run summary: the result of a complete run, or the JSON carried by
+/// the error of an incomplete one.
+fn summary_of(inv: &Invocation) -> Value {
+    match &inv.result {
+        Ok(v) => v.clone(),
+        Err(e) => {
+            let message = e["errorMessage"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{e}\n{}", inv.logs));
+            let json = message
+                .strip_prefix(keywarden::lambda::INCOMPLETE)
+                .unwrap_or_else(|| panic!("not an incomplete-run error: {message}\n{}", inv.logs));
+            serde_json::from_str(json).unwrap()
+        }
+    }
+}
+
 fn sent_to(moto: &Moto) -> Vec<String> {
     moto.data()["ses"]["RawMessage"]
         .as_array()
@@ -133,9 +150,11 @@ fn a_scheduled_invocation_scans_mails_and_returns_the_run_summary() {
     // EventBridge's scheduled event: fields keywarden does not use are ignored.
     let event = json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let inv = invoke(&moto, &seeded, event, Duration::from_secs(300), &[]);
-    let summary = inv
-        .result
-        .unwrap_or_else(|e| panic!("error {e}\n{}", inv.logs));
+    assert!(
+        inv.result.is_err(),
+        "an incomplete run is an invocation error, so the alarm fires"
+    );
+    let summary = summary_of(&inv);
 
     assert_eq!(summary["schema"], "keywarden.summary/v1");
     assert_eq!(summary["summary"]["findings"], 9);
@@ -185,9 +204,8 @@ fn near_the_deadline_no_account_is_started_and_the_digest_still_goes_out_incompl
             ("KEYWARDEN_DEADLINE_RESERVE_SECS", "3"),
         ],
     );
-    let summary = inv
-        .result
-        .unwrap_or_else(|e| panic!("error {e}\n{}", inv.logs));
+    assert!(inv.result.is_err(), "incomplete: an invocation error");
+    let summary = summary_of(&inv);
 
     assert_eq!(summary["incomplete"], true);
     let stages: Vec<(String, String)> = summary["failed_accounts"]
@@ -256,7 +274,11 @@ fn at_trace_level_the_function_logs_no_secret_key_and_no_session_token() {
         Duration::from_secs(300),
         &[("AWS_LAMBDA_LOG_LEVEL", "TRACE")],
     );
-    assert!(inv.result.is_ok(), "{}", inv.logs);
+    assert_eq!(
+        summary_of(&inv)["schema"],
+        "keywarden.summary/v1",
+        "the run finished"
+    );
     assert!(
         inv.logs.lines().count() > 100,
         "the run really logged at TRACE"
