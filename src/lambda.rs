@@ -111,14 +111,10 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
     };
     let report = crate::run::execute(&state.scanner, plan, opts, &|_| {}).await?;
 
-    let undelivered = report
-        .notifications
-        .iter()
-        .any(|n| n.outcome == crate::core::report::DeliveryOutcome::Failed);
     let summary = RunSummary {
         schema: "keywarden.summary/v1",
         evaluated_at: report.evaluated_at,
-        incomplete: report.is_incomplete() || undelivered,
+        incomplete: report.is_incomplete(),
         failed_accounts: report
             .accounts
             .iter()

@@ -417,9 +417,16 @@ impl ReportBuilder {
 }
 
 impl Report {
-    /// True when some account (or the account listing) could not be scanned.
+    /// True when some account (or the account listing) could not be
+    /// scanned, a message (the digest included) was not delivered, or
+    /// state could not be saved.
     pub fn is_incomplete(&self) -> bool {
-        self.summary.accounts_failed > 0 || !self.errors.is_empty()
+        self.summary.accounts_failed > 0
+            || !self.errors.is_empty()
+            || self
+                .notifications
+                .iter()
+                .any(|n| n.outcome == DeliveryOutcome::Failed)
     }
 
     /// The most severe finding, if any.
