@@ -47,6 +47,7 @@ locals {
       KEYWARDEN_SENDER              = var.sender
       KEYWARDEN_SECURITY_RECIPIENTS = join(",", var.security_recipients)
       KEYWARDEN_SES_REGION          = local.ses_region
+      KEYWARDEN_STATE               = local.state_uri
     },
     var.external_id == "" ? {} : { KEYWARDEN_EXTERNAL_ID = var.external_id },
     var.ses_configuration_set == null ? {} : { KEYWARDEN_CONFIGURATION_SET = var.ses_configuration_set },
@@ -115,6 +116,25 @@ data "aws_iam_policy_document" "execution" {
     resources = ["*"]
   }
 
+  # The ledger and the report archive: only under the state prefix.
+  statement {
+    sid       = "ReadWriteState"
+    actions   = local.state_object_actions
+    resources = ["${aws_s3_bucket.state.arn}/${local.state_prefix}/*"]
+  }
+
+  # ListBucket makes a missing ledger read as "not found" (a first run), not AccessDenied.
+  statement {
+    sid       = "ListState"
+    actions   = local.state_list_actions
+    resources = [aws_s3_bucket.state.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.state_prefix}/*"]
+    }
+  }
+
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -130,8 +150,9 @@ data "aws_iam_policy_document" "execution" {
   dynamic "statement" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
     content {
-      sid       = "DecryptEnvironment"
-      actions   = ["kms:Decrypt"]
+      sid = "UseKmsKey"
+      # Decrypt: the environment and the ledger; GenerateDataKey: writing the ledger (SSE-KMS).
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
       resources = [statement.value]
     }
   }
@@ -145,7 +166,7 @@ resource "aws_iam_role_policy" "execution" {
 
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:keywarden only calls AWS APIs; a VPC would need NAT or endpoints for Organizations, IAM, STS and SES and adds nothing
-  #checkov:skip=CKV_AWS_116:async retries are off on purpose (a retry would mail everyone twice); a failed run raises the Errors alarm instead of going to a DLQ
+  #checkov:skip=CKV_AWS_116:a failed run raises the Errors alarm (to var.alarm_sns_topic_arn) and is retried; the archived reports in the state bucket are the record, a DLQ would add nothing
   #checkov:skip=CKV_AWS_272:code signing needs a signing profile this module cannot create for you; enable it in your own pipeline if required
   function_name                  = var.name
   description                    = "keywarden: stale, unused and dangerous IAM access keys across the Organization"
@@ -178,10 +199,12 @@ resource "aws_lambda_function" "this" {
   depends_on = [aws_iam_role_policy.execution]
 }
 
-# A failed run is never retried: a retry would mail every owner twice.
+# A failed or incomplete run is retried: the ledger records every delivered
+# message and nothing is sent twice on the same day, so a retry only re-scans,
+# re-sends what was not delivered, and sends the security team one more digest.
 resource "aws_lambda_function_event_invoke_config" "this" {
   function_name                = aws_lambda_function.this.function_name
-  maximum_retry_attempts       = 0
+  maximum_retry_attempts       = 2
   maximum_event_age_in_seconds = 3600
 }
 

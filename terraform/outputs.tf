@@ -32,3 +32,13 @@ output "member_role_stack_set_name" {
   description = "Name of the StackSet that deploys the member role."
   value       = aws_cloudformation_stack_set.member_role.name
 }
+
+output "state_bucket" {
+  description = "Name of the state bucket (ledger and report archive)."
+  value       = aws_s3_bucket.state.bucket
+}
+
+output "state_uri" {
+  description = "Where keywarden keeps its state (KEYWARDEN_STATE): s3://<bucket>/<prefix>."
+  value       = local.state_uri
+}

@@ -178,9 +178,10 @@ variable "settings" {
       "account_timeout_secs", "report_wait_secs", "deadline_reserve_secs", "include_accounts",
       "exclude_accounts", "include_ous", "exclude_ous", "exempt_accounts", "exempt_user_arns",
       "exempt_tag_key", "owner_tag_keys", "account_owner_tag_keys", "notify_account_owners",
-      "reply_to", "max_send_rate", "console_link_template",
+      "reply_to", "max_send_rate", "console_link_template", "remind_every_days",
+      "overdue_remind_every_days", "escalate_after_days",
     ], k)])
-    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set)."
+    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state)."
   }
 }
 
@@ -222,4 +223,43 @@ variable "tags" {
   description = "Tags for every resource this module creates."
   type        = map(string)
   default     = {}
+}
+
+variable "state_bucket_name" {
+  description = "Name of the state bucket (ledger and report archive); null: <name>-state-<account id>."
+  type        = string
+  default     = null
+}
+
+variable "state_prefix" {
+  description = "Folder in the state bucket under which keywarden keeps <organization id>/ledger.json and <organization id>/reports/."
+  type        = string
+  default     = "keywarden"
+
+  validation {
+    condition     = length(trim(var.state_prefix, "/")) > 0
+    error_message = "state_prefix must not be empty."
+  }
+}
+
+variable "report_retention_days" {
+  description = "Days an archived run report (JSON and CSV under reports/) is kept."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.report_retention_days >= 1
+    error_message = "report_retention_days must be at least 1."
+  }
+}
+
+variable "state_noncurrent_days" {
+  description = "Days earlier versions of the ledger are kept (to roll back a bad one)."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.state_noncurrent_days >= 1
+    error_message = "state_noncurrent_days must be at least 1."
+  }
 }

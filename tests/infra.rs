@@ -130,7 +130,8 @@ fn the_member_role_grants_exactly_the_iam_actions_the_scanner_calls() {
 #[test]
 fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     let main = terraform("terraform/main.tf");
-    let locals = locals(&main);
+    let mut locals = locals(&main);
+    locals.extend(self::locals(&terraform("terraform/state.tf")));
     let policy = labelled(&main, "data", &["aws_iam_policy_document", "execution"]);
     let mut granted = BTreeSet::new();
     let mut by_sid = BTreeMap::new();
@@ -168,6 +169,12 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
         .cloned()
         .collect();
     assert_eq!(ses, set(SES_ACTIONS.iter().copied()));
+    let s3: BTreeSet<String> = by_sid["ReadWriteState"]
+        .iter()
+        .chain(&by_sid["ListState"])
+        .cloned()
+        .collect();
+    assert_eq!(s3, set(keywarden::aws::s3::S3_ACTIONS.iter().copied()));
 
     // AssumeRole only on the member role; sending only from the sender identity.
     let hcl_text = file("terraform/main.tf");
@@ -176,6 +183,67 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     );
     assert!(hcl_text
         .contains("resources = concat(local.sender_identity_arns, local.configuration_set_arns)"));
+    // State only under its prefix of its own bucket.
+    assert!(
+        hcl_text.contains(r#"resources = ["${aws_s3_bucket.state.arn}/${local.state_prefix}/*"]"#)
+    );
+    assert!(hcl_text.contains(r#"KEYWARDEN_STATE               = local.state_uri"#));
+}
+
+#[test]
+fn the_state_bucket_is_versioned_encrypted_private_tls_only_and_expires_reports() {
+    let state = terraform("terraform/state.tf");
+    let locals = locals(&state);
+    let versioning = labelled(&state, "resource", &["aws_s3_bucket_versioning", "state"]);
+    let status = blocks(versioning.body(), "versioning_configuration")
+        .find_map(|b| attr(b.body(), "status").cloned());
+    assert_eq!(status, Some(Expression::String("Enabled".into())));
+    let pab = labelled(
+        &state,
+        "resource",
+        &["aws_s3_bucket_public_access_block", "state"],
+    );
+    for key in [
+        "block_public_acls",
+        "block_public_policy",
+        "ignore_public_acls",
+        "restrict_public_buckets",
+    ] {
+        assert_eq!(
+            attr(pab.body(), key),
+            Some(&Expression::Bool(true)),
+            "{key}"
+        );
+    }
+    labelled(
+        &state,
+        "resource",
+        &[
+            "aws_s3_bucket_server_side_encryption_configuration",
+            "state",
+        ],
+    );
+    let text = file("terraform/state.tf");
+    assert!(
+        text.contains(r#"variable = "aws:SecureTransport""#)
+            && text.contains(r#"effect  = "Deny""#)
+    );
+    assert!(text.contains(r#"prefix = "${local.state_prefix}/${var.organization_id}/reports/""#));
+    assert!(text.contains("days = var.report_retention_days"));
+    let acts: BTreeSet<String> = ["state_object_actions", "state_list_actions"]
+        .iter()
+        .flat_map(|l| match locals.get(*l) {
+            Some(Expression::Array(a)) => a
+                .iter()
+                .filter_map(|e| match e {
+                    Expression::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{l}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(acts, set(keywarden::aws::s3::S3_ACTIONS.iter().copied()));
 }
 
 #[test]
@@ -233,6 +301,7 @@ fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itse
         "ses_region",
         "configuration_set",
         "templates_dir",
+        "state",
     ]);
     let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
     assert_eq!(
@@ -266,9 +335,11 @@ fn the_function_is_wired_for_a_safe_daily_run() {
     .body();
     assert_eq!(
         attr(invoke, "maximum_retry_attempts"),
-        Some(&Expression::Number(0.into())),
-        "a retry would mail everyone twice"
+        Some(&Expression::Number(2.into())),
+        "retries are safe with the ledger (tests/ledger_moto.rs: a same-day re-run sends nothing)"
     );
+    // The retry is only safe because the function always has its ledger.
+    assert!(file("terraform/main.tf").contains("KEYWARDEN_STATE"));
     let stack_set = labelled(
         &main,
         "resource",
