@@ -85,6 +85,9 @@ pub enum How {
     /// The key is still there and active, but the check no longer fires
     /// (used again, policy changed, the second key went away).
     Cleared,
+    /// A `key-age-warning` that became `key-age-overdue` on the same key:
+    /// nothing was fixed, the finding moved on (not counted as a fix).
+    Superseded,
 }
 
 impl How {
@@ -95,6 +98,7 @@ impl How {
             How::KeyRotated => "key_rotated",
             How::Exempted => "exempted",
             How::Cleared => "cleared",
+            How::Superseded => "superseded",
         }
     }
 }
@@ -477,7 +481,17 @@ pub fn reconcile(
         if !scanned.contains(&e.account_id) {
             continue;
         }
-        let how = how_it_ended(e, report, observed);
+        let superseded = e.check == CheckId::KeyAgeWarning
+            && seen_now.contains(&finding_id(
+                &e.account_id,
+                e.access_key_id.as_ref(),
+                CheckId::KeyAgeOverdue,
+            ));
+        let how = if superseded {
+            How::Superseded
+        } else {
+            how_it_ended(e, report, observed)
+        };
         e.resolved_at = Some(now);
         e.how = Some(how);
         resolved.push(Resolved {
@@ -542,7 +556,7 @@ pub fn reconcile(
         open: open.len() as u64,
         overdue: open.iter().filter(|e| is_overdue(e.severity)).count() as u64,
         new: changes.new.len() as u64,
-        resolved: resolved.len() as u64,
+        resolved: resolved.iter().filter(|r| r.how != How::Superseded).count() as u64,
         accounts_scanned: scanned.len() as u64,
         accounts_failed: failed.len() as u64,
     });
@@ -643,7 +657,7 @@ pub fn median_days_to_fix(
     let mut days: Vec<i64> = ledger
         .entries
         .values()
-        .filter(|e| &e.account_id == account)
+        .filter(|e| &e.account_id == account && e.how != Some(How::Superseded))
         .filter_map(|e| {
             let r = e.resolved_at?;
             (days_between(r, now) <= window_days).then(|| e.days_open(now))
@@ -897,6 +911,29 @@ mod tests {
             assert_eq!(ledger.entries[&fid].how, Some(want), "{name}");
             assert_eq!(ledger.entries[&fid].resolved_at, Some(day(5)), "{name}");
         }
+    }
+
+    #[test]
+    fn a_warning_that_turns_overdue_is_superseded_not_fixed() {
+        let (mut ledger, fid) = seen_once(CheckId::KeyAgeWarning);
+        let mut r = report(
+            day(20),
+            scanned(ACCT),
+            vec![finding(ACCT, CheckId::KeyAgeOverdue, Some(day(15)))],
+        );
+        reconcile(
+            &mut ledger,
+            &mut r,
+            &observed(Some(keys(&[(KEY, KeyStatus::Active, -200)]))),
+            &cadence(),
+        );
+        assert_eq!(ledger.entries[&fid].how, Some(How::Superseded));
+        assert_eq!(
+            ledger.runs.last().unwrap().resolved,
+            0,
+            "not a fix in the trend"
+        );
+        assert_eq!(median_days_to_fix(&ledger, &id(ACCT), day(20), 90), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::checks::{CheckId, Severity, CHECKS};
-use super::ledger::{exemption_key, is_overdue, median_days_to_fix, Changes, Ledger, Stage};
+use super::ledger::{exemption_key, is_overdue, median_days_to_fix, Changes, How, Ledger, Stage};
 use super::model::{days_between, AccountId};
 use super::plan::urgency;
 pub use super::plan::{plan_people, DueFinding, Memory, NotifyPolicy, PersonPlan};
@@ -612,6 +612,7 @@ pub fn history_view(
         resolved: report
             .resolved
             .iter()
+            .filter(|r| r.how != How::Superseded)
             .map(|r| ResolvedRow {
                 account: format!("{} ({})", r.account_name, r.account_id),
                 user_name: r.user_name.clone(),
