@@ -86,7 +86,9 @@ pub async fn execute(
 /// Writes the run's JSON report and findings CSV under Hive-style
 /// partitions; a failure is recorded in the report.
 async fn archive(store: &Store, organization: &str, report: &mut Report) {
-    let json = serde_json::to_vec_pretty(&*report).unwrap_or_default();
+    // One JSON object on one line: what Athena's JSON SerDe reads.
+    let mut json = serde_json::to_vec(&*report).unwrap_or_default();
+    json.push(b'\n');
     let result = match crate::output::findings_csv(&report.findings) {
         Ok(csv) => crate::state::archive(
             store,
