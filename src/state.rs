@@ -368,7 +368,9 @@ impl LedgerSession {
         writable: bool,
     ) -> Result<Self, StoreError> {
         let key = ledger_key(organization);
+        let started = std::time::Instant::now();
         let (bytes, version) = store.load(&key).await?;
+        let size = bytes.as_ref().map_or(0, Vec::len);
         let ledger = match bytes {
             None => {
                 info!(location = %store.describe(&key), "no ledger yet: this is the first run");
@@ -379,6 +381,13 @@ impl LedgerSession {
                 cause,
             })?,
         };
+        info!(
+            location = %store.describe(&key),
+            entries = ledger.entries.len(),
+            bytes = size,
+            ms = started.elapsed().as_millis() as u64,
+            "ledger loaded"
+        );
         Ok(Self {
             store,
             key,
@@ -422,16 +431,16 @@ impl LedgerSession {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        match self
-            .store
-            .save(&self.key, self.ledger.to_json(), &self.version)
-            .await
-        {
+        let bytes = self.ledger.to_json();
+        let size = bytes.len();
+        match self.store.save(&self.key, bytes, &self.version).await {
             Ok(v) => {
                 self.version = v;
                 self.unsaved = 0;
                 info!(
                     location = %self.store.describe(&self.key),
+                    entries = self.ledger.entries.len(),
+                    bytes = size,
                     ms = started.elapsed().as_millis() as u64,
                     "ledger saved"
                 );

@@ -34,6 +34,11 @@ enum Command {
     /// accounts one after another, ListUsers then ListAccessKeys per user)
     /// against the same endpoint; prints a JSON object.
     Article(ArticleArgs),
+    /// The ledger at scale: two `notify --outbox` runs a day apart over one
+    /// state directory (the first writes a ledger of every finding, the
+    /// second loads and saves it); prints entries, size, load and save times
+    /// (from keywarden's log) and peak RSS as a JSON object.
+    Ledger(RunArgs),
     /// Prints the generated Organization as a tools/seed_org.py spec, to load
     /// the same Organization into moto (the drift test).
     Spec(EndpointArgs),
@@ -190,6 +195,89 @@ fn lower_bound(
     let sts_budget = by_rate(sts_calls, limits.sts);
     let chain = per_account_chain as f64 * lat + knobs.report_delay.as_secs_f64();
     listing.max(org_budget).max(sts_budget) + chain
+}
+
+/// The `ms=` of the last log line that contains `what`.
+fn logged_ms(log: &str, what: &str) -> Option<u64> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| {
+            l.split("ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .last()
+}
+
+async fn ledger(args: RunArgs) -> anyhow::Result<serde_json::Value> {
+    if !args.keywarden.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release)",
+            args.keywarden.display()
+        );
+    }
+    let endpoint = server::start(args.endpoint.spec(), args.endpoint.knobs()).await?;
+    let work = std::env::temp_dir().join(format!("keywarden-bench-ledger-{}", std::process::id()));
+    let state = work.join("state");
+    std::fs::create_dir_all(&work)?;
+    let mut runs = Vec::new();
+    for (day, now) in [(0, "2026-11-29T06:00:00Z"), (1, "2026-11-30T06:00:00Z")] {
+        let started = Instant::now();
+        let out = tokio::process::Command::new(&args.keywarden)
+            .args(["notify", "--format", "json", "--now", now, "--outbox"])
+            .arg(work.join(format!("outbox-{day}")))
+            .arg("--state")
+            .arg(&state)
+            .arg("--output")
+            .arg(work.join(format!("report-{day}.json")))
+            .env_clear()
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("KEYWARDEN_")))
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", format!("http://{}", endpoint.addr))
+            .env("AWS_ACCESS_KEY_ID", "AKIABENCHMANAGEMENT0")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("KEYWARDEN_CONCURRENCY", args.concurrency.to_string())
+            .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "600")
+            .env("KEYWARDEN_SENDER", "keywarden@example.com")
+            .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+            .env("KEYWARDEN_LOG", "keywarden::state=info,warn")
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .context("run keywarden")?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        if !matches!(out.status.code(), Some(0 | 1 | 3)) {
+            bail!("keywarden notify failed ({}):\n{log}", out.status);
+        }
+        runs.push(serde_json::json!({
+            "now": now,
+            "wall_s": started.elapsed().as_secs_f64(),
+            "exit_code": out.status.code(),
+            "ledger_load_ms": logged_ms(&log, "ledger loaded"),
+            "ledger_save_ms": logged_ms(&log, "ledger saved"),
+        }));
+    }
+    let ledger_path = std::fs::read_dir(&state)?
+        .filter_map(|e| Some(e.ok()?.path().join("ledger.json")))
+        .find(|p| p.exists())
+        .context("no ledger written")?;
+    let bytes = std::fs::read(&ledger_path)?;
+    let ledger: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let result = serde_json::json!({
+        "accounts": args.endpoint.accounts,
+        "users": args.endpoint.users,
+        "ledger_entries": ledger["entries"].as_object().map_or(0, |e| e.len()),
+        "ledger_bytes": bytes.len(),
+        "runs": runs,
+        "peak_rss_mib": peak_rss_children_mib(),
+    });
+    std::fs::remove_dir_all(&work)?;
+    Ok(result)
 }
 
 fn peak_rss_children_mib() -> f64 {
@@ -447,6 +535,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Article(args) => {
             println!("{}", serde_json::to_string_pretty(&article(args).await?)?)
+        }
+        Command::Ledger(args) => {
+            println!("{}", serde_json::to_string_pretty(&ledger(args).await?)?)
         }
         Command::Matrix {
             out,
