@@ -197,11 +197,10 @@ async fn scan(
     // Everything notify needs is checked before the scan: settings, templates, sender.
     let notifier = match &delivery {
         Some(d) => {
-            let templates = Templates::load(
-                &settings.template_overrides()?,
-                settings.console_link_template.as_deref(),
-            )?;
-            let notifier = Notifier::new(&sdk_config, &settings, templates)?;
+            let ns = settings.notify()?;
+            let templates =
+                Templates::load(&ns.template_overrides()?, ns.console_link_template.as_deref())?;
+            let notifier = Notifier::new(&sdk_config, ns, settings.cadence, templates);
             notifier.preflight(d).await?;
             Some(notifier)
         }

@@ -107,21 +107,8 @@ pub struct Settings {
     pub scope: Scope,
     pub exemptions: ExemptionRules,
     pub owners: OwnerRules,
-    /// Account owners also get their accounts' findings.
-    pub notify_account_owners: bool,
-    /// Verified SES identity; required for notify.
-    pub sender: Option<EmailAddress>,
-    /// Digest recipients; required for notify.
-    pub security_recipients: Vec<EmailAddress>,
-    pub reply_to: Vec<EmailAddress>,
-    pub configuration_set: Option<String>,
-    pub ses_region: Option<String>,
-    /// Messages per second when the SES quota cannot be read.
-    pub max_send_rate: f64,
-    /// Handlebars template for the per-key console link.
-    pub console_link_template: Option<String>,
-    /// Overrides the embedded templates file by file.
-    pub templates_dir: Option<PathBuf>,
+    /// What notify needs: present when `sender` and `security_recipients` are set.
+    pub notify: Option<NotifySettings>,
     /// Where the ledger and the report archive live (a directory or
     /// `s3://bucket/prefix`); `None`: the caller's default (the CLI's XDG
     /// state directory; no ledger in the Lambda).
@@ -130,21 +117,38 @@ pub struct Settings {
     pub cadence: Cadence,
 }
 
+/// The settings of `notify` (and the Lambda): who sends, who gets the
+/// digest, SES options and templates.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Verified SES identity the mail comes from.
+    pub sender: EmailAddress,
+    /// Digest recipients; never empty.
+    pub security_recipients: Vec<EmailAddress>,
+    pub reply_to: Vec<EmailAddress>,
+    /// Account owners also get their accounts' findings.
+    pub notify_account_owners: bool,
+    pub configuration_set: Option<String>,
+    pub ses_region: Option<String>,
+    /// Messages per second when the SES quota cannot be read.
+    pub max_send_rate: f64,
+    /// Handlebars template for the per-key console link.
+    pub console_link_template: Option<String>,
+    /// Overrides the embedded templates file by file.
+    pub templates_dir: Option<PathBuf>,
+}
+
 impl Settings {
-    /// The sender, failing unless everything `notify` needs is present.
-    pub fn require_notify(&self) -> Result<&EmailAddress, ConfigError> {
-        let sender = self.sender.as_ref().ok_or(ConfigError::Missing {
+    /// What notify needs, or which key is missing for it.
+    pub fn notify(&self) -> Result<&NotifySettings, ConfigError> {
+        self.notify.as_ref().ok_or(ConfigError::Missing {
             key: "sender",
-            purpose: "notify",
-        })?;
-        if self.security_recipients.is_empty() {
-            return Err(ConfigError::Missing {
-                key: "security_recipients",
-                purpose: "notify",
-            });
-        }
-        Ok(sender)
+            purpose: "notify (with security_recipients)",
+        })
     }
+}
+
+impl NotifySettings {
 
     /// Reads the `*.hbs` files of `templates_dir` (file name → source).
     pub fn template_overrides(&self) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -526,6 +530,7 @@ impl RawSettings {
                 Some(EmailAddress::parse(&s).map_err(|e| self.invalid("sender", e.to_string()))?)
             }
         };
+        let security_recipients = self.emails("security_recipients")?;
         let ses_region = self.opt_string("ses_region")?;
         if let Some(r) = &ses_region {
             let ok = r.split('-').count() >= 3
@@ -557,7 +562,45 @@ impl RawSettings {
             overdue_remind_every_days: self.days("overdue_remind_every_days", 1)?,
             escalate_after_days: self.days("escalate_after_days", 1)?,
         };
+        // Both or neither: a sender without digest recipients (or the other way
+        // round) is a half-done notify configuration.
+        let notify = match (sender, security_recipients.is_empty()) {
+            (None, true) => None,
+            (Some(_), true) => {
+                return Err(ConfigError::Missing {
+                    key: "security_recipients",
+                    purpose: "notify when `sender` is set",
+                })
+            }
+            (None, false) => {
+                return Err(ConfigError::Missing {
+                    key: "sender",
+                    purpose: "notify when `security_recipients` is set",
+                })
+            }
+            (Some(sender), false) => Some(NotifySettings {
+                sender,
+                security_recipients,
+                reply_to: self.emails("reply_to")?,
+                notify_account_owners: self.boolean("notify_account_owners")?,
+                configuration_set: self.opt_string("configuration_set")?,
+                ses_region,
+                max_send_rate: self.float("max_send_rate")?,
+                console_link_template: self.opt_string("console_link_template")?,
+                templates_dir: self.opt_string("templates_dir")?.map(PathBuf::from),
+            }),
+        };
+        if notify.is_none() {
+            // Validated all the same: a typo must not wait for the first notify run.
+            self.emails("reply_to")?;
+            self.boolean("notify_account_owners")?;
+            self.opt_string("configuration_set")?;
+            self.float("max_send_rate")?;
+            self.opt_string("console_link_template")?;
+            self.opt_string("templates_dir")?;
+        }
         Ok(Settings {
+            notify,
             state,
             cadence,
             role_name,
@@ -570,15 +613,6 @@ impl RawSettings {
             scope,
             exemptions,
             owners,
-            notify_account_owners: self.boolean("notify_account_owners")?,
-            sender,
-            security_recipients: self.emails("security_recipients")?,
-            reply_to: self.emails("reply_to")?,
-            configuration_set: self.opt_string("configuration_set")?,
-            ses_region,
-            max_send_rate: self.float("max_send_rate")?,
-            console_link_template: self.opt_string("console_link_template")?,
-            templates_dir: self.opt_string("templates_dir")?.map(PathBuf::from),
         })
     }
 }
@@ -607,8 +641,21 @@ mod tests {
             s.owners.account_owner_tag_keys,
             ["owner", "security-contact"]
         );
-        assert!(s.notify_account_owners);
-        assert_eq!(s.max_send_rate, 1.0);
+        assert!(s.notify.is_none(), "no sender, no recipients: scan only");
+        let mut raw = RawSettings::defaults();
+        raw.merge_env(env(&[
+            ("KEYWARDEN_SENDER", "kw@example.com"),
+            ("KEYWARDEN_SECURITY_RECIPIENTS", "sec@example.com"),
+        ]));
+        let n = raw.validate().unwrap().notify.unwrap();
+        assert!(n.notify_account_owners);
+        assert_eq!(n.max_send_rate, 1.0);
+        let c = RawSettings::defaults().validate().unwrap().cadence;
+        assert_eq!(
+            (c.remind_every_days, c.overdue_remind_every_days, c.escalate_after_days),
+            (7, 3, 14)
+        );
+        assert_eq!(RawSettings::defaults().validate().unwrap().state, None);
     }
 
     #[test]
@@ -734,12 +781,37 @@ mod tests {
     }
 
     #[test]
-    fn notify_requires_sender_and_recipients() {
+    fn notify_needs_sender_and_recipients_and_half_of_them_is_an_error() {
         let s = RawSettings::defaults().validate().unwrap();
-        assert!(s
-            .require_notify()
-            .unwrap_err()
-            .to_string()
-            .contains("sender"));
+        assert!(s.notify().unwrap_err().to_string().contains("`sender`"));
+        for (var, missing) in [
+            ("KEYWARDEN_SENDER", "`security_recipients`"),
+            ("KEYWARDEN_SECURITY_RECIPIENTS", "`sender`"),
+        ] {
+            let mut raw = RawSettings::defaults();
+            raw.merge_env(env(&[(var, "someone@example.com")]));
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(err.contains(missing), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn state_must_be_a_directory_or_an_s3_uri() {
+        for (value, ok) in [
+            ("/var/lib/keywarden", true),
+            ("relative/dir", true),
+            ("s3://my-bucket/keywarden", true),
+            ("s3://my-bucket", true),
+            ("s3://My_Bucket/x", false),
+            ("s3://", false),
+            ("https://example.com/x", false),
+        ] {
+            let mut raw = RawSettings::defaults();
+            raw.set_flag("state", value, "--state");
+            match raw.validate() {
+                Ok(s) => assert!(ok, "{value} accepted: {:?}", s.state),
+                Err(e) => assert!(!ok && e.to_string().contains("`state`"), "{value}: {e}"),
+            }
+        }
     }
 }

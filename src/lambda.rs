@@ -163,13 +163,11 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 
 async fn init() -> anyhow::Result<State> {
     let settings = settings()?;
-    settings.require_notify()?;
-    let templates = Templates::load(
-        &settings.template_overrides()?,
-        settings.console_link_template.as_deref(),
-    )?;
+    let ns = settings.notify()?;
+    let templates =
+        Templates::load(&ns.template_overrides()?, ns.console_link_template.as_deref())?;
     let sdk_config = crate::aws::load_sdk_config().await;
-    let notifier = Notifier::new(&sdk_config, &settings, templates)?;
+    let notifier = Notifier::new(&sdk_config, ns, settings.cadence, templates);
     let reserve = settings.deadline_reserve;
     let store = match &settings.state {
         Some(location) => Some(crate::state::Store::open(location, &sdk_config)?),

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::aws::ses::{Identity, Ses};
 use crate::aws::AwsError;
-use crate::config::Settings;
+use crate::config::NotifySettings;
 use crate::core::ledger::{Cadence, Changes, Notice, Stage};
 use crate::core::mime::{self, Attachment, Envelope};
 use crate::core::model::EmailAddress;
@@ -114,17 +114,17 @@ fn file_safe(s: &str) -> String {
 }
 
 impl Notifier {
-    /// Fails unless `settings` has a sender and security recipients.
+    /// A notifier for these settings; `cadence` decides who is due.
     pub fn new(
         sdk_config: &SdkConfig,
-        settings: &Settings,
+        settings: &NotifySettings,
+        cadence: Cadence,
         templates: Templates,
-    ) -> Result<Self, crate::config::ConfigError> {
-        let sender = settings.require_notify()?.clone();
-        Ok(Self {
+    ) -> Self {
+        Self {
             templates: Arc::new(templates),
             ses: Ses::new(sdk_config, settings.ses_region.as_deref()),
-            sender,
+            sender: settings.sender.clone(),
             security: settings.security_recipients.clone(),
             reply_to: settings.reply_to.clone(),
             configuration_set: settings.configuration_set.clone(),
@@ -133,8 +133,8 @@ impl Notifier {
                 notify_account_owners: settings.notify_account_owners,
                 ..NotifyPolicy::default()
             },
-            cadence: settings.cadence,
-        })
+            cadence,
+        }
     }
 
     /// Checks what must hold before anything is sent: a verified sender for
