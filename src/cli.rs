@@ -198,8 +198,10 @@ async fn scan(
     let notifier = match &delivery {
         Some(d) => {
             let ns = settings.notify()?;
-            let templates =
-                Templates::load(&ns.template_overrides()?, ns.console_link_template.as_deref())?;
+            let templates = Templates::load(
+                &ns.template_overrides()?,
+                ns.console_link_template.as_deref(),
+            )?;
             let notifier = Notifier::new(&sdk_config, ns, settings.cadence, templates);
             notifier.preflight(d).await?;
             Some(notifier)
@@ -242,21 +244,19 @@ async fn scan(
         bar.finish_and_clear();
     }
     let report = report?;
-    if let Some(delivery) = &delivery {
-        if let Delivery::Outbox(dir) = delivery {
-            if let Some(digest) = report
-                .notifications
-                .iter()
-                .rev()
-                .find_map(|n| n.file.as_ref())
-            {
-                eprintln!(
-                    "keywarden: wrote {} messages to {}; open {} for the digest",
-                    report.notifications.len(),
-                    dir.display(),
-                    digest.replace(".eml", ".html")
-                );
-            }
+    if let Some(Delivery::Outbox(dir)) = &delivery {
+        if let Some(digest) = report
+            .notifications
+            .iter()
+            .rev()
+            .find_map(|n| n.file.as_ref())
+        {
+            eprintln!(
+                "keywarden: wrote {} messages to {}; open {} for the digest",
+                report.notifications.len(),
+                dir.display(),
+                digest.replace(".eml", ".html")
+            );
         }
     }
 

@@ -149,7 +149,6 @@ impl Settings {
 }
 
 impl NotifySettings {
-
     /// Reads the `*.hbs` files of `templates_dir` (file name → source).
     pub fn template_overrides(&self) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
@@ -652,7 +651,11 @@ mod tests {
         assert_eq!(n.max_send_rate, 1.0);
         let c = RawSettings::defaults().validate().unwrap().cadence;
         assert_eq!(
-            (c.remind_every_days, c.overdue_remind_every_days, c.escalate_after_days),
+            (
+                c.remind_every_days,
+                c.overdue_remind_every_days,
+                c.escalate_after_days
+            ),
             (7, 3, 14)
         );
         assert_eq!(RawSettings::defaults().validate().unwrap().state, None);

@@ -164,8 +164,10 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 async fn init() -> anyhow::Result<State> {
     let settings = settings()?;
     let ns = settings.notify()?;
-    let templates =
-        Templates::load(&ns.template_overrides()?, ns.console_link_template.as_deref())?;
+    let templates = Templates::load(
+        &ns.template_overrides()?,
+        ns.console_link_template.as_deref(),
+    )?;
     let sdk_config = crate::aws::load_sdk_config().await;
     let notifier = Notifier::new(&sdk_config, ns, settings.cadence, templates);
     let reserve = settings.deadline_reserve;

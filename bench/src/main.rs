@@ -200,8 +200,9 @@ fn lower_bound(
 /// The `ms=` of the last log line that contains `what`.
 fn logged_ms(log: &str, what: &str) -> Option<u64> {
     log.lines()
+        .rev()
         .filter(|l| l.contains(what))
-        .filter_map(|l| {
+        .find_map(|l| {
             l.split("ms=")
                 .nth(1)?
                 .split_whitespace()
@@ -209,7 +210,6 @@ fn logged_ms(log: &str, what: &str) -> Option<u64> {
                 .parse()
                 .ok()
         })
-        .last()
 }
 
 async fn ledger(args: RunArgs) -> anyhow::Result<serde_json::Value> {

@@ -239,7 +239,7 @@ mod tests {
     fn told_then(later: i64) -> (Report, Ledger) {
         let mut ledger = Ledger::new("o-test");
         let mut first = sample();
-        first.evaluated_at = first.evaluated_at - days(later);
+        first.evaluated_at -= days(later);
         reconcile(
             &mut ledger,
             &mut first,

@@ -277,6 +277,43 @@ impl Templates {
     }
 }
 
+/// A two-run history of a report: every finding first seen (and its owner
+/// told) 20 days before it, the last finding gone since (its key deleted). Returns the later run
+/// reconciled, the ledger and what changed: the template self-test and the
+/// golden files render every lifecycle section from it.
+pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
+    let mut ledger = Ledger::new("o-sample");
+    let mut earlier = report.clone();
+    earlier.evaluated_at = report.evaluated_at - jiff::SignedDuration::from_hours(24 * 20);
+    reconcile(
+        &mut ledger,
+        &mut earlier,
+        &Observed::new(),
+        &Cadence::default(),
+    );
+    // Every key owner was told that day.
+    for f in &earlier.findings {
+        if let (Some(id), Some(owner)) = (&f.finding_id, &f.owner.email) {
+            let notice = Notice {
+                at: earlier.evaluated_at,
+                stage: Stage::First,
+                recipients: vec![owner.to_string()],
+                message_id: None,
+            };
+            record_notice(&mut ledger, &[(id.clone(), Stage::First)], &notice);
+        }
+    }
+    let mut later = report.clone();
+    later.findings.pop();
+    let changes = reconcile(
+        &mut ledger,
+        &mut later,
+        &Observed::new(),
+        &Cadence::default(),
+    );
+    (later, ledger, changes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,41 +376,4 @@ mod tests {
             "a Bcc: x@example.com b"
         );
     }
-}
-
-/// A two-run history of a report: every finding first seen (and its owner
-/// told) 20 days before it, the last finding gone since (its key deleted). Returns the later run
-/// reconciled, the ledger and what changed: the template self-test and the
-/// golden files render every lifecycle section from it.
-pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
-    let mut ledger = Ledger::new("o-sample");
-    let mut earlier = report.clone();
-    earlier.evaluated_at = report.evaluated_at - jiff::SignedDuration::from_hours(24 * 20);
-    reconcile(
-        &mut ledger,
-        &mut earlier,
-        &Observed::new(),
-        &Cadence::default(),
-    );
-    // Every key owner was told that day.
-    for f in &earlier.findings {
-        if let (Some(id), Some(owner)) = (&f.finding_id, &f.owner.email) {
-            let notice = Notice {
-                at: earlier.evaluated_at,
-                stage: Stage::First,
-                recipients: vec![owner.to_string()],
-                message_id: None,
-            };
-            record_notice(&mut ledger, &[(id.clone(), Stage::First)], &notice);
-        }
-    }
-    let mut later = report.clone();
-    later.findings.pop();
-    let changes = reconcile(
-        &mut ledger,
-        &mut later,
-        &Observed::new(),
-        &Cadence::default(),
-    );
-    (later, ledger, changes)
 }
