@@ -230,7 +230,7 @@ async fn scan(
         if let Some(bar) = &bar {
             match p {
                 Progress::Discovered(n) => bar.inc_length(n as u64),
-                Progress::Finished { .. } => bar.inc(1),
+                Progress::Finished => bar.inc(1),
             }
         }
     };

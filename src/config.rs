@@ -39,6 +39,11 @@ pub enum ConfigError {
     },
 }
 
+/// The slowest send rate keywarden paces to (messages per second).
+pub const MIN_SEND_RATE: f64 = 0.0167;
+/// The fastest send rate keywarden paces to (messages per second).
+pub const MAX_SEND_RATE: f64 = 10_000.0;
+
 /// Every key the settings accept, with its default as text (`None`: no default).
 pub const KEYS: &[(&str, Option<&str>)] = &[
     ("role_name", Some("KeywardenScanRole")),
@@ -379,10 +384,12 @@ impl RawSettings {
                 return Err(self.invalid(key, format!("must be a number, got {}", other.type_str())))
             }
         };
-        if !f.is_finite() || f <= 0.0 || f > 10_000.0 {
+        // At least one message a minute and at most SES's largest quotas: a
+        // value outside is a typo, and 1e-30 would be an interval of 1e30 s.
+        if !f.is_finite() || !(MIN_SEND_RATE..=MAX_SEND_RATE).contains(&f) {
             return Err(self.invalid(
                 key,
-                format!("must be a positive number of messages per second, got {f}"),
+                format!("must be between {MIN_SEND_RATE} and {MAX_SEND_RATE} messages per second, got {f}"),
             ));
         }
         Ok(f)
@@ -769,7 +776,7 @@ mod tests {
             "escalate_after_days",
         ];
         for key in numeric {
-            for bad in ["-1", "99999999", "1e400", "NaN", ""] {
+            for bad in ["-1", "99999999", "1e400", "1e-30", "NaN", ""] {
                 let mut raw = RawSettings::defaults();
                 raw.set_flag(key, bad, "--test");
                 match raw.validate() {

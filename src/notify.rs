@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::aws::ses::{Identity, Ses};
 use crate::aws::AwsError;
-use crate::config::NotifySettings;
+use crate::config::{NotifySettings, MAX_SEND_RATE, MIN_SEND_RATE};
 use crate::core::ledger::{Cadence, Changes, Notice, Stage};
 use crate::core::mime::{self, Attachment, Envelope};
 use crate::core::model::EmailAddress;
@@ -79,9 +79,11 @@ struct Pacer {
 }
 
 impl Pacer {
+    /// Paces to `rate` messages per second, clamped to what keywarden accepts
+    /// (SES's answer is data from outside: 1e-30 or NaN must not panic).
     fn new(rate: f64) -> Self {
         Self {
-            interval: Duration::from_secs_f64(1.0 / rate),
+            interval: Duration::from_secs_f64(1.0 / clamp_rate(rate)),
             next: tokio::time::Instant::now(),
         }
     }
@@ -91,14 +93,13 @@ impl Pacer {
     }
 }
 
-fn is_throttling(e: &AwsError) -> bool {
-    matches!(
-        e.code.as_str(),
-        "Throttling"
-            | "ThrottlingException"
-            | "TooManyRequestsException"
-            | "LimitExceededException"
-    )
+/// A send rate within [`MIN_SEND_RATE`, `MAX_SEND_RATE`]; NaN is the minimum.
+fn clamp_rate(rate: f64) -> f64 {
+    if rate.is_nan() {
+        MIN_SEND_RATE
+    } else {
+        rate.clamp(MIN_SEND_RATE, MAX_SEND_RATE)
+    }
 }
 
 fn file_safe(s: &str) -> String {
@@ -181,8 +182,17 @@ impl Notifier {
 
     async fn send_rate(&self) -> f64 {
         match self.ses.max_send_rate().await {
-            Ok(Some(rate)) => {
-                info!(rate, "pacing at the SES account's maximum send rate");
+            Ok(Some(reported)) => {
+                let rate = clamp_rate(reported);
+                if rate != reported {
+                    warn!(
+                        reported,
+                        rate,
+                        "SES reported a send rate out of range; pacing at the nearest sane rate"
+                    );
+                } else {
+                    info!(rate, "pacing at the SES account's maximum send rate");
+                }
                 rate
             }
             Ok(None) => {
@@ -246,7 +256,7 @@ impl Notifier {
                     to,
                     String::new(),
                     person.finding_count(),
-                    e.to_string(),
+                    format!("cannot render the message: {e}"),
                 ),
             };
             if note.outcome == DeliveryOutcome::Failed {
@@ -329,7 +339,7 @@ impl Notifier {
                 &self.security,
                 String::new(),
                 total,
-                e.to_string(),
+                format!("cannot render the message: {e}"),
             )),
         }
         report.notifications = notes;
@@ -348,10 +358,7 @@ impl Notifier {
         delivery: &Delivery,
         pacer: Option<&mut Pacer>,
     ) -> Notification {
-        let kind_str = match kind {
-            MessageKind::Owner => "owner",
-            MessageKind::Digest => "digest",
-        };
+        let kind_str = kind.as_str();
         let raw = match mime::build(&Envelope {
             from: &self.sender,
             to,
@@ -421,7 +428,7 @@ impl Notifier {
                         )
                         .await
                     {
-                        Err(e) if is_throttling(&e) && attempts < 4 => {
+                        Err(e) if e.is_throttling() && attempts < 4 => {
                             warn!(error = %e, "SES throttled sending; backing off");
                             tokio::time::sleep(backoff).await;
                             backoff *= 2;
@@ -453,7 +460,8 @@ fn failed(
     findings: usize,
     error: String,
 ) -> Notification {
-    warn!(error, "message not rendered");
+    // `error` says what failed: rendering or building the message.
+    warn!(error, "message not delivered");
     Notification {
         kind,
         recipients: to.iter().map(|a| a.to_string()).collect(),
@@ -473,4 +481,26 @@ fn write_outbox(dir: &Path, stem: &str, raw: &[u8], html: &str) -> Result<PathBu
     std::fs::write(&preview, html)
         .map_err(|e| format!("cannot write {}: {e}", preview.display()))?;
     Ok(eml)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_send_rate_from_ses_or_settings_becomes_a_usable_interval() {
+        for rate in [1e-30, 0.0, -5.0, f64::NAN, f64::INFINITY, 1e300, 14.0] {
+            let p = Pacer::new(rate);
+            assert!(
+                p.interval >= Duration::from_secs_f64(1.0 / MAX_SEND_RATE)
+                    && p.interval <= Duration::from_secs_f64(1.0 / MIN_SEND_RATE),
+                "{rate}: {:?}",
+                p.interval
+            );
+        }
+        assert_eq!(
+            Pacer::new(14.0).interval,
+            Duration::from_secs_f64(1.0 / 14.0)
+        );
+    }
 }

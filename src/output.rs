@@ -71,7 +71,7 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
                 .as_ref()
                 .map(|k| k.to_string())
                 .unwrap_or_default(),
-            format!("{:?}", f.key_status),
+            f.key_status.as_str().to_owned(),
             f.created_at.map(|t| t.to_string()).unwrap_or_default(),
             f.age_days.map(|d| d.to_string()).unwrap_or_default(),
             f.last_used_at.map(|t| t.to_string()).unwrap_or_default(),
@@ -249,7 +249,7 @@ fn table(r: &Report) -> String {
                 (DeliveryOutcome::DryRun, _, _) => "dry run: not sent".to_owned(),
             };
             t.add_row(vec![
-                format!("{:?}", n.kind).to_lowercase(),
+                n.kind.as_str().to_owned(),
                 n.recipients.join(", "),
                 n.subject.clone(),
                 n.findings.to_string(),

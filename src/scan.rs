@@ -107,7 +107,7 @@ pub enum Progress {
     /// More accounts were found to scan.
     Discovered(usize),
     /// One account finished (scanned or failed).
-    Finished { failed: bool },
+    Finished,
 }
 
 /// Clients and settings for a run; build once, share across accounts.
@@ -197,9 +197,7 @@ impl Scanner {
                 };
                 progress(Progress::Discovered(1));
                 let outcome = self.start_account(caller, account, opts, false).await;
-                progress(Progress::Finished {
-                    failed: outcome_failed(&outcome),
-                });
+                progress(Progress::Finished);
                 builder.add(outcome);
             }
             Mode::Organization => {
@@ -312,9 +310,7 @@ impl Scanner {
             .map(|account| self.start_account(caller, account, opts, true))
             .buffer_unordered(self.settings.concurrency)
             .for_each(|outcome| {
-                progress(Progress::Finished {
-                    failed: outcome_failed(&outcome),
-                });
+                progress(Progress::Finished);
                 builder.add(outcome);
                 futures::future::ready(())
             });
@@ -585,8 +581,4 @@ fn observe(keys: &[crate::core::model::KeyFacts]) -> Vec<ObservedKey> {
             created_at: k.created_at,
         })
         .collect()
-}
-
-fn outcome_failed(o: &AccountOutcome) -> bool {
-    o.error.is_some()
 }

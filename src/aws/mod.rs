@@ -52,20 +52,30 @@ impl AwsError {
         }
     }
 
-    /// Throttling or a service-side failure: worth asking again later.
-    pub fn is_retryable(&self) -> bool {
+    /// The service's "slow down" in any of its spellings (the one list).
+    pub fn is_throttling(&self) -> bool {
         matches!(
             self.code.as_str(),
             "Throttling"
                 | "ThrottlingException"
                 | "TooManyRequestsException"
                 | "RequestLimitExceeded"
-                | "ServiceUnavailable"
-                | "ServiceException"
-                | "InternalFailure"
-                | "Timeout"
-                | "ConnectionError"
+                | "LimitExceededException"
+                | "SlowDown"
         )
+    }
+
+    /// Throttling or a service-side failure: worth asking again later.
+    pub fn is_retryable(&self) -> bool {
+        self.is_throttling()
+            || matches!(
+                self.code.as_str(),
+                "ServiceUnavailable"
+                    | "ServiceException"
+                    | "InternalFailure"
+                    | "Timeout"
+                    | "ConnectionError"
+            )
     }
 
     /// AccessDenied and its service-specific spellings.

@@ -18,7 +18,6 @@ pub struct Caller {
     pub account: AccountId,
     /// `aws`, `aws-us-gov`, `aws-cn`: taken from the caller's ARN.
     pub partition: String,
-    pub arn: String,
 }
 
 /// STS calls, sharing one client.
@@ -56,11 +55,7 @@ impl Sts {
             .filter(|p| !p.is_empty())
             .unwrap_or("aws")
             .to_owned();
-        Ok(Caller {
-            account,
-            partition,
-            arn,
-        })
+        Ok(Caller { account, partition })
     }
 
     /// Assumes `role_arn` and returns static credentials for it.

@@ -41,12 +41,24 @@ fn addresses(list: &[EmailAddress]) -> Address<'_> {
     )
 }
 
-/// Builds the raw RFC 5322 message.
+/// Builds the raw RFC 5322 message. The subject is folded to one line here
+/// too, whatever the caller did: a line break in it would start a header.
 pub fn build(e: &Envelope<'_>) -> std::io::Result<Vec<u8>> {
+    let subject: String = e
+        .subject
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
     let mut m = MessageBuilder::new()
         .from(("keywarden", e.from.as_str()))
         .to(addresses(e.to))
-        .subject(e.subject)
+        .subject(subject)
         .date(e.date.as_second())
         .message_id(e.message_id.clone())
         // RFC 3834: automated mail; out-of-office replies should not answer it.
@@ -90,7 +102,7 @@ mod tests {
             from: &from,
             to: &to,
             reply_to: &[EmailAddress::parse("sec@example.com").unwrap()],
-            subject: "Action required: 1 key",
+            subject: "Action required: 1 key\r\nBcc: evil@example.com",
             text: "plain body",
             html: "<p>html body</p>",
             attachment: Some(Attachment {
@@ -107,7 +119,6 @@ mod tests {
             "From: \"keywarden\" <keywarden@example.com>",
             "To: <dev@example.com>",
             "Reply-To: <sec@example.com>",
-            "Subject: Action required: 1 key",
             "Auto-Submitted: auto-generated",
             "multipart/alternative",
             "text/plain",
@@ -116,7 +127,14 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
         }
-        assert_eq!(text.matches("\nBcc").count(), 0);
+        let headers = text.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !headers
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc")),
+            "a header was injected through the subject:\n{headers}"
+        );
+        assert!(headers.contains("Subject: "), "{headers}");
     }
 
     #[test]

@@ -185,6 +185,16 @@ pub enum KeyStatus {
     Inactive,
 }
 
+impl KeyStatus {
+    /// IAM's spelling, as in the report, CSV and mail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "Active",
+            KeyStatus::Inactive => "Inactive",
+        }
+    }
+}
+
 /// One access key of a user, as far as the inventory could learn it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFacts {

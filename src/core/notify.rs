@@ -107,7 +107,7 @@ pub fn key_row(
             .as_ref()
             .map(|k| k.to_string())
             .unwrap_or_else(|| "root access key".to_owned()),
-        key_status: format!("{:?}", f.key_status),
+        key_status: f.key_status.as_str().to_owned(),
         age_days: f.age_days,
         created: f.created_at.map(date),
         last_used: match (f.last_used_at, &f.last_used_service) {
@@ -748,11 +748,15 @@ pub fn digest_view(
         })
         .collect();
 
-    let exempt_rows: Vec<ExemptRow> = report
+    let (in_force, ignored): (Vec<&ExemptKey>, Vec<&ExemptKey>) = report
         .exempt
         .iter()
-        .map(|e| exempt_row(e, now, policy.expiring_within_days))
-        .collect();
+        .partition(|e| e.status == ExemptionStatus::InForce);
+    let exempt_rows = |list: Vec<&ExemptKey>| -> Vec<ExemptRow> {
+        list.into_iter()
+            .map(|e| exempt_row(e, now, policy.expiring_within_days))
+            .collect()
+    };
     let mut unresolved: Vec<&Finding> = report
         .findings
         .iter()
@@ -824,15 +828,8 @@ pub fn digest_view(
             .collect(),
         unresolved: unresolved.into_iter().map(row).collect(),
         invalid_addresses: invalid.into_iter().collect(),
-        exemptions_in_force: exempt_rows
-            .iter()
-            .filter(|e| e.status == "in force")
-            .cloned()
-            .collect(),
-        exemptions_ignored: exempt_rows
-            .into_iter()
-            .filter(|e| e.status != "in force")
-            .collect(),
+        exemptions_in_force: exempt_rows(in_force),
+        exemptions_ignored: exempt_rows(ignored),
         oldest: oldest.into_iter().map(row).collect(),
         histogram,
         people_notified: extras.people_notified,

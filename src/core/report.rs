@@ -194,6 +194,15 @@ pub enum MessageKind {
     Digest,
 }
 
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Owner => "owner",
+            MessageKind::Digest => "digest",
+        }
+    }
+}
+
 /// One message of a `notify` run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {

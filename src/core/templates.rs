@@ -98,9 +98,25 @@ fn registry(escape: bool) -> Handlebars<'static> {
     hb.set_strict_mode(true);
     hb.register_helper("urlencode", Box::new(urlencode));
     if !escape {
-        hb.register_escape_fn(handlebars::no_escape);
+        hb.register_escape_fn(fold_controls);
     }
     hb
+}
+
+/// The text templates' "escape": no HTML escaping, but every control
+/// character (CR, LF, tab, …) and U+2028/U+2029 in a value becomes a space,
+/// so no tag or name can start a new line in a text part.
+pub fn fold_controls(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// What a console link template can use.
@@ -367,6 +383,35 @@ mod tests {
             link.contains("destination=https%3A%2F%2Fconsole.aws.amazon.com%2Fiam"),
             "{link}"
         );
+    }
+
+    #[test]
+    fn values_in_text_parts_cannot_start_a_new_line() {
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let t = Templates::load(&BTreeMap::new(), None).unwrap();
+        let link = |f: &Finding| t.link(f);
+        let policy = NotifyPolicy::default();
+        let text = t
+            .digest(&digest_view(
+                &report,
+                &policy,
+                DigestExtras::default(),
+                &link,
+            ))
+            .unwrap()
+            .text;
+        // The sample's exemption reason, error message and owner tag carry CR/LF + a header.
+        for injected in ["Bcc: attacker@example.com", "X-Injected: yes"] {
+            assert!(
+                text.contains(injected),
+                "the hostile value is there: {injected}"
+            );
+            assert!(
+                !text.lines().any(|l| l.starts_with(injected)),
+                "{injected:?} starts a line:\n{text}"
+            );
+        }
+        assert_eq!(fold_controls("a\r\nb\tc\u{2028}d"), "a  b c d");
     }
 
     #[test]
