@@ -3,52 +3,86 @@
 //! Lambda's advanced logging controls (`AWS_LAMBDA_LOG_FORMAT=JSON`,
 //! `AWS_LAMBDA_LOG_LEVEL`), INFO by default, on stdout.
 //!
-//! Whatever level is asked for, the SDK's signing and HTTP internals are
-//! capped below TRACE: at TRACE they print canonical requests, which carry the
-//! session token of assumed-role credentials.
+//! Whatever filter is asked for, the SDK's signing and HTTP internals are
+//! capped below TRACE (at TRACE they print canonical requests, which carry the
+//! session token of assumed-role credentials), handlebars below INFO (at
+//! DEBUG it prints every template context), and the SDK's
+//! `LOG_SENSITIVE_BODIES` switch is never honoured.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::filter::{Directive, LevelFilter};
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-/// Targets that would log credentials at TRACE.
-const SECRET_SAFE: &[&str] = &[
-    "aws_sigv4=debug",
-    "aws_smithy_runtime=debug",
-    "aws_smithy_http_client=debug",
-    "aws_smithy_runtime_api=debug",
-    "aws_runtime=debug",
-    "hyper=debug",
-    "hyper_util=debug",
-    "h2=debug",
+/// Targets that log credentials at TRACE (canonical requests with the
+/// session token, request and response bodies): never above DEBUG.
+const WIRE_TARGETS: &[&str] = &[
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_runtime",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
 ];
 
-fn secret_safe(mut filter: EnvFilter) -> EnvFilter {
-    // Only a TRACE request needs capping; the caps must never raise a level.
-    if filter.max_level_hint() != Some(LevelFilter::TRACE) {
-        return filter;
-    }
-    for d in SECRET_SAFE {
-        if let Ok(d) = d.parse::<Directive>() {
-            filter = filter.add_directive(d);
-        }
-    }
-    filter
+/// Targets that log data at DEBUG (handlebars logs every template context:
+/// key ids, addresses, exemption reasons): never above WARN.
+const DATA_TARGETS: &[&str] = &["handlebars"];
+
+fn under(target: &str, roots: &[&str]) -> bool {
+    roots.iter().any(|r| {
+        target == *r
+            || target
+                .strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with("::"))
+    })
 }
+
+/// Whether an event or span of `target` at `level` may be logged at all,
+/// whatever the filter asked for (a per-target directive such as
+/// `aws_smithy_runtime::client::orchestrator=trace` included).
+pub fn safe_to_log(target: &str, level: Level) -> bool {
+    if under(target, DATA_TARGETS) {
+        level <= Level::WARN
+    } else if under(target, WIRE_TARGETS) {
+        level <= Level::DEBUG
+    } else {
+        true
+    }
+}
+
+/// The SDK prints request and response bodies when this is set; keywarden
+/// never lets it (it is removed before any client exists).
+pub const SENSITIVE_BODIES_VAR: &str = "LOG_SENSITIVE_BODIES";
 
 /// A bare level (`INFO`, `debug`: any case, as Lambda spells it) or
 /// `tracing` directives (`keywarden=debug,warn`).
 fn filter(spec: &str, default: LevelFilter) -> EnvFilter {
-    let base = match spec.trim().parse::<LevelFilter>() {
+    match spec.trim().parse::<LevelFilter>() {
         Ok(level) => EnvFilter::builder()
             .with_default_directive(level.into())
             .parse_lossy(""),
         Err(_) => EnvFilter::builder()
             .with_default_directive(default.into())
             .parse_lossy(spec),
-    };
-    secret_safe(base)
+    }
+}
+
+fn install(layer: Box<dyn Layer<Registry> + Send + Sync>, env: EnvFilter) {
+    // At start-up, before any SDK client reads the environment.
+    std::env::remove_var(SENSITIVE_BODIES_VAR);
+    let safe = filter_fn(|meta| safe_to_log(meta.target(), *meta.level()));
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(env).with_filter(safe))
+        .try_init();
 }
 
 /// The CLI's logging.
@@ -56,29 +90,55 @@ pub fn init() {
     let spec = std::env::var("KEYWARDEN_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".to_owned());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(&spec, LevelFilter::WARN))
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .try_init();
+        .boxed();
+    install(layer, filter(&spec, LevelFilter::WARN));
 }
 
 /// The Lambda's logging (as `lambda_runtime::tracing::init_default_subscriber`,
-/// with the same cap on credential-bearing targets).
+/// with the same caps).
 pub fn init_lambda() {
     let spec = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(&spec, LevelFilter::INFO))
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let base = tracing_subscriber::fmt::layer()
         .with_target(false)
         .without_time()
         .with_writer(std::io::stdout);
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let _ = if json {
-        builder.json().try_init()
+    let layer = if json {
+        base.json().boxed()
     } else {
-        builder.try_init()
+        base.boxed()
     };
+    install(layer, filter(&spec, LevelFilter::INFO));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_and_template_targets_are_capped_whatever_the_filter_says() {
+        assert!(!safe_to_log(
+            "aws_smithy_runtime::client::orchestrator",
+            Level::TRACE
+        ));
+        assert!(safe_to_log(
+            "aws_smithy_runtime::client::orchestrator",
+            Level::DEBUG
+        ));
+        assert!(!safe_to_log("aws_sigv4", Level::TRACE));
+        assert!(!safe_to_log("handlebars::render", Level::DEBUG));
+        assert!(!safe_to_log("handlebars", Level::INFO));
+        assert!(safe_to_log("handlebars::render", Level::WARN));
+        assert!(safe_to_log("keywarden::scan", Level::TRACE));
+        assert!(
+            safe_to_log("hyperloop", Level::TRACE),
+            "a prefix is not a parent"
+        );
+    }
 }
