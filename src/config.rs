@@ -494,7 +494,8 @@ impl RawSettings {
         }
         let concurrency = self.integer("concurrency", 1, 1024)? as usize;
         let account_timeout =
-            Duration::from_secs(self.integer("account_timeout_secs", 1, 3600)? as u64);
+            // At most the assumed-role session (900 s, aws::sts::SESSION_SECS).
+            Duration::from_secs(self.integer("account_timeout_secs", 1, 900)? as u64);
         let report_wait = Duration::from_secs(self.integer("report_wait_secs", 0, 3600)? as u64);
         let deadline_reserve =
             Duration::from_secs(self.integer("deadline_reserve_secs", 0, 900)? as u64);

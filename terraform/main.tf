@@ -90,10 +90,16 @@ data "aws_iam_policy_document" "execution" {
     resources = ["*"]
   }
 
+  # Only roles in accounts of this Organization, whatever their name says.
   statement {
     sid       = "AssumeMemberScanRole"
     actions   = local.assume_member_action
     resources = ["arn:${local.partition}:iam::*:role/${var.role_name}"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceOrgID"
+      values   = [var.organization_id]
+    }
   }
 
   # The management account itself is scanned with this role's own permissions:

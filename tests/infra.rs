@@ -118,6 +118,15 @@ fn the_member_role_grants_exactly_the_iam_actions_the_scanner_calls() {
         condition.contains("aws:PrincipalOrgID") && condition.contains("OrganizationId"),
         "{condition}"
     );
+    assert_eq!(
+        t["Resources"]["ScanRole"]["Properties"]["MaxSessionDuration"], 3600,
+        "the least IAM allows for a role"
+    );
+    assert_eq!(
+        keywarden::aws::sts::SESSION_SECS,
+        900,
+        "the least STS allows"
+    );
     let params = &t["Parameters"];
     for required in ["ScannerRoleArn", "OrganizationId"] {
         assert!(
@@ -183,6 +192,8 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     );
     assert!(hcl_text
         .contains("resources = concat(local.sender_identity_arns, local.configuration_set_arns)"));
+    // AssumeRole only into this Organization's accounts.
+    assert!(hcl_text.contains(r#"variable = "aws:ResourceOrgID""#));
     // State only under its prefix of its own bucket.
     assert!(
         hcl_text.contains(r#"resources = ["${aws_s3_bucket.state.arn}/${local.state_prefix}/*"]"#)

@@ -12,6 +12,11 @@ use crate::core::model::AccountId;
 /// Lambda's role allows AssumeRole on the member role only.
 pub const STS_ACTIONS: &[&str] = &["sts:AssumeRole"];
 
+/// Assumed-role sessions last 900 s, the least STS allows and no shorter
+/// than any account's budget (`account_timeout_secs` is at most 900). (The
+/// member role's MaxSessionDuration stays at 3600 s, the least IAM allows.)
+pub const SESSION_SECS: i32 = 900;
+
 /// The identity the run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -71,7 +76,7 @@ impl Sts {
             .role_arn(role_arn)
             .role_session_name("keywarden-scan")
             .set_external_id(external_id.map(str::to_owned))
-            .duration_seconds(3600)
+            .duration_seconds(SESSION_SECS)
             .send()
             .await
             .map_err(|e| classify(op, e))?;
