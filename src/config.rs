@@ -63,6 +63,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("exempt_accounts", Some("")),
     ("exempt_user_arns", Some("")),
     ("exempt_tag_key", Some("keywarden:exempt")),
+    ("max_exemption_days", Some("90")),
     ("owner_tag_keys", Some("owner,email,contact")),
     ("account_owner_tag_keys", Some("owner,security-contact")),
     ("notify_account_owners", Some("true")),
@@ -510,6 +511,7 @@ impl RawSettings {
             return Err(self.invalid("exempt_tag_key", "IAM tag keys are at most 128 characters"));
         }
         let exemptions = ExemptionRules {
+            max_days: self.days("max_exemption_days", 1)?,
             tag_key: exempt_tag_key,
             accounts: self.accounts("exempt_accounts")?,
             user_arns: self
@@ -775,6 +777,7 @@ mod tests {
             "remind_every_days",
             "overdue_remind_every_days",
             "escalate_after_days",
+            "max_exemption_days",
         ];
         for key in numeric {
             for bad in ["-1", "99999999", "1e400", "1e-30", "NaN", ""] {

@@ -177,7 +177,7 @@ variable "settings" {
       "warn_age_days", "max_age_days", "unused_days", "stale_inactive_days", "concurrency",
       "account_timeout_secs", "report_wait_secs", "deadline_reserve_secs", "include_accounts",
       "exclude_accounts", "include_ous", "exclude_ous", "exempt_accounts", "exempt_user_arns",
-      "exempt_tag_key", "owner_tag_keys", "account_owner_tag_keys", "notify_account_owners",
+      "exempt_tag_key", "max_exemption_days", "owner_tag_keys", "account_owner_tag_keys", "notify_account_owners",
       "reply_to", "max_send_rate", "console_link_template", "remind_every_days",
       "overdue_remind_every_days", "escalate_after_days",
     ], k)])

@@ -64,6 +64,20 @@ fn exemption_for(
     }
     let value = user.tag(&rules.tag_key)?;
     Some(match parse_exempt_tag(value) {
+        Ok(tag) if tag.days_left(now) > i64::from(rules.max_days) => AppliedExemption {
+            source: ExemptionSource::UserTag,
+            status: ExemptionStatus::Invalid,
+            until: Some(tag.until),
+            reason: Some(format!(
+                "ends {}, more than max_exemption_days ({}) away: ignored, the findings stand{}",
+                tag.until,
+                rules.max_days,
+                tag.reason
+                    .as_deref()
+                    .map(|r| format!(" (reason given: {r})"))
+                    .unwrap_or_default()
+            )),
+        },
         Ok(tag) => AppliedExemption {
             source: ExemptionSource::UserTag,
             status: if tag.in_force(now) {
@@ -119,6 +133,7 @@ pub fn evaluate_account(
                     status: ex.status,
                     until: ex.until,
                     reason: ex.reason.clone(),
+                    age_days: key.created_at.map(|c| days_between(c, now)),
                 });
                 if ex.status == ExemptionStatus::InForce {
                     continue;
@@ -229,6 +244,31 @@ mod tests {
             assert_eq!(e.findings.len(), 1, "{value}");
             assert_eq!(e.exempt[0].status, status, "{value}");
         }
+    }
+
+    #[test]
+    fn an_exemption_ending_beyond_max_exemption_days_is_invalid_and_the_findings_stand() {
+        // now() is 2026-11-29: 90 days on is 2027-02-27.
+        for (value, status, findings) in [
+            ("2027-02-27 vendor", ExemptionStatus::InForce, 0),
+            ("2027-02-28 vendor", ExemptionStatus::Invalid, 1),
+            ("9999-12-31 forever", ExemptionStatus::Invalid, 1),
+        ] {
+            let users = [old_key_user("ci", &[("keywarden:exempt", value)])];
+            let e = evaluate_account(&account(), &[], &users, &rules(), now());
+            assert_eq!(e.findings.len(), findings, "{value}");
+            assert_eq!(e.exempt[0].status, status, "{value}");
+        }
+        let users = [old_key_user(
+            "ci",
+            &[("keywarden:exempt", "9999-12-31 forever")],
+        )];
+        let e = evaluate_account(&account(), &[], &users, &rules(), now());
+        let reason = e.exempt[0].reason.as_deref().unwrap();
+        assert!(
+            reason.contains("max_exemption_days (90)") && reason.contains("forever"),
+            "{reason}"
+        );
     }
 
     #[test]

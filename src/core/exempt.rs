@@ -98,7 +98,7 @@ fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// All exemption rules in force for a run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExemptionRules {
     /// User tag holding the exemption's end date.
     pub tag_key: String,
@@ -106,6 +106,29 @@ pub struct ExemptionRules {
     pub accounts: BTreeSet<AccountId>,
     /// Users whose keys never produce findings.
     pub user_arns: Vec<ArnPattern>,
+    /// A tag exemption ending further away than this is invalid: anyone who
+    /// may tag a user could otherwise silence its keys forever.
+    pub max_days: u32,
+}
+
+impl Default for ExemptionRules {
+    fn default() -> Self {
+        Self {
+            tag_key: "keywarden:exempt".to_owned(),
+            accounts: BTreeSet::new(),
+            user_arns: Vec::new(),
+            max_days: 90,
+        }
+    }
+}
+
+impl TagExemption {
+    /// Whole days from `now` (UTC date) to the last day of the exemption.
+    pub fn days_left(&self, now: Timestamp) -> i64 {
+        (self.until - now.to_zoned(TimeZone::UTC).date())
+            .get_days()
+            .into()
+    }
 }
 
 #[cfg(test)]

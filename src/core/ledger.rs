@@ -896,6 +896,7 @@ mod tests {
                     status: ExemptionStatus::InForce,
                     until: None,
                     reason: None,
+                    age_days: None,
                 }],
                 How::Exempted,
             ),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::checks::{CheckId, Severity, CHECKS};
 use super::ledger::{exemption_key, is_overdue, median_days_to_fix, Changes, How, Ledger, Stage};
-use super::model::{days_between, AccountId};
+use super::model::{days_between, AccountId, KeyStatus};
 use super::plan::urgency;
 pub use super::plan::{plan_people, DueFinding, Memory, NotifyPolicy, PersonPlan};
 use super::report::{AccountEntry, AccountStatus, ExemptKey, ExemptionStatus, Finding, Report};
@@ -47,6 +47,8 @@ pub struct KeyRow {
     pub badge: &'static str,
     /// With a ledger: whole days since keywarden first saw the finding.
     pub open_days: Option<i64>,
+    /// An exempt key (the oldest-keys list shows them too, marked).
+    pub exempt: bool,
 }
 
 fn date(t: Timestamp) -> String {
@@ -127,6 +129,47 @@ pub fn key_row(
         owner_rule: f.owner.rule.clone(),
         badge: "",
         open_days: f.first_seen.map(|t| days_between(t, now)),
+        exempt: false,
+    }
+}
+
+/// A row for an exempt key in force, for the oldest-keys list.
+fn exempt_key_row(e: &ExemptKey) -> KeyRow {
+    let check = e
+        .checks
+        .first()
+        .copied()
+        .unwrap_or(CheckId::KeyAgeOverdue)
+        .check();
+    KeyRow {
+        check: check.id_str,
+        check_title: check.title,
+        severity: check.severity.as_str(),
+        severity_color: "#57606a",
+        account_id: e.account_id.to_string(),
+        account_name: e.account_name.clone(),
+        account_alias: None,
+        user_name: e.user_name.clone(),
+        access_key_id: e
+            .access_key_id
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "root access key".to_owned()),
+        key_status: KeyStatus::Active.as_str().to_owned(),
+        age_days: e.age_days,
+        created: None,
+        last_used: "-".to_owned(),
+        due: "exempt".to_owned(),
+        overdue: false,
+        console_link: String::new(),
+        told: match e.until {
+            Some(d) => format!("exempt until {d}"),
+            None => "exempt (no end date)".to_owned(),
+        },
+        owner_rule: String::new(),
+        badge: "",
+        open_days: None,
+        exempt: true,
     }
 }
 
@@ -347,6 +390,8 @@ pub struct ExemptRow {
     pub until: String,
     pub reason: String,
     pub expiring_soon: bool,
+    /// In force with no end date, or ending more than 30 days from now.
+    pub long: bool,
 }
 
 /// One histogram bar.
@@ -439,8 +484,15 @@ fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> ExemptRow {
             .unwrap_or_else(|| "no end date".into()),
         reason: e.reason.clone().unwrap_or_default(),
         expiring_soon,
+        long: e.status == ExemptionStatus::InForce
+            && e.until.is_none_or(|d| {
+                (d - now.to_zoned(jiff::tz::TimeZone::UTC).date()).get_days() > LONG_EXEMPTION_DAYS
+            }),
     }
 }
+
+/// An exemption in force ending further away than this is flagged "long".
+const LONG_EXEMPTION_DAYS: i32 = 30;
 
 /// Extra facts for the digest that only delivery and the ledger know.
 #[derive(Debug, Clone, Default)]
@@ -713,7 +765,9 @@ pub fn digest_view(
         }
     }
 
-    let mut oldest: Vec<&Finding> = Vec::new();
+    // Keys with findings and exempt keys in force alike: an exemption must
+    // not make the oldest key in the Organization disappear from view.
+    let mut oldest: Vec<(i64, KeyRow)> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut by_age: Vec<&Finding> = report
         .findings
@@ -723,12 +777,20 @@ pub fn digest_view(
     by_age.sort_by(|a, b| b.age_days.cmp(&a.age_days).then(urgency(a, b)));
     for f in by_age {
         if seen.insert((&f.account_id, &f.user_name, &f.access_key_id)) {
-            oldest.push(f);
-        }
-        if oldest.len() == policy.oldest_keys {
-            break;
+            oldest.push((f.age_days.unwrap_or(0), row(f)));
         }
     }
+    for e in report
+        .exempt
+        .iter()
+        .filter(|e| e.status == ExemptionStatus::InForce && e.age_days.is_some())
+    {
+        if seen.insert((&e.account_id, &e.user_name, &e.access_key_id)) {
+            oldest.push((e.age_days.unwrap_or(0), exempt_key_row(e)));
+        }
+    }
+    oldest.sort_by(|a, b| b.0.cmp(&a.0));
+    oldest.truncate(policy.oldest_keys);
 
     let max = s.active_key_ages.iter().map(|b| b.keys).max().unwrap_or(0);
     let histogram = s
@@ -830,11 +892,46 @@ pub fn digest_view(
         invalid_addresses: invalid.into_iter().collect(),
         exemptions_in_force: exempt_rows(in_force),
         exemptions_ignored: exempt_rows(ignored),
-        oldest: oldest.into_iter().map(row).collect(),
+        oldest: oldest.into_iter().map(|(_, r)| r).collect(),
         histogram,
         people_notified: extras.people_notified,
         delivery_failures: extras.delivery_failures,
         max_age_days: report.policy.max_age_days,
         history: extras.history,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::templates::SAMPLE_REPORT;
+
+    #[test]
+    fn an_exempt_900_day_key_still_heads_the_oldest_keys_marked_exempt_and_long() {
+        let mut report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let exempt = report
+            .exempt
+            .iter_mut()
+            .find(|e| e.status == ExemptionStatus::InForce)
+            .unwrap();
+        exempt.age_days = Some(900);
+        let user = exempt.user_name.clone();
+        let view = digest_view(
+            &report,
+            &NotifyPolicy::default(),
+            DigestExtras::default(),
+            &|_| String::new(),
+        );
+        assert_eq!(view.oldest[0].user_name, user);
+        assert!(view.oldest[0].exempt);
+        assert_eq!(view.oldest[0].age_days, Some(900));
+        assert!(view.oldest[1..].iter().all(|r| !r.exempt));
+        // Its exemption ends 2027-01-31, 63 days after the report: long.
+        let row = view
+            .exemptions_in_force
+            .iter()
+            .find(|r| r.user_name == user)
+            .unwrap();
+        assert!(row.long);
     }
 }

@@ -89,6 +89,10 @@ pub struct ExemptKey {
     pub status: ExemptionStatus,
     pub until: Option<Date>,
     pub reason: Option<String>,
+    /// The key's age in whole days, when known (exempt keys still count
+    /// among the oldest keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_days: Option<i64>,
 }
 
 /// How an account's keys were inventoried.
