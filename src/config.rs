@@ -67,6 +67,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("owner_tag_keys", Some("owner,email,contact")),
     ("account_owner_tag_keys", Some("owner,security-contact")),
     ("notify_account_owners", Some("true")),
+    ("allowed_recipient_domains", Some("")),
     ("sender", None),
     ("security_recipients", Some("")),
     ("reply_to", Some("")),
@@ -529,10 +530,28 @@ impl RawSettings {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let owners = OwnerRules {
+        let mut owners = OwnerRules {
             owner_tag_keys: self.list("owner_tag_keys")?,
             account_owner_tag_keys: self.list("account_owner_tag_keys")?,
+            allowed_domains: Vec::new(),
         };
+        let mut allowed_domains = Vec::new();
+        for d in self.list("allowed_recipient_domains")? {
+            let d = d.trim_start_matches('@').to_ascii_lowercase();
+            let ok = d.contains('.')
+                && !d.starts_with(['.', '-'])
+                && !d.ends_with(['.', '-'])
+                && !d.contains("..")
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return Err(self.invalid(
+                    "allowed_recipient_domains",
+                    format!("{d:?} is not a domain name such as example.com"),
+                ));
+            }
+            allowed_domains.push(d);
+        }
         let sender = match self.opt_string("sender")? {
             None => None,
             Some(s) => {
@@ -598,6 +617,21 @@ impl RawSettings {
                 console_link_template: self.opt_string("console_link_template")?,
                 templates_dir: self.opt_string("templates_dir")?.map(PathBuf::from),
             }),
+        };
+        // Owners' mail stays inside the Organization's own domains: by default
+        // those of the sender and the security recipients.
+        owners.allowed_domains = if !allowed_domains.is_empty() {
+            allowed_domains
+        } else {
+            let mut derived: Vec<String> = notify
+                .iter()
+                .flat_map(|n| std::iter::once(&n.sender).chain(&n.security_recipients))
+                .filter_map(|a| a.as_str().rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase())
+                .collect();
+            derived.sort();
+            derived.dedup();
+            derived
         };
         if notify.is_none() {
             // Validated all the same: a typo must not wait for the first notify run.
@@ -807,6 +841,42 @@ mod tests {
             let err = raw.validate().unwrap_err().to_string();
             assert!(err.contains(missing), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn allowed_recipient_domains_default_to_the_sender_and_security_recipients() {
+        let mut raw = RawSettings::defaults();
+        raw.merge_env(env(&[
+            ("KEYWARDEN_SENDER", "kw@Acme.example"),
+            (
+                "KEYWARDEN_SECURITY_RECIPIENTS",
+                "sec@acme.example,ciso@corp.example",
+            ),
+        ]));
+        let s = raw.validate().unwrap();
+        assert_eq!(s.owners.allowed_domains, ["acme.example", "corp.example"]);
+        raw.set_flag(
+            "allowed_recipient_domains",
+            "eu.acme.example, @other.example",
+            "--test",
+        );
+        let s = raw.validate().unwrap();
+        assert_eq!(
+            s.owners.allowed_domains,
+            ["eu.acme.example", "other.example"]
+        );
+        raw.set_flag("allowed_recipient_domains", "not a domain", "--test");
+        assert!(raw
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`allowed_recipient_domains`"));
+        assert!(RawSettings::defaults()
+            .validate()
+            .unwrap()
+            .owners
+            .allowed_domains
+            .is_empty());
     }
 
     #[test]

@@ -32,6 +32,10 @@ locals {
   assume_member_action = ["sts:AssumeRole"]
 
   sender_domain = split("@", var.sender)[1]
+  allowed_recipient_domains = length(var.allowed_recipient_domains) > 0 ? var.allowed_recipient_domains : distinct(concat(
+    [local.sender_domain],
+    [for r in var.security_recipients : split("@", r)[1]],
+  ))
   sender_identity_arns = [
     "arn:${local.partition}:ses:${local.ses_region}:${local.account_id}:identity/${var.sender}",
     "arn:${local.partition}:ses:${local.ses_region}:${local.account_id}:identity/${local.sender_domain}",
@@ -43,11 +47,12 @@ locals {
   environment = merge(
     { for k, v in var.settings : "KEYWARDEN_${upper(k)}" => v },
     {
-      KEYWARDEN_ROLE_NAME           = var.role_name
-      KEYWARDEN_SENDER              = var.sender
-      KEYWARDEN_SECURITY_RECIPIENTS = join(",", var.security_recipients)
-      KEYWARDEN_SES_REGION          = local.ses_region
-      KEYWARDEN_STATE               = local.state_uri
+      KEYWARDEN_ROLE_NAME                 = var.role_name
+      KEYWARDEN_SENDER                    = var.sender
+      KEYWARDEN_SECURITY_RECIPIENTS       = join(",", var.security_recipients)
+      KEYWARDEN_SES_REGION                = local.ses_region
+      KEYWARDEN_STATE                     = local.state_uri
+      KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS = join(",", local.allowed_recipient_domains)
     },
     var.external_id == "" ? {} : { KEYWARDEN_EXTERNAL_ID = var.external_id },
     var.ses_configuration_set == null ? {} : { KEYWARDEN_CONFIGURATION_SET = var.ses_configuration_set },
@@ -110,10 +115,16 @@ data "aws_iam_policy_document" "execution" {
     resources = ["*"]
   }
 
+  # Mail only to the allowed domains (and their subdomains), whatever a tag says.
   statement {
     sid       = "SendFromSenderIdentity"
     actions   = local.ses_send_actions
     resources = concat(local.sender_identity_arns, local.configuration_set_arns)
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "ses:Recipients"
+      values   = flatten([for d in local.allowed_recipient_domains : ["*@${d}", "*@*.${d}"]])
+    }
   }
 
   statement {

@@ -181,7 +181,7 @@ variable "settings" {
       "reply_to", "max_send_rate", "console_link_template", "remind_every_days",
       "overdue_remind_every_days", "escalate_after_days",
     ], k)])
-    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state)."
+    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains)."
   }
 }
 
@@ -262,4 +262,10 @@ variable "state_noncurrent_days" {
     condition     = var.state_noncurrent_days >= 1
     error_message = "state_noncurrent_days must be at least 1."
   }
+}
+
+variable "allowed_recipient_domains" {
+  description = "Domains owner mail may go to (subdomains included); empty: the domains of sender and security_recipients. Enforced twice: by keywarden and by an ses:Recipients condition on the function's role."
+  type        = list(string)
+  default     = []
 }

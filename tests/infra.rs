@@ -192,13 +192,16 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     );
     assert!(hcl_text
         .contains("resources = concat(local.sender_identity_arns, local.configuration_set_arns)"));
+    // Mail only to the allowed domains, in SES's own terms too.
+    assert!(hcl_text.contains(r#"variable = "ses:Recipients""#));
+    assert!(hcl_text.contains("KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS"));
     // AssumeRole only into this Organization's accounts.
     assert!(hcl_text.contains(r#"variable = "aws:ResourceOrgID""#));
     // State only under its prefix of its own bucket.
     assert!(
         hcl_text.contains(r#"resources = ["${aws_s3_bucket.state.arn}/${local.state_prefix}/*"]"#)
     );
-    assert!(hcl_text.contains(r#"KEYWARDEN_STATE               = local.state_uri"#));
+    assert!(hcl_text.contains("= local.state_uri") && hcl_text.contains("KEYWARDEN_STATE "));
 }
 
 #[test]
@@ -313,6 +316,7 @@ fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itse
         "configuration_set",
         "templates_dir",
         "state",
+        "allowed_recipient_domains",
     ]);
     let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
     assert_eq!(

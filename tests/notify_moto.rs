@@ -428,3 +428,41 @@ fn a_template_error_stops_notify_at_start_up_naming_the_file() {
         .collect();
     assert!(subjects.contains(&"Keys to fix: 2"), "{subjects:?}");
 }
+
+#[test]
+fn owners_outside_the_allowed_domains_get_no_mail_and_the_digest_names_them() {
+    let moto = Moto::start();
+    let spec = json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "mgmt", "email": "root@example.com", "management": true,
+             "users": [
+                {"name": "ci", "tags": {"owner": "someone@gmail.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]},
+                {"name": "boss@evil.example", "keys": [{"age_days": 120, "last_used_days": 1}]}
+             ]}
+        ]
+    });
+    let seeded = moto.seed(&spec);
+    let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let to: Vec<String> = sent(&moto).iter().map(|m| m.to.join(",")).collect();
+    assert!(
+        to.iter()
+            .all(|t| !t.contains("gmail.com") && !t.contains("evil.example")),
+        "{to:?}"
+    );
+    for f in report["findings"].as_array().unwrap() {
+        assert_eq!(f["owner"]["rule"], "account-email", "the next rule: {f:#}");
+        assert!(f["owner"]["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_recipient_domains"));
+    }
+    let digest = sent(&moto)
+        .into_iter()
+        .find(|m| m.to.contains(&"security@example.com".to_owned()))
+        .unwrap();
+    assert!(digest.text.contains("someone@gmail.com") && digest.text.contains("boss@evil.example"));
+}

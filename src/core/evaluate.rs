@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use super::checks::{evaluate_key, CheckId, Subject};
 use super::exempt::{parse_exempt_tag, ExemptionRules};
-use super::model::{days_between, Account, EmailAddress, Policy, UserFacts};
+use super::model::{days_between, Account, Policy, UserFacts};
 
 /// The user tag naming who is told, besides the account owner, when a
 /// finding escalates.
@@ -158,7 +158,7 @@ pub fn evaluate_account(
                     owner: owner.clone(),
                     manager: user
                         .tag(MANAGER_TAG)
-                        .and_then(|m| EmailAddress::parse(m).ok()),
+                        .and_then(|m| rules.owners.check(m).ok()),
                     finding_id: None,
                     first_seen: None,
                     lifecycle: None,
@@ -190,6 +190,7 @@ mod tests {
             owners: OwnerRules {
                 owner_tag_keys: vec!["owner".into()],
                 account_owner_tag_keys: vec!["owner".into()],
+                allowed_domains: vec![],
             },
         }
     }

@@ -27,24 +27,57 @@ pub struct SkippedAddress {
     pub reason: String,
 }
 
-/// Which tags name owners.
-#[derive(Debug, Clone)]
+/// Which tags name owners, and where mail may go.
+#[derive(Debug, Clone, Default)]
 pub struct OwnerRules {
     pub owner_tag_keys: Vec<String>,
     pub account_owner_tag_keys: Vec<String>,
+    /// Lower-case domains an owner's address must be in (or under); empty:
+    /// any domain.
+    pub allowed_domains: Vec<String>,
+}
+
+impl OwnerRules {
+    /// A valid address in an allowed domain, or why not.
+    pub fn check(&self, value: &str) -> Result<EmailAddress, String> {
+        let email = EmailAddress::parse(value).map_err(|e| e.to_string())?;
+        if self.allowed_domains.is_empty() {
+            return Ok(email);
+        }
+        let domain = email
+            .as_str()
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let allowed = self.allowed_domains.iter().any(|d| {
+            domain == *d
+                || domain
+                    .strip_suffix(d.as_str())
+                    .is_some_and(|rest| rest.ends_with('.'))
+        });
+        if allowed {
+            Ok(email)
+        } else {
+            Err(format!(
+                "{domain} is not in allowed_recipient_domains ({})",
+                self.allowed_domains.join(", ")
+            ))
+        }
+    }
 }
 
 fn first_valid<'a>(
     candidates: impl IntoIterator<Item = (String, &'a str)>,
+    rules: &OwnerRules,
     skipped: &mut Vec<SkippedAddress>,
 ) -> Option<(EmailAddress, String)> {
     for (rule, value) in candidates {
-        match EmailAddress::parse(value) {
+        match rules.check(value) {
             Ok(email) => return Some((email, rule)),
-            Err(e) => skipped.push(SkippedAddress {
+            Err(reason) => skipped.push(SkippedAddress {
                 rule,
                 value: value.to_owned(),
-                reason: e.to_string(),
+                reason,
             }),
         }
     }
@@ -72,7 +105,7 @@ pub fn account_owner(
                 .as_deref()
                 .map(|e| ("account-email".to_owned(), e)),
         );
-    match first_valid(candidates, &mut skipped) {
+    match first_valid(candidates, rules, &mut skipped) {
         Some((email, rule)) => Owner {
             email: Some(email),
             rule,
@@ -98,7 +131,7 @@ pub fn key_owner(user: &UserFacts, account_owner: &Owner, rules: &OwnerRules) ->
             (!user.is_root && user.user_name.contains('@'))
                 .then(|| ("user-name".to_owned(), user.user_name.as_str())),
         );
-    if let Some((email, rule)) = first_valid(candidates, &mut skipped) {
+    if let Some((email, rule)) = first_valid(candidates, rules, &mut skipped) {
         return Owner {
             email: Some(email),
             rule,
@@ -122,6 +155,7 @@ mod tests {
         OwnerRules {
             owner_tag_keys: vec!["owner".into(), "email".into()],
             account_owner_tag_keys: vec!["owner".into(), "security-contact".into()],
+            allowed_domains: vec![],
         }
     }
     fn account(email: Option<&str>) -> Account {
@@ -185,6 +219,43 @@ mod tests {
             key_owner(&user("ci", &[]), &acct_plain, &rules()).rule,
             "account-email"
         );
+    }
+
+    #[test]
+    fn addresses_outside_the_allowed_domains_are_skipped_and_the_next_rule_tried() {
+        let mut r = rules();
+        r.allowed_domains = vec!["example.com".into()];
+        let acct = account_owner(&account(Some("root@example.com")), &[], &r);
+        let o = key_owner(
+            &user(
+                "boss@evil.example",
+                &[
+                    ("owner", "someone@gmail.com"),
+                    ("email", "dev@eu.example.com"),
+                ],
+            ),
+            &acct,
+            &r,
+        );
+        assert_eq!(
+            (o.email.unwrap().as_str(), o.rule.as_str()),
+            ("dev@eu.example.com", "user-tag:email"),
+            "subdomains are in"
+        );
+        assert_eq!(o.skipped.len(), 1);
+        assert!(o.skipped[0].reason.contains("allowed_recipient_domains"));
+        let o = key_owner(&user("boss@evil.example", &[]), &acct, &r);
+        assert_eq!(
+            o.rule, "account-email",
+            "a user named like an outside address falls through"
+        );
+        assert_eq!(o.skipped[0].rule, "user-name");
+        assert!(
+            r.check("x@notexample.com").is_err(),
+            "a suffix is not a subdomain"
+        );
+        let outside = account_owner(&account(Some("aws+prod@gmail.com")), &[], &r);
+        assert_eq!(outside.email, None);
     }
 
     #[test]
