@@ -44,6 +44,12 @@ pub struct RunSummary {
     pub incomplete: bool,
     pub summary: Summary,
     pub failed_accounts: Vec<AccountEntry>,
+    /// Requested account ids that are not ACTIVE accounts of the Organization.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_accounts: Vec<AccountId>,
+    /// Run-level errors (listing, ledger, archive).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<crate::core::report::StageError>,
     pub notifications: Vec<Notification>,
 }
 
@@ -122,6 +128,8 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
             .cloned()
             .collect(),
         summary: report.summary,
+        unknown_accounts: report.unknown_accounts,
+        errors: report.errors,
         notifications: report.notifications,
     };
     info!(

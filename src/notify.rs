@@ -25,6 +25,7 @@ use crate::core::report::{
     DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
 };
 use crate::core::templates::{Rendered, Templates};
+use crate::scan::Deadline;
 use crate::state::LedgerSession;
 
 /// SES accepts at most 50 recipients per message.
@@ -219,8 +220,12 @@ impl Notifier {
         delivery: &Delivery,
         mut session: Option<&mut LedgerSession>,
         changes: Option<&Changes>,
+        deadline: Option<Deadline>,
     ) {
         let link = |f: &Finding| self.templates.link(f);
+        // Owner mail stops in time for the digest (and the ledger save): the
+        // digest always goes out, naming whoever was not reached.
+        let stop_at = deadline.map(|d| d.at - (d.reserve / 3).min(Duration::from_secs(20)));
         let memory = session.as_deref().map(|s| Memory {
             ledger: &s.ledger,
             cadence: self.cadence,
@@ -236,7 +241,16 @@ impl Notifier {
         for (i, person) in people.iter().enumerate() {
             let view = owner_view(report, person, &link);
             let to = std::slice::from_ref(&person.recipient);
+            let out_of_time = stop_at.is_some_and(|stop| tokio::time::Instant::now() >= stop);
             let note = match self.templates.owner(&view) {
+                _ if out_of_time => failed(
+                    MessageKind::Owner,
+                    to,
+                    String::new(),
+                    person.finding_count(),
+                    "not sent this run: the invocation deadline was near (it goes out on the next run)"
+                        .to_owned(),
+                ),
                 Ok(rendered) => {
                     self.dispatch(
                         MessageKind::Owner,

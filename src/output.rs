@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
 use crate::core::checks::Severity;
+use crate::core::report::{NOT_IN_ORGANIZATION, NOT_IN_ORGANIZATION_MESSAGE};
 use crate::core::report::{AccountStatus, DeliveryOutcome, ExemptionStatus, Finding, Report};
 
 /// Output formats of `scan` and `notify`.
@@ -212,8 +213,16 @@ fn table(r: &Report) -> String {
         .iter()
         .filter(|a| a.status == AccountStatus::Failed)
         .collect();
-    if !failed.is_empty() || !r.errors.is_empty() {
+    if !failed.is_empty() || !r.errors.is_empty() || !r.unknown_accounts.is_empty() {
         let mut t = new_table(&["account", "stage", "code", "message"]);
+        for id in &r.unknown_accounts {
+            t.add_row(vec![
+                id.to_string(),
+                "scope".to_owned(),
+                NOT_IN_ORGANIZATION.to_owned(),
+                NOT_IN_ORGANIZATION_MESSAGE.to_owned(),
+            ]);
+        }
         for a in failed {
             if let Some(e) = &a.error {
                 t.add_row(vec![

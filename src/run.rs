@@ -66,7 +66,13 @@ pub async fn execute(
 
     if let Some((notifier, delivery)) = plan.notify {
         notifier
-            .deliver(&mut report, delivery, session.as_mut(), changes.as_ref())
+            .deliver(
+                &mut report,
+                delivery,
+                session.as_mut(),
+                changes.as_ref(),
+                opts.deadline,
+            )
             .await;
     }
 

@@ -35,6 +35,20 @@ pub enum ScanError {
     ListAccounts { cause: AwsError, hint: &'static str },
     #[error("cannot resolve the OUs in {key} ({cause})")]
     Ous { key: &'static str, cause: AwsError },
+    #[error("no account of the Organization is in scope{}: check include_accounts/--accounts, include_ous and the exclusions", unknown_note(.unknown))]
+    NothingInScope { unknown: Vec<AccountId> },
+}
+
+fn unknown_note(unknown: &[AccountId]) -> String {
+    if unknown.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<&str> = unknown.iter().map(AccountId::as_str).collect();
+        format!(
+            " (requested but not ACTIVE accounts of the Organization: {})",
+            ids.join(", ")
+        )
+    }
 }
 
 /// What a run covers.
@@ -263,6 +277,7 @@ impl Scanner {
         let producer = async move {
             let mut errors = Vec::new();
             let mut seen = BTreeSet::new();
+            let mut listed = BTreeSet::new();
             let mut page = first;
             let mut rest = listings.into_iter().skip(1);
             loop {
@@ -271,6 +286,7 @@ impl Scanner {
                         if p.inactive > 0 {
                             info!(skipped = p.inactive, "accounts not ACTIVE are not scanned");
                         }
+                        listed.extend(p.active.iter().map(|a| a.id.clone()));
                         let accounts: Vec<Account> = p
                             .active
                             .into_iter()
@@ -279,13 +295,13 @@ impl Scanner {
                         progress(Progress::Discovered(accounts.len()));
                         for a in accounts {
                             if tx.send(a).await.is_err() {
-                                return errors;
+                                return (errors, listed);
                             }
                         }
                     }
                     None => match rest.next() {
                         Some(l) => pages = self.orgs.pages(l),
-                        None => return errors,
+                        None => return (errors, listed),
                     },
                 }
                 match next_page_patiently(&mut pages).await {
@@ -300,7 +316,7 @@ impl Scanner {
                         // Try the next listing (OU), if any; pages of this one are lost.
                         match rest.next() {
                             Some(l) => pages = self.orgs.pages(l),
-                            None => return errors,
+                            None => return (errors, listed),
                         }
                     }
                 }
@@ -314,10 +330,33 @@ impl Scanner {
                 builder.add(outcome);
                 futures::future::ready(())
             });
-        let (errors, ()) = futures::join!(producer, consumer);
+        let ((errors, listed), ()) = futures::join!(producer, consumer);
+        // Ids asked for by name that the listing never showed: with an OU
+        // scope only the scoped part was listed, so ask about the whole.
+        let requested: BTreeSet<&AccountId> = scope
+            .include_accounts
+            .iter()
+            .chain(opts.only_accounts.iter().flatten())
+            .collect();
+        let unknown: Vec<AccountId> = if errors.is_empty() && scope.include_ous.is_empty() {
+            requested
+                .into_iter()
+                .filter(|id| !listed.contains(*id))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if builder.is_empty() && errors.is_empty() {
+            return Err(ScanError::NothingInScope { unknown });
+        }
         for e in errors {
             builder.add_error(e);
         }
+        if !unknown.is_empty() {
+            warn!(unknown = ?unknown, "requested accounts are not ACTIVE accounts of the Organization");
+        }
+        builder.set_unknown_accounts(unknown);
         Ok(())
     }
 
@@ -490,19 +529,36 @@ impl Scanner {
             && !users.is_empty()
             && !self.settings.owners.account_owner_tag_keys.is_empty()
         {
-            // Few at a time: Organizations' budget is small and shared with the listing.
+            // Few at a time: Organizations' budget is small and shared with the
+            // listing; as patient as the listing, since the owner depends on it.
             let _permit = self.org_tag_slots.acquire().await;
-            match self.orgs.account_tags(&account.id).await {
-                Ok(t) => t,
+            match patiently(|| self.orgs.account_tags(&account.id)).await {
+                Ok(t) => Some(t),
                 Err(e) => {
-                    warn!(error = %e, "cannot read the account's tags; account owner falls back to its email");
-                    Vec::new()
+                    warn!(error = %e, "cannot read the account's tags: its owner is unresolved this run");
+                    error.get_or_insert_with(|| stage_error("account_tags", &e));
+                    None
                 }
             }
         } else {
-            Vec::new()
+            Some(Vec::new())
         };
-        let evaluation = evaluate_account(account, &account_tags, &users, &self.rules, now);
+        // Without its tags the account owner is unknown: falling back to the
+        // account email could mail the wrong person, so nobody is assumed.
+        let evaluation = match &account_tags {
+            Some(tags) => evaluate_account(account, tags, &users, &self.rules, now),
+            None => {
+                let unknown = Account {
+                    email: None,
+                    ..account.clone()
+                };
+                let mut ev = evaluate_account(&unknown, &[], &users, &self.rules, now);
+                for f in &mut ev.findings {
+                    f.account_name = account.name.clone();
+                }
+                ev
+            }
+        };
         AccountOutcome {
             account: account.clone(),
             alias,
@@ -535,9 +591,31 @@ impl Scanner {
     }
 }
 
-/// How long the account listing keeps asking for a throttled page: every
-/// account of the Organization depends on it.
+/// How long the account listing (and an account-tag look-up) keeps asking
+/// when throttled: every account of the Organization depends on the listing,
+/// and the right recipient on the tags.
 const LISTING_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Calls `op` again on throttling and service errors (beyond the SDK's own
+/// attempts), with backoff, for up to [`LISTING_PATIENCE`].
+async fn patiently<T, F, Fut>(op: F) -> Result<T, AwsError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match op().await {
+            Err(e) if e.is_retryable() && started.elapsed() + delay < LISTING_PATIENCE => {
+                warn!(error = %e, "throttled; asking again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The next page of accounts, retrying throttling and service errors (beyond
 /// the SDK's own attempts) with backoff for up to [`LISTING_PATIENCE`]: the

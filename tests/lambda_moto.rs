@@ -290,3 +290,40 @@ fn at_trace_level_the_function_logs_no_secret_key_and_no_session_token() {
         "a session token is in the logs"
     );
 }
+
+#[test]
+fn with_a_slow_send_rate_owner_mail_stops_in_time_and_the_digest_names_who_was_not_reached() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    // Two seconds a message, six owners: they cannot all be told before the deadline.
+    let inv = invoke(
+        &moto,
+        &seeded,
+        json!({}),
+        Duration::from_secs(14),
+        &[
+            ("KEYWARDEN_MAX_SEND_RATE", "0.5"),
+            ("KEYWARDEN_DEADLINE_RESERVE_SECS", "6"),
+        ],
+    );
+    let summary = summary_of(&inv);
+    let notes = summary["notifications"].as_array().unwrap();
+    let not_reached: Vec<&Value> = notes
+        .iter()
+        .filter(|n| {
+            n["kind"] == "owner"
+                && n["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("deadline was near"))
+        })
+        .collect();
+    assert!(!not_reached.is_empty(), "{notes:#?}\n{}", inv.logs);
+    let digest = notes.last().unwrap();
+    assert_eq!((digest["kind"].as_str(), digest["outcome"].as_str()), (Some("digest"), Some("sent")));
+    let sent = sent_to(&moto);
+    assert!(sent.contains(&"security@example.com".to_owned()));
+    for n in &not_reached {
+        assert!(!sent.contains(&n["recipients"][0].as_str().unwrap().to_owned()));
+    }
+    assert!(inv.result.is_err(), "incomplete: the alarm fires");
+}

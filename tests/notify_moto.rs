@@ -466,3 +466,33 @@ fn owners_outside_the_allowed_domains_get_no_mail_and_the_digest_names_them() {
         .unwrap();
     assert!(digest.text.contains("someone@gmail.com") && digest.text.contains("boss@evil.example"));
 }
+
+#[test]
+fn a_rejected_digest_makes_an_otherwise_complete_run_incomplete() {
+    let moto = Moto::start();
+    let spec = json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "mgmt", "email": "root@example.com", "management": true,
+             "users": [{"name": "ci", "tags": {"owner": "dev@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]}]}
+        ]
+    });
+    let seeded = moto.seed(&spec);
+    let (code, _, _) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 0, "complete when everything is delivered");
+    moto.hook(
+        "/_keywarden/ses-fault",
+        &json!({"reject": ["security@example.com"]}),
+    );
+    let (code, report, stderr) = notify(&moto, &seeded, &["--no-state"], &[]);
+    assert_eq!(code, 3, "the security team was not told: incomplete\n{stderr}");
+    let digest = report["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "digest")
+        .unwrap();
+    assert_eq!(digest["outcome"], "failed", "{digest}");
+}

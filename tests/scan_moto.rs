@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{run, Moto, Seeded, NOW};
 
 fn org_spec() -> Value {
@@ -490,4 +490,72 @@ fn an_account_slower_than_its_timeout_fails_with_stage_timeout_and_the_rest_comp
         .filter(|r| r.0 != "staging")
         .collect();
     assert_eq!(findings(&report, &seeded), rest);
+}
+
+#[test]
+fn requested_accounts_the_organization_does_not_have_are_named_and_make_the_run_incomplete() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let staging = seeded.account("staging");
+    let (code, report, _) = scan_json(
+        &moto,
+        &seeded,
+        &["--accounts", &format!("{staging},999999999999")],
+        &[],
+    );
+    assert_eq!(code, 3, "one requested account does not exist: incomplete");
+    assert_eq!(report["unknown_accounts"], json!(["999999999999"]));
+    assert_eq!(report["summary"]["accounts_total"], 1);
+
+    // Nothing in scope at all is not a clean run: exit 2, naming the ids.
+    let (ak, sk) = seeded.scanner();
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "json", "--now", NOW, "--accounts", "999999999999"]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains("no account of the Organization is in scope") && stderr.contains("999999999999"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "json", "--now", NOW])
+        .env("KEYWARDEN_EXCLUDE_OUS", seeded.ou("Workloads"))
+        .env("KEYWARDEN_INCLUDE_OUS", seeded.ou("Workloads")));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn account_tags_that_cannot_be_read_are_an_error_on_the_account_not_a_silent_fallback() {
+    let moto = Moto::start();
+    let mut spec = org_spec();
+    let actions: Vec<Value> = keywarden::aws::all_actions()
+        .into_iter()
+        .filter(|a| *a != "organizations:ListTagsForResource")
+        .map(|a| json!(a))
+        .collect();
+    spec["scanner_actions"] = Value::Array(actions);
+    let seeded = moto.seed(&spec);
+    let (code, report, _) = scan_json(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 3);
+    let prod = seeded.account("prod");
+    let account = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account_id"] == prod.as_str())
+        .unwrap();
+    assert_eq!(account["error"]["stage"], "account_tags", "{account:#}");
+    assert_eq!(account["error"]["code"], "AccessDenied");
+    // Its findings stay, and nobody is mailed at the account's root email by guesswork.
+    let prod_findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["account_id"] == prod.as_str())
+        .collect();
+    assert!(!prod_findings.is_empty());
+    assert!(prod_findings
+        .iter()
+        .all(|f| f["owner"]["rule"] != "account-email"));
 }

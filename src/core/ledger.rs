@@ -750,6 +750,7 @@ mod tests {
             notifications: vec![],
             errors: vec![],
             resolved: vec![],
+            unknown_accounts: vec![],
             observed: Observed::new(),
         }
     }

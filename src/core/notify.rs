@@ -745,6 +745,12 @@ pub fn digest_view(
             })
         })
         .collect();
+    blind_spots.extend(report.unknown_accounts.iter().map(|id| BlindSpot {
+        account: id.to_string(),
+        stage: "scope".to_owned(),
+        code: super::report::NOT_IN_ORGANIZATION.to_owned(),
+        message: super::report::NOT_IN_ORGANIZATION_MESSAGE.to_owned(),
+    }));
     blind_spots.extend(report.errors.iter().map(|e| BlindSpot {
         account: "(account listing)".to_owned(),
         stage: e.stage.clone(),

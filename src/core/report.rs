@@ -13,6 +13,11 @@ use super::owners::Owner;
 
 pub const SCHEMA: &str = "keywarden.report/v1";
 
+/// How a requested account that the Organization does not have is shown.
+pub const NOT_IN_ORGANIZATION: &str = "NotInOrganization";
+pub const NOT_IN_ORGANIZATION_MESSAGE: &str =
+    "requested (--accounts, include_accounts or the event) but not an ACTIVE account of the Organization";
+
 /// One key that needs attention, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
@@ -260,6 +265,10 @@ pub struct Report {
     /// With a ledger: findings gone since the last run, and how they ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<Resolved>,
+    /// Account ids asked for (`--accounts`, `include_accounts`, the Lambda
+    /// event) that are not ACTIVE accounts of the Organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_accounts: Vec<AccountId>,
     /// What the scan saw of the keys of users with findings (this run's or
     /// the ledger's open ones): how the lifecycle tells how a finding ended.
     /// Not part of the report's JSON.
@@ -319,6 +328,7 @@ pub struct ReportBuilder {
     errors: Vec<StageError>,
     key_ages: [u64; AGE_BUCKETS.len()],
     observed: Observed,
+    unknown_accounts: Vec<AccountId>,
 }
 
 impl ReportBuilder {
@@ -332,6 +342,7 @@ impl ReportBuilder {
             errors: Vec::new(),
             key_ages: [0; AGE_BUCKETS.len()],
             observed: Observed::new(),
+            unknown_accounts: Vec::new(),
         }
     }
 
@@ -364,6 +375,15 @@ impl ReportBuilder {
 
     pub fn add_error(&mut self, error: StageError) {
         self.errors.push(error);
+    }
+
+    /// No account was added.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    pub fn set_unknown_accounts(&mut self, unknown: Vec<AccountId>) {
+        self.unknown_accounts = unknown;
     }
 
     pub fn finish(mut self) -> Report {
@@ -424,6 +444,7 @@ impl ReportBuilder {
             notifications: Vec::new(),
             errors: self.errors,
             resolved: Vec::new(),
+            unknown_accounts: self.unknown_accounts,
             observed: self.observed,
         }
     }
@@ -436,6 +457,7 @@ impl Report {
     pub fn is_incomplete(&self) -> bool {
         self.summary.accounts_failed > 0
             || !self.errors.is_empty()
+            || !self.unknown_accounts.is_empty()
             || self
                 .notifications
                 .iter()
