@@ -241,7 +241,11 @@ impl Notifier {
         for (i, person) in people.iter().enumerate() {
             let view = owner_view(report, person, &link);
             let to = std::slice::from_ref(&person.recipient);
-            let out_of_time = stop_at.is_some_and(|stop| tokio::time::Instant::now() >= stop);
+            // This message waits for its turn (the pacer) and the digest for one
+            // more: both must fit before `stop_at`.
+            let turn = pacer.as_ref().map_or(Duration::ZERO, |p| p.interval * 2);
+            let out_of_time =
+                stop_at.is_some_and(|stop| tokio::time::Instant::now() + turn >= stop);
             let note = match self.templates.owner(&view) {
                 _ if out_of_time => failed(
                     MessageKind::Owner,

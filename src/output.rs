@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
 use crate::core::checks::Severity;
-use crate::core::report::{NOT_IN_ORGANIZATION, NOT_IN_ORGANIZATION_MESSAGE};
 use crate::core::report::{AccountStatus, DeliveryOutcome, ExemptionStatus, Finding, Report};
+use crate::core::report::{NOT_IN_ORGANIZATION, NOT_IN_ORGANIZATION_MESSAGE};
 
 /// Output formats of `scan` and `notify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -295,14 +295,14 @@ fn at_trace_level_the_function_logs_no_secret_key_and_no_session_token() {
 fn with_a_slow_send_rate_owner_mail_stops_in_time_and_the_digest_names_who_was_not_reached() {
     let moto = Moto::start();
     let seeded = moto.seed(&org_spec());
-    // Two seconds a message, six owners: they cannot all be told before the deadline.
+    // Four seconds a message, six owners: they cannot all be told before the deadline.
     let inv = invoke(
         &moto,
         &seeded,
         json!({}),
         Duration::from_secs(14),
         &[
-            ("KEYWARDEN_MAX_SEND_RATE", "0.5"),
+            ("KEYWARDEN_MAX_SEND_RATE", "0.25"),
             ("KEYWARDEN_DEADLINE_RESERVE_SECS", "6"),
         ],
     );
@@ -319,7 +319,10 @@ fn with_a_slow_send_rate_owner_mail_stops_in_time_and_the_digest_names_who_was_n
         .collect();
     assert!(!not_reached.is_empty(), "{notes:#?}\n{}", inv.logs);
     let digest = notes.last().unwrap();
-    assert_eq!((digest["kind"].as_str(), digest["outcome"].as_str()), (Some("digest"), Some("sent")));
+    assert_eq!(
+        (digest["kind"].as_str(), digest["outcome"].as_str()),
+        (Some("digest"), Some("sent"))
+    );
     let sent = sent_to(&moto);
     assert!(sent.contains(&"security@example.com".to_owned()));
     for n in &not_reached {

@@ -487,7 +487,10 @@ fn a_rejected_digest_makes_an_otherwise_complete_run_incomplete() {
         &json!({"reject": ["security@example.com"]}),
     );
     let (code, report, stderr) = notify(&moto, &seeded, &["--no-state"], &[]);
-    assert_eq!(code, 3, "the security team was not told: incomplete\n{stderr}");
+    assert_eq!(
+        code, 3,
+        "the security team was not told: incomplete\n{stderr}"
+    );
     let digest = report["notifications"]
         .as_array()
         .unwrap()

@@ -509,12 +509,19 @@ fn requested_accounts_the_organization_does_not_have_are_named_and_make_the_run_
 
     // Nothing in scope at all is not a clean run: exit 2, naming the ids.
     let (ak, sk) = seeded.scanner();
-    let (code, stdout, stderr) = run(moto
-        .keywarden((&ak, &sk))
-        .args(["scan", "--format", "json", "--now", NOW, "--accounts", "999999999999"]));
+    let (code, stdout, stderr) = run(moto.keywarden((&ak, &sk)).args([
+        "scan",
+        "--format",
+        "json",
+        "--now",
+        NOW,
+        "--accounts",
+        "999999999999",
+    ]));
     assert_eq!(code, 2, "{stdout}");
     assert!(
-        stderr.contains("no account of the Organization is in scope") && stderr.contains("999999999999"),
+        stderr.contains("no account of the Organization is in scope")
+            && stderr.contains("999999999999"),
         "{stderr}"
     );
     let (code, _, stderr) = run(moto
