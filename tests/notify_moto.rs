@@ -203,7 +203,17 @@ fn notify_requires_sender_and_security_recipients() {
         &[("KEYWARDEN_SECURITY_RECIPIENTS", "")],
     );
     assert_eq!(code, 2);
-    assert!(stderr.contains("security_recipients"), "{stderr}");
+    assert!(stderr.contains("`security_recipients`"), "{stderr}");
+    let (code, _, stderr) = notify(&moto, &seeded, &[], &[("KEYWARDEN_SENDER", "")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`sender`"), "{stderr}");
+    assert!(sent_count(&moto) == 0, "nothing was sent");
+}
+
+fn sent_count(moto: &Moto) -> usize {
+    moto.data()["ses"]["RawMessage"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 #[test]

@@ -795,7 +795,7 @@ pub fn digest_view(
             oldest.push((e.age_days.unwrap_or(0), exempt_key_row(e)));
         }
     }
-    oldest.sort_by(|a, b| b.0.cmp(&a.0));
+    oldest.sort_by_key(|r| std::cmp::Reverse(r.0));
     oldest.truncate(policy.oldest_keys);
 
     let max = s.active_key_ages.iter().map(|b| b.keys).max().unwrap_or(0);
