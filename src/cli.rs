@@ -202,13 +202,25 @@ async fn scan(
                 &ns.template_overrides()?,
                 ns.console_link_template.as_deref(),
             )?;
-            let notifier = Notifier::new(&sdk_config, ns, settings.cadence, templates);
+            let notifier = Notifier::new(
+                &sdk_config,
+                ns,
+                settings.cadence,
+                settings.enforce,
+                templates,
+            );
             notifier.preflight(d).await?;
             Some(notifier)
         }
         None => None,
     };
     let cadence = settings.cadence;
+    let enforcer = crate::enforce::Enforcer::new(
+        &sdk_config,
+        settings.enforce,
+        &settings.enforce_role_name,
+        settings.external_id.as_deref(),
+    );
     let scanner = Scanner::new(sdk_config, settings);
     let mode = if args.single_account {
         Mode::SingleAccount
@@ -238,6 +250,7 @@ async fn scan(
         notify: notifier.as_ref().zip(delivery.as_ref()),
         state: store,
         cadence,
+        enforcer: Some(&enforcer),
     };
     let report = crate::run::execute(&scanner, plan, RunOptions::new(mode, now), &progress).await;
     if let Some(bar) = bar {

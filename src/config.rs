@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::core::enforce::{EnforcePolicy, Mode as EnforceMode};
 use crate::core::exempt::{ArnPattern, ExemptionRules};
 use crate::core::ledger::Cadence;
 use crate::core::model::{AccountId, EmailAddress, Policy};
@@ -80,6 +81,13 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("remind_every_days", Some("7")),
     ("overdue_remind_every_days", Some("3")),
     ("escalate_after_days", Some("14")),
+    ("enforce", Some("off")),
+    ("deactivate_after_days", Some("30")),
+    ("enforce_min_notices", Some("3")),
+    ("enforce_final_notice_days", Some("7")),
+    ("enforce_max_per_run", Some("25")),
+    ("delete_inactive_after_days", None),
+    ("enforce_role_name", Some("KeywardenEnforceRole")),
 ];
 
 /// Which accounts to scan.
@@ -122,6 +130,10 @@ pub struct Settings {
     pub state: Option<String>,
     /// Reminder and escalation cadence.
     pub cadence: Cadence,
+    /// Opt-in enforcement.
+    pub enforce: EnforcePolicy,
+    /// Member-account role holding the write actions (only with enforcement).
+    pub enforce_role_name: String,
 }
 
 /// The settings of `notify` (and the Lambda): who sends, who gets the
@@ -455,19 +467,24 @@ impl RawSettings {
         Ok(ous)
     }
 
-    /// Validates everything into [`Settings`].
-    pub fn validate(&self) -> Result<Settings, ConfigError> {
-        let role_name = self.string("role_name")?;
-        if role_name.len() > 64
-            || !role_name
+    fn role(&self, key: &str) -> Result<String, ConfigError> {
+        let name = self.string(key)?;
+        if name.len() > 64
+            || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
         {
             return Err(self.invalid(
-                "role_name",
-                format!("{role_name:?} is not an IAM role name (1-64 of A-Z a-z 0-9 +=,.@_-)"),
+                key,
+                format!("{name:?} is not an IAM role name (1-64 of A-Z a-z 0-9 +=,.@_-)"),
             ));
         }
+        Ok(name)
+    }
+
+    /// Validates everything into [`Settings`].
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let role_name = self.role("role_name")?;
         let external_id = self.opt_string("external_id")?;
         if let Some(x) = &external_id {
             if x.len() < 2
@@ -642,7 +659,27 @@ impl RawSettings {
             self.opt_string("console_link_template")?;
             self.opt_string("templates_dir")?;
         }
+        let mode_text = self.string("enforce")?;
+        let enforce = EnforcePolicy {
+            mode: EnforceMode::parse(&mode_text).ok_or_else(|| {
+                self.invalid(
+                    "enforce",
+                    format!("must be off, plan or apply, got {mode_text:?}"),
+                )
+            })?,
+            deactivate_after_days: self.days("deactivate_after_days", 0)?,
+            min_notices: self.integer("enforce_min_notices", 1, 100)? as u32,
+            final_notice_days: self.days("enforce_final_notice_days", 1)?,
+            max_per_run: self.integer("enforce_max_per_run", 1, 10_000)? as u32,
+            delete_inactive_after_days: match self.opt_string("delete_inactive_after_days")? {
+                None => None,
+                Some(_) => Some(self.days("delete_inactive_after_days", 1)?),
+            },
+        };
+        let enforce_role_name = self.role("enforce_role_name")?;
         Ok(Settings {
+            enforce,
+            enforce_role_name,
             notify,
             state,
             cadence,
@@ -812,6 +849,10 @@ mod tests {
             "overdue_remind_every_days",
             "escalate_after_days",
             "max_exemption_days",
+            "deactivate_after_days",
+            "enforce_min_notices",
+            "enforce_final_notice_days",
+            "enforce_max_per_run",
         ];
         for key in numeric {
             for bad in ["-1", "99999999", "1e400", "1e-30", "NaN", ""] {
@@ -877,6 +918,30 @@ mod tests {
             .owners
             .allowed_domains
             .is_empty());
+    }
+
+    #[test]
+    fn enforcement_settings_default_off_and_are_validated() {
+        let s = RawSettings::defaults().validate().unwrap();
+        assert_eq!(s.enforce, EnforcePolicy::default());
+        assert_eq!(s.enforce_role_name, "KeywardenEnforceRole");
+        for (key, bad) in [
+            ("enforce", "yes"),
+            ("delete_inactive_after_days", "-1"),
+            ("delete_inactive_after_days", "0"),
+            ("enforce_role_name", "bad role"),
+        ] {
+            let mut raw = RawSettings::defaults();
+            raw.set_flag(key, bad, "--test");
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}={bad}: {err}");
+        }
+        let mut raw = RawSettings::defaults();
+        raw.set_flag("enforce", "Apply", "--test");
+        raw.set_flag("delete_inactive_after_days", "60", "--test");
+        let s = raw.validate().unwrap();
+        assert_eq!(s.enforce.mode, EnforceMode::Apply);
+        assert_eq!(s.enforce.delete_inactive_after_days, Some(60));
     }
 
     #[test]

@@ -64,6 +64,7 @@ struct State {
     /// The ledger's store (`KEYWARDEN_STATE`, set by Terraform to the state bucket).
     store: Option<crate::state::Store>,
     cadence: crate::core::ledger::Cadence,
+    enforcer: crate::enforce::Enforcer,
 }
 
 fn settings() -> anyhow::Result<Settings> {
@@ -114,6 +115,7 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         notify: Some((&state.notifier, &delivery)),
         state: state.store.clone(),
         cadence: state.cadence,
+        enforcer: Some(&state.enforcer),
     };
     let report = crate::run::execute(&state.scanner, plan, opts, &|_| {}).await?;
 
@@ -177,7 +179,13 @@ async fn init() -> anyhow::Result<State> {
         ns.console_link_template.as_deref(),
     )?;
     let sdk_config = crate::aws::load_sdk_config().await;
-    let notifier = Notifier::new(&sdk_config, ns, settings.cadence, templates);
+    let notifier = Notifier::new(
+        &sdk_config,
+        ns,
+        settings.cadence,
+        settings.enforce,
+        templates,
+    );
     let reserve = settings.deadline_reserve;
     let store = match &settings.state {
         Some(location) => Some(crate::state::Store::open(location, &sdk_config)?),
@@ -187,7 +195,14 @@ async fn init() -> anyhow::Result<State> {
         }
     };
     let cadence = settings.cadence;
+    let enforcer = crate::enforce::Enforcer::new(
+        &sdk_config,
+        settings.enforce,
+        &settings.enforce_role_name,
+        settings.external_id.as_deref(),
+    );
     Ok(State {
+        enforcer,
         scanner: Scanner::new(sdk_config, settings),
         notifier,
         reserve,

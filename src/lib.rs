@@ -19,6 +19,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod enforce;
 pub mod lambda;
 pub mod logging;
 pub mod notify;

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::aws::ses::{Identity, Ses};
 use crate::aws::AwsError;
 use crate::config::{NotifySettings, MAX_SEND_RATE, MIN_SEND_RATE};
+use crate::core::enforce::EnforcePolicy;
 use crate::core::ledger::{Cadence, Changes, Notice, Stage};
 use crate::core::mime::{self, Attachment, Envelope};
 use crate::core::model::EmailAddress;
@@ -71,6 +72,7 @@ pub struct Notifier {
     fallback_rate: f64,
     policy: NotifyPolicy,
     cadence: Cadence,
+    enforce: EnforcePolicy,
 }
 
 /// Spaces sends out to a rate.
@@ -121,6 +123,7 @@ impl Notifier {
         sdk_config: &SdkConfig,
         settings: &NotifySettings,
         cadence: Cadence,
+        enforce: EnforcePolicy,
         templates: Templates,
     ) -> Self {
         Self {
@@ -136,6 +139,7 @@ impl Notifier {
                 ..NotifyPolicy::default()
             },
             cadence,
+            enforce,
         }
     }
 
@@ -229,6 +233,7 @@ impl Notifier {
         let memory = session.as_deref().map(|s| Memory {
             ledger: &s.ledger,
             cadence: self.cadence,
+            enforce: self.enforce,
         });
         let people = plan_people(report, &self.policy, memory);
         let mut checkpoint_failed = false;
@@ -322,6 +327,7 @@ impl Notifier {
                 (Some(s), Some(c)) => Some(history_view(report, &s.ledger, c, &self.policy, &link)),
                 _ => None,
             },
+            enforce_mode: self.enforce.mode.as_str(),
         };
         let view = digest_view(report, &self.policy, extras, &link);
         let csv = crate::output::findings_csv(&report.findings)

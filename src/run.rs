@@ -6,8 +6,10 @@
 
 use tracing::warn;
 
+use crate::core::enforce::Mode as EnforceMode;
 use crate::core::ledger::{reconcile, Cadence};
 use crate::core::report::{Report, StageError};
+use crate::enforce::Enforcer;
 use crate::notify::{Delivery, Notifier};
 use crate::scan::{Progress, RunOptions, ScanError, Scanner};
 use crate::state::{LedgerSession, Store, StoreError};
@@ -28,6 +30,8 @@ pub struct Plan<'a> {
     /// Where the ledger lives; `None` for a run without memory.
     pub state: Option<Store>,
     pub cadence: Cadence,
+    /// Opt-in enforcement (it needs the ledger: the notices delivered).
+    pub enforcer: Option<&'a Enforcer>,
 }
 
 impl Plan<'_> {
@@ -63,6 +67,25 @@ pub async fn execute(
     let changes = session
         .as_mut()
         .map(|s| reconcile(&mut s.ledger, &mut report, &observed, &plan.cadence));
+    report.observed = observed;
+
+    // Enforcement comes before delivery, so the owner's message this run
+    // says what was done. Only a delivering notify run acts; scan and
+    // --dry-run say what `apply` would do.
+    if let Some(enforcer) = plan.enforcer {
+        match session.as_mut() {
+            Some(s) => {
+                let acting = enforcer.for_run(writes);
+                acting
+                    .run(&mut report, &mut s.ledger, &identity.caller)
+                    .await;
+            }
+            None if enforcer.policy().mode != EnforceMode::Off => {
+                warn!("enforcement needs the ledger (the notices delivered): nothing is enforced without state");
+            }
+            None => {}
+        }
+    }
 
     if let Some((notifier, delivery)) = plan.notify {
         notifier

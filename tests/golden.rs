@@ -60,6 +60,7 @@ fn rendered_templates_match_their_golden_files() {
             error: "MessageRejected: Email address is not verified.".into(),
         }],
         history: None,
+        enforce_mode: "off",
     };
     let r = templates
         .digest(&digest_view(&report, &policy, extras, &link))
@@ -75,6 +76,10 @@ fn rendered_templates_match_their_golden_files() {
     let memory = Memory {
         ledger: &ledger,
         cadence: Cadence::default(),
+        enforce: keywarden::core::enforce::EnforcePolicy {
+            mode: keywarden::core::enforce::Mode::Apply,
+            ..Default::default()
+        },
     };
     for person in plan_people(&later, &policy, Some(memory)) {
         let r = templates
@@ -87,6 +92,7 @@ fn rendered_templates_match_their_golden_files() {
     let extras = DigestExtras {
         people_notified: 3,
         history: Some(history_view(&later, &ledger, &changes, &policy, &link)),
+        enforce_mode: "apply",
         ..DigestExtras::default()
     };
     let r = templates

@@ -27,6 +27,14 @@ pub const IAM_ACTIONS: &[&str] = &[
     "iam:ListUsers",
 ];
 
+/// What the enforcement role may do (`KeywardenEnforceRole`, and the
+/// management account's own role when enforcement is applied): re-read the
+/// keys, deactivate one.
+pub const ENFORCE_ACTIONS: &[&str] = &["iam:ListAccessKeys", "iam:UpdateAccessKey"];
+
+/// Added to the enforcement role only when deletion is opted in.
+pub const DELETE_ACTIONS: &[&str] = &["iam:DeleteAccessKey"];
+
 /// How patiently to wait for a credential report.
 #[derive(Debug, Clone, Copy)]
 pub struct ReportPolling {
@@ -320,5 +328,61 @@ impl Iam {
             .into_iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect())
+    }
+
+    /// The user's keys as ListAccessKeys says now: id, status and exact
+    /// creation date only (no other calls: the enforcement role may do no more).
+    pub async fn list_keys(
+        &self,
+        user_name: &str,
+    ) -> Result<Vec<(AccessKeyId, KeyStatus, Option<Timestamp>)>, AwsError> {
+        let op = "iam:ListAccessKeys";
+        let listed: Vec<_> = self
+            .client
+            .list_access_keys()
+            .user_name(user_name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(op, e))?;
+        listed
+            .into_iter()
+            .map(|meta| {
+                let id = AccessKeyId::parse(meta.access_key_id().unwrap_or_default())
+                    .map_err(|e| AwsError::new(op, "InvalidResponse", e.to_string()))?;
+                let status = match meta.status() {
+                    Some(StatusType::Active) => KeyStatus::Active,
+                    _ => KeyStatus::Inactive,
+                };
+                Ok((id, status, meta.create_date().and_then(timestamp)))
+            })
+            .collect()
+    }
+
+    /// `UpdateAccessKey Status=Inactive`: reversible.
+    pub async fn deactivate_key(&self, user_name: &str, key: &AccessKeyId) -> Result<(), AwsError> {
+        self.client
+            .update_access_key()
+            .user_name(user_name)
+            .access_key_id(key.as_str())
+            .status(StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| classify("iam:UpdateAccessKey", e))?;
+        Ok(())
+    }
+
+    /// `DeleteAccessKey`: irreversible.
+    pub async fn delete_key(&self, user_name: &str, key: &AccessKeyId) -> Result<(), AwsError> {
+        self.client
+            .delete_access_key()
+            .user_name(user_name)
+            .access_key_id(key.as_str())
+            .send()
+            .await
+            .map_err(|e| classify("iam:DeleteAccessKey", e))?;
+        Ok(())
     }
 }

@@ -750,6 +750,8 @@ mod tests {
             notifications: vec![],
             errors: vec![],
             resolved: vec![],
+            actions: vec![],
+            actions_waiting: 0,
             unknown_accounts: vec![],
             observed: Observed::new(),
         }

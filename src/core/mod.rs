@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod credential_report;
+pub mod enforce;
 pub mod evaluate;
 pub mod exempt;
 pub mod ledger;

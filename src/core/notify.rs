@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::checks::{CheckId, Severity, CHECKS};
+use super::enforce::{reactivate_command, Action, ActionRecord, Outcome};
 use super::ledger::{exemption_key, is_overdue, median_days_to_fix, Changes, How, Ledger, Stage};
 use super::model::{days_between, AccountId, KeyStatus};
 use super::plan::urgency;
@@ -49,6 +50,8 @@ pub struct KeyRow {
     pub open_days: Option<i64>,
     /// An exempt key (the oldest-keys list shows them too, marked).
     pub exempt: bool,
+    /// With enforcement on: "will be deactivated on 2026-12-10 unless fixed".
+    pub enforcement: String,
 }
 
 fn date(t: Timestamp) -> String {
@@ -130,6 +133,7 @@ pub fn key_row(
         badge: "",
         open_days: f.first_seen.map(|t| days_between(t, now)),
         exempt: false,
+        enforcement: String::new(),
     }
 }
 
@@ -170,6 +174,57 @@ fn exempt_key_row(e: &ExemptKey) -> KeyRow {
         badge: "",
         open_days: None,
         exempt: true,
+        enforcement: String::new(),
+    }
+}
+
+/// The owner-facing sentence for a scheduled enforcement.
+fn enforcement_text(on: Option<(Action, Timestamp)>) -> String {
+    match on {
+        Some((Action::Deactivate, t)) => {
+            format!(
+                "This key will be deactivated on {} unless it is fixed or exempted.",
+                date(t)
+            )
+        }
+        Some((Action::Delete, t)) => {
+            format!(
+                "This inactive key will be deleted on {} unless it is exempted.",
+                date(t)
+            )
+        }
+        None => String::new(),
+    }
+}
+
+/// A key enforcement acted on, for the owner and the digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnforcedRow {
+    pub account: String,
+    pub user_name: String,
+    pub access_key_id: String,
+    /// "deactivated" or "deleted".
+    pub done: &'static str,
+    /// The check that made it eligible.
+    pub why: &'static str,
+    /// How to undo a deactivation (empty for a deletion: it cannot be undone).
+    pub undo: String,
+}
+
+fn enforced_row(f: &Finding, a: &ActionRecord) -> EnforcedRow {
+    EnforcedRow {
+        account: format!("{} ({})", f.account_name, f.account_id),
+        user_name: f.user_name.clone(),
+        access_key_id: a.access_key_id.to_string(),
+        done: match a.action {
+            Action::Deactivate => "deactivated",
+            Action::Delete => "deleted",
+        },
+        why: f.check.check().title,
+        undo: match a.action {
+            Action::Deactivate => reactivate_command(&a.account_id, &a.user_name, &a.access_key_id),
+            Action::Delete => String::new(),
+        },
     }
 }
 
@@ -273,6 +328,8 @@ pub struct OwnerView {
     pub accounts: Vec<AccountSection>,
     /// Escalated findings of people this recipient manages.
     pub managed: Vec<KeyRow>,
+    /// Keys of this recipient that enforcement acted on this run.
+    pub enforced: Vec<EnforcedRow>,
     pub how_to: Vec<HowTo>,
     pub max_age_days: u32,
     pub unused_days: u32,
@@ -297,6 +354,7 @@ pub fn owner_view(
     let row = |f: &Finding| key_row(f, alias.get(&f.account_id).copied().flatten(), now, link);
     let due_row = |d: &DueFinding| KeyRow {
         badge: badge(d),
+        enforcement: enforcement_text(d.enforce_on),
         ..row(&d.finding)
     };
     let due: Vec<&Finding> = person
@@ -306,7 +364,19 @@ pub fn owner_view(
         .chain(&person.managed)
         .map(|d| &d.finding)
         .collect();
-    let (subject_prefix, subject_summary) = subject_parts(&due);
+    let (subject_prefix, mut subject_summary) = subject_parts(&due);
+    if !person.enforced.is_empty() {
+        let n = person.enforced.len();
+        let done = format!(
+            "{n} access key{} deactivated by keywarden",
+            if n == 1 { "" } else { "s" }
+        );
+        subject_summary = if due.is_empty() {
+            done
+        } else {
+            format!("{done}; {subject_summary}")
+        };
+    }
     OwnerView {
         recipient: person.recipient.to_string(),
         evaluated_at: now.strftime("%Y-%m-%d %H:%M UTC").to_string(),
@@ -326,6 +396,11 @@ pub fn owner_view(
             })
             .collect(),
         managed: person.managed.iter().map(due_row).collect(),
+        enforced: person
+            .enforced
+            .iter()
+            .map(|(f, a)| enforced_row(f, a))
+            .collect(),
         how_to: how_to(
             due.iter()
                 .map(|f| f.check)
@@ -442,6 +517,25 @@ pub struct DigestView {
     pub max_age_days: u32,
     /// With a ledger: what changed since the last run.
     pub history: Option<HistoryView>,
+    /// `off`, `plan` or `apply`.
+    pub enforce_mode: String,
+    /// Enforcement this run (planned, done, failed).
+    pub actions: Vec<ActionRow>,
+    /// Eligible keys beyond enforce_max_per_run: next run.
+    pub actions_waiting: u64,
+}
+
+/// An enforcement action in the digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRow {
+    pub account: String,
+    pub user_name: String,
+    pub access_key_id: String,
+    pub action: &'static str,
+    /// "planned", "done" or "FAILED".
+    pub outcome: &'static str,
+    pub error: String,
+    pub owner: String,
 }
 
 fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> ExemptRow {
@@ -501,6 +595,8 @@ pub struct DigestExtras {
     pub delivery_failures: Vec<DeliveryFailure>,
     /// With a ledger: what changed since the last run.
     pub history: Option<HistoryView>,
+    /// `off`, `plan` or `apply` (the digest says which).
+    pub enforce_mode: &'static str,
 }
 
 /// A finding that ended since the last run.
@@ -904,6 +1000,37 @@ pub fn digest_view(
         delivery_failures: extras.delivery_failures,
         max_age_days: report.policy.max_age_days,
         history: extras.history,
+        enforce_mode: extras.enforce_mode.to_owned(),
+        actions: report
+            .actions
+            .iter()
+            .map(|a| {
+                let f = report.findings.iter().find(|f| {
+                    f.account_id == a.account_id
+                        && f.access_key_id.as_ref() == Some(&a.access_key_id)
+                });
+                ActionRow {
+                    account: match f {
+                        Some(f) => format!("{} ({})", f.account_name, a.account_id),
+                        None => a.account_id.to_string(),
+                    },
+                    user_name: a.user_name.clone(),
+                    access_key_id: a.access_key_id.to_string(),
+                    action: a.action.as_str(),
+                    outcome: match a.outcome {
+                        Outcome::Planned => "planned",
+                        Outcome::Done => "done",
+                        Outcome::Failed => "FAILED",
+                    },
+                    error: a.error.clone().unwrap_or_default(),
+                    owner: f
+                        .and_then(|f| f.owner.email.as_ref())
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "-".to_owned()),
+                }
+            })
+            .collect(),
+        actions_waiting: report.actions_waiting,
     }
 }
 

@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use super::enforce::{
+    action_for, final_notice_due, scheduled_for, Action, ActionRecord, EnforcePolicy, Mode, Outcome,
+};
 use super::ledger::{account_owner_due, owner_due, Cadence, Ledger, Stage};
-use super::model::EmailAddress;
+use super::model::{AccessKeyId, AccountId, EmailAddress};
 use super::report::{AccountEntry, Finding, Report};
 
 /// Knobs for planning.
@@ -40,6 +43,8 @@ impl Default for NotifyPolicy {
 pub struct Memory<'a> {
     pub ledger: &'a Ledger,
     pub cadence: Cadence,
+    /// With enforcement on, owners get a final notice naming the date.
+    pub enforce: EnforcePolicy,
 }
 
 /// A finding in a message, and which notice it is.
@@ -47,6 +52,8 @@ pub struct Memory<'a> {
 pub struct DueFinding {
     pub finding: Finding,
     pub stage: Stage,
+    /// With enforcement on: when the key will be deactivated (or deleted).
+    pub enforce_on: Option<(Action, Timestamp)>,
 }
 
 /// Everything one person hears about.
@@ -61,6 +68,8 @@ pub struct PersonPlan {
     pub accounts: Vec<(AccountEntry, Vec<DueFinding>)>,
     /// Escalated findings of people whose `manager` tag names this person.
     pub managed: Vec<DueFinding>,
+    /// This person's keys that enforcement deactivated (or deleted) this run.
+    pub enforced: Vec<(Finding, ActionRecord)>,
 }
 
 impl PersonPlan {
@@ -71,6 +80,7 @@ impl PersonPlan {
             own_open: Vec::new(),
             accounts: Vec::new(),
             managed: Vec::new(),
+            enforced: Vec::new(),
         }
     }
 
@@ -80,10 +90,12 @@ impl PersonPlan {
             + self.own_open.len()
             + self.accounts.iter().map(|(_, f)| f.len()).sum::<usize>()
             + self.managed.len()
+            + self.enforced.len()
     }
 
     fn has_due(&self) -> bool {
         !self.own.is_empty()
+            || !self.enforced.is_empty()
             || self.accounts.iter().any(|(_, f)| !f.is_empty())
             || !self.managed.is_empty()
     }
@@ -98,6 +110,11 @@ impl PersonPlan {
             .filter_map(|d| Some((d.finding.finding_id.clone()?, d.stage)))
             .collect()
     }
+}
+
+fn notified_today(e: &super::ledger::Entry, now: Timestamp) -> bool {
+    let day = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC).date();
+    e.notices.iter().any(|n| day(n.at) == day(now))
 }
 
 /// Most urgent first: severity, then due date, then a stable order.
@@ -138,7 +155,7 @@ pub fn plan_people(
     }
     let ledger_entry = |f: &Finding| {
         let m = memory?;
-        Some((m.ledger.entries.get(f.finding_id.as_deref()?)?, m.cadence))
+        Some((m.ledger.entries.get(f.finding_id.as_deref()?)?, m))
     };
     let account_owners: BTreeMap<_, _> = report
         .accounts
@@ -147,10 +164,56 @@ pub fn plan_people(
         .filter_map(|(i, a)| Some((&a.account_id, (i, a.owner.as_ref()?.email.as_ref()?))))
         .collect();
     let mut sections: BTreeMap<(String, usize), Vec<DueFinding>> = BTreeMap::new();
+    // Keys acted on this run: their findings go in the "done" section, once.
+    let done: BTreeMap<(&AccountId, &AccessKeyId), &ActionRecord> = report
+        .actions
+        .iter()
+        .filter(|a| a.outcome == Outcome::Done)
+        .map(|a| ((&a.account_id, &a.access_key_id), a))
+        .collect();
+    let mut told_done = std::collections::BTreeSet::new();
+    let enforce_on = |f: &Finding| -> Option<(Action, Timestamp)> {
+        let m = memory?;
+        if m.enforce.mode == Mode::Off || f.access_key_id.is_none() {
+            return None;
+        }
+        let action = action_for(f.check)?;
+        if action == Action::Delete && m.enforce.delete_inactive_after_days.is_none() {
+            return None;
+        }
+        let e = m.ledger.entries.get(f.finding_id.as_deref()?)?;
+        Some((action, scheduled_for(e, &m.enforce, now)?))
+    };
 
     for f in &report.findings {
+        let acted = f
+            .access_key_id
+            .as_ref()
+            .and_then(|k| done.get(&(&f.account_id, k)));
+        if let Some(action) = acted {
+            if let (Some(owner), true) = (&f.owner.email, told_done.insert(&action.finding_id)) {
+                entry(&mut people, owner)
+                    .enforced
+                    .push((f.clone(), (*action).clone()));
+            }
+            continue;
+        }
         let (owner_stage, account_stage) = match ledger_entry(f) {
-            Some((e, cadence)) => (owner_due(e, now, &cadence), account_owner_due(e)),
+            Some((e, m)) => {
+                let regular = owner_due(e, now, &m.cadence);
+                // The final notice, once, as soon as the date is near (but never
+                // a second message the same day).
+                let owner = match regular {
+                    Some(Stage::First) | None
+                        if final_notice_due(e, &m.enforce, now)
+                            && (regular.is_some() || !notified_today(e, now)) =>
+                    {
+                        Some(Stage::Final)
+                    }
+                    other => other,
+                };
+                (owner, account_owner_due(e))
+            }
             // No memory: everything is new, every run.
             None => (Some(Stage::First), Some(Stage::First)),
         };
@@ -160,6 +223,7 @@ pub fn plan_people(
                 Some(stage) => p.own.push(DueFinding {
                     finding: f.clone(),
                     stage,
+                    enforce_on: enforce_on(f),
                 }),
                 None => p.own_open.push(f.clone()),
             }
@@ -181,6 +245,7 @@ pub fn plan_people(
                     .push(DueFinding {
                         finding: f.clone(),
                         stage,
+                        enforce_on: enforce_on(f),
                     });
             }
         }
@@ -195,6 +260,7 @@ pub fn plan_people(
                 entry(&mut people, manager).managed.push(DueFinding {
                     finding: f.clone(),
                     stage: Stage::Escalation,
+                    enforce_on: enforce_on(f),
                 });
             }
         }
@@ -304,6 +370,7 @@ mod tests {
         let memory = Memory {
             ledger: &ledger,
             cadence: Cadence::default(),
+            enforce: Default::default(),
         };
         assert_eq!(
             recipients(&plan_people(
@@ -321,6 +388,7 @@ mod tests {
         let memory = Memory {
             ledger: &ledger,
             cadence: Cadence::default(),
+            enforce: Default::default(),
         };
         let plans = plan_people(&report, &NotifyPolicy::default(), Some(memory));
         assert!(!plans.is_empty());
@@ -343,6 +411,7 @@ mod tests {
         let memory = Memory {
             ledger: &ledger,
             cadence: Cadence::default(),
+            enforce: Default::default(),
         };
         let plans = plan_people(&report, &NotifyPolicy::default(), Some(memory));
         let due: usize = plans.iter().map(|p| p.own.len()).sum();
@@ -368,6 +437,7 @@ mod tests {
         let memory = Memory {
             ledger: &ledger,
             cadence: Cadence::default(),
+            enforce: Default::default(),
         };
         let plans = plan_people(&report, &NotifyPolicy::default(), Some(memory));
         let boss = plans

@@ -7,11 +7,16 @@ use jiff::{civil::Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::checks::{CheckId, Severity, CHECKS};
+use super::enforce::{ActionRecord, Outcome};
 use super::ledger::{Lifecycle, Observed, ObservedKey, Resolved};
 use super::model::{AccessKeyId, Account, AccountId, EmailAddress, KeyStatus, Policy};
 use super::owners::Owner;
 
 pub const SCHEMA: &str = "keywarden.report/v1";
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 /// How a requested account that the Organization does not have is shown.
 pub const NOT_IN_ORGANIZATION: &str = "NotInOrganization";
@@ -265,6 +270,12 @@ pub struct Report {
     /// With a ledger: findings gone since the last run, and how they ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<Resolved>,
+    /// Enforcement this run: planned, done or failed actions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionRecord>,
+    /// Keys eligible for enforcement beyond `enforce_max_per_run`: next run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub actions_waiting: u64,
     /// Account ids asked for (`--accounts`, `include_accounts`, the Lambda
     /// event) that are not ACTIVE accounts of the Organization.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -444,6 +455,8 @@ impl ReportBuilder {
             notifications: Vec::new(),
             errors: self.errors,
             resolved: Vec::new(),
+            actions: Vec::new(),
+            actions_waiting: 0,
             unknown_accounts: self.unknown_accounts,
             observed: self.observed,
         }
@@ -458,6 +471,7 @@ impl Report {
         self.summary.accounts_failed > 0
             || !self.errors.is_empty()
             || !self.unknown_accounts.is_empty()
+            || self.actions.iter().any(|a| a.outcome == Outcome::Failed)
             || self
                 .notifications
                 .iter()

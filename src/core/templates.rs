@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use handlebars::Handlebars;
 use serde::Serialize;
 
+use super::enforce::{action_for, Action, ActionRecord, Outcome};
 use super::ledger::{reconcile, record_notice, Cadence, Changes, Ledger, Notice, Observed, Stage};
 use super::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, DigestView,
@@ -213,6 +214,7 @@ impl Templates {
                 error: "MessageRejected".into(),
             }],
             history: None,
+            enforce_mode: "off",
         };
         self.digest(&digest_view(&report, &policy, extras, &link))?;
         // Again with a ledger, so every lifecycle section is rendered once.
@@ -220,12 +222,17 @@ impl Templates {
         let memory = Memory {
             ledger: &ledger,
             cadence: Cadence::default(),
+            enforce: crate::core::enforce::EnforcePolicy {
+                mode: crate::core::enforce::Mode::Apply,
+                ..Default::default()
+            },
         };
         for person in plan_people(&later, &policy, Some(memory)) {
             self.owner(&owner_view(&later, &person, &link))?;
         }
         let extras = DigestExtras {
             history: Some(history_view(&later, &ledger, &changes, &policy, &link)),
+            enforce_mode: "apply",
             ..DigestExtras::default()
         };
         self.digest(&digest_view(&later, &policy, extras, &link))?;
@@ -327,6 +334,27 @@ pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
         &Observed::new(),
         &Cadence::default(),
     );
+    // Enforcement acted on the first deactivatable key and failed on the next.
+    let mut acted = later
+        .findings
+        .iter()
+        .filter(|f| f.access_key_id.is_some() && action_for(f.check) == Some(Action::Deactivate));
+    for outcome in [Outcome::Done, Outcome::Failed] {
+        if let Some(f) = acted.next() {
+            later.actions.push(ActionRecord {
+                finding_id: f.finding_id.clone().unwrap_or_default(),
+                action: Action::Deactivate,
+                outcome,
+                account_id: f.account_id.clone(),
+                user_name: f.user_name.clone(),
+                access_key_id: f.access_key_id.clone().expect("filtered"),
+                error: (outcome == Outcome::Failed).then(|| {
+                    "AccessDenied: not authorized to perform iam:UpdateAccessKey".to_owned()
+                }),
+            });
+        }
+    }
+    later.actions_waiting = 2;
     (later, ledger, changes)
 }
 
