@@ -289,7 +289,7 @@ fn hostile_names_and_tags_are_escaped_and_never_reach_a_header() {
     );
     assert!(digest
         .html
-        .contains("Owner tags that are not valid addresses"));
+        .contains("Owner addresses skipped: not valid, or outside the allowed domains"));
     // Non-ASCII and very long values arrive intact, in every part.
     assert!(
         digest.html.contains("Équipe données 日本語 xxx")
