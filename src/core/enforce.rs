@@ -359,3 +359,267 @@ pub fn reactivate_command(account: &AccountId, user: &str, key: &AccessKeyId) ->
         user.replace('\'', "'\\''")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ledger::Notice;
+    use crate::core::owners::Owner;
+    use jiff::SignedDuration;
+
+    const KEY: &str = "AKIAAAAAAAAAAAAAAAAA";
+
+    fn day(n: i64) -> Timestamp {
+        "2026-11-01T06:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_hours(24 * n)
+    }
+    fn policy() -> EnforcePolicy {
+        EnforcePolicy {
+            mode: Mode::Apply,
+            deactivate_after_days: 30,
+            min_notices: 3,
+            final_notice_days: 7,
+            max_per_run: 25,
+            delete_inactive_after_days: None,
+        }
+    }
+    fn finding(check: CheckId) -> Finding {
+        Finding {
+            check,
+            severity: check.check().severity,
+            account_id: AccountId::parse("111122223333").unwrap(),
+            account_name: "prod".into(),
+            user_name: "ci".into(),
+            user_arn: "arn:aws:iam::111122223333:user/ci".into(),
+            access_key_id: Some(AccessKeyId::parse(KEY).unwrap()),
+            key_status: KeyStatus::Active,
+            created_at: Some(day(-300)),
+            age_days: Some(300),
+            last_used_at: None,
+            last_used_service: None,
+            due_at: Some(day(0)),
+            owner: Owner {
+                email: None,
+                rule: "unresolved".into(),
+                skipped: vec![],
+            },
+            manager: None,
+            finding_id: None,
+            first_seen: None,
+            lifecycle: None,
+            notices: None,
+            escalated_at: None,
+        }
+    }
+    /// Due on day 0, told on days 0, 3 and 6 (the last one the final notice).
+    fn entry(check: CheckId) -> Entry {
+        let f = finding(check);
+        Entry {
+            account_id: f.account_id.clone(),
+            account_name: f.account_name.clone(),
+            user_name: f.user_name.clone(),
+            access_key_id: f.access_key_id.clone(),
+            check,
+            severity: f.severity,
+            first_seen: day(0),
+            last_seen: day(0),
+            owner: None,
+            due_at: Some(day(0)),
+            notices: [(0, Stage::First), (3, Stage::Reminder), (6, Stage::Final)]
+                .iter()
+                .map(|(d, stage)| Notice {
+                    at: day(*d),
+                    stage: *stage,
+                    recipients: vec!["dev@example.com".into()],
+                    message_id: None,
+                })
+                .collect(),
+            escalated_at: None,
+            resolved_at: None,
+            how: None,
+        }
+    }
+    fn active() -> Option<Seen> {
+        Some(Seen {
+            status: KeyStatus::Active,
+            created_at: Some(day(-300)),
+        })
+    }
+    fn verdict(
+        f: &Finding,
+        e: &Entry,
+        seen: Option<Seen>,
+        now: Timestamp,
+    ) -> Result<Action, Refusal> {
+        check(
+            &Facts {
+                finding: f,
+                entry: e,
+                seen,
+                exempt: false,
+                callers_own: false,
+            },
+            &policy(),
+            now,
+        )
+    }
+
+    #[test]
+    fn every_precondition_holds_more_than_30_days_past_due_after_3_notices_and_a_week_old_final_notice(
+    ) {
+        let (f, e) = (
+            finding(CheckId::KeyAgeOverdue),
+            entry(CheckId::KeyAgeOverdue),
+        );
+        assert_eq!(verdict(&f, &e, active(), day(31)), Ok(Action::Deactivate));
+        assert_eq!(
+            verdict(&f, &e, active(), day(30)),
+            Err(Refusal::NotLongEnoughPastDue),
+            "30 days is not more than 30"
+        );
+        let f = finding(CheckId::KeyUnused);
+        assert_eq!(
+            verdict(&f, &entry(CheckId::KeyUnused), active(), day(31)),
+            Ok(Action::Deactivate)
+        );
+    }
+
+    #[test]
+    fn each_precondition_refuses_on_its_own() {
+        let f = finding(CheckId::KeyAgeOverdue);
+        let e = entry(CheckId::KeyAgeOverdue);
+        let now = day(31);
+        let mut two = e.clone();
+        two.notices.remove(1);
+        assert_eq!(
+            verdict(&f, &two, active(), now),
+            Err(Refusal::TooFewNotices)
+        );
+        let mut no_final = e.clone();
+        no_final.notices[2].stage = Stage::Reminder;
+        assert_eq!(
+            verdict(&f, &no_final, active(), now),
+            Err(Refusal::NoFinalNotice)
+        );
+        let mut late_final = e.clone();
+        late_final.notices[2].at = day(25);
+        assert_eq!(
+            verdict(&f, &late_final, active(), now),
+            Err(Refusal::FinalNoticeTooRecent)
+        );
+        assert_eq!(verdict(&f, &e, None, now), Err(Refusal::NotReReadThisRun));
+        let inactive = Some(Seen {
+            status: KeyStatus::Inactive,
+            created_at: Some(day(-300)),
+        });
+        assert_eq!(verdict(&f, &e, inactive, now), Err(Refusal::NotActive));
+        let recreated = Some(Seen {
+            status: KeyStatus::Active,
+            created_at: Some(day(-2)),
+        });
+        assert_eq!(
+            verdict(&f, &e, recreated, now),
+            Err(Refusal::CreationDateChanged)
+        );
+        for check in [
+            CheckId::KeyAgeWarning,
+            CheckId::TwoActiveKeys,
+            CheckId::RootAccessKey,
+        ] {
+            assert_eq!(
+                verdict(&finding(check), &entry(check), active(), now),
+                Err(Refusal::NotEnforceableCheck),
+                "{check:?}"
+            );
+        }
+        let mut root = f.clone();
+        root.access_key_id = None;
+        assert_eq!(verdict(&root, &e, active(), now), Err(Refusal::RootKey));
+        let facts = |exempt, callers_own| Facts {
+            finding: &f,
+            entry: &e,
+            seen: active(),
+            exempt,
+            callers_own,
+        };
+        assert_eq!(
+            check(&facts(true, false), &policy(), now),
+            Err(Refusal::Exempt)
+        );
+        assert_eq!(
+            check(&facts(false, true), &policy(), now),
+            Err(Refusal::CallersOwnKey)
+        );
+        let off = EnforcePolicy {
+            mode: Mode::Off,
+            ..policy()
+        };
+        assert_eq!(check(&facts(false, false), &off, now), Err(Refusal::Off));
+    }
+
+    #[test]
+    fn deleting_needs_its_own_opt_in_and_an_inactive_key() {
+        let mut f = finding(CheckId::InactiveKeyStale);
+        f.key_status = KeyStatus::Inactive;
+        let e = entry(CheckId::InactiveKeyStale);
+        let inactive = Some(Seen {
+            status: KeyStatus::Inactive,
+            created_at: Some(day(-300)),
+        });
+        assert_eq!(
+            verdict(&f, &e, inactive, day(100)),
+            Err(Refusal::DeletionOff)
+        );
+        let on = EnforcePolicy {
+            delete_inactive_after_days: Some(60),
+            ..policy()
+        };
+        let facts = |seen| Facts {
+            finding: &f,
+            entry: &e,
+            seen,
+            exempt: false,
+            callers_own: false,
+        };
+        assert_eq!(
+            check(&facts(inactive), &on, day(59)),
+            Err(Refusal::NotLongEnoughInactive)
+        );
+        assert_eq!(check(&facts(inactive), &on, day(60)), Ok(Action::Delete));
+        assert_eq!(
+            check(&facts(active()), &on, day(60)),
+            Err(Refusal::NotActive),
+            "an active key is never deleted"
+        );
+    }
+
+    #[test]
+    fn the_date_waits_for_the_final_notice_and_the_final_notice_comes_a_week_ahead() {
+        let mut e = entry(CheckId::KeyAgeOverdue);
+        e.notices.truncate(2);
+        let p = policy();
+        assert_eq!(eligible_at(&e, &p), Some(day(31)));
+        // Not yet told the date: the earliest is a week after today.
+        assert_eq!(scheduled_for(&e, &p, day(28)), Some(day(35)));
+        assert!(
+            !final_notice_due(&e, &p, day(23)),
+            "eight days ahead: not yet"
+        );
+        assert!(final_notice_due(&e, &p, day(24)));
+        e.notices.push(Notice {
+            at: day(24),
+            stage: Stage::Final,
+            recipients: vec![],
+            message_id: None,
+        });
+        assert!(!final_notice_due(&e, &p, day(25)), "once");
+        assert_eq!(scheduled_for(&e, &p, day(25)), Some(day(31)));
+        assert!(!final_notice_due(
+            &e,
+            &EnforcePolicy {
+                mode: Mode::Off,
+                ..p
+            },
+            day(24)
+        ));
+    }
+}

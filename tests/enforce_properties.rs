@@ -1,0 +1,332 @@
+//! A property test over random ledgers and findings: enforcement never
+//! selects a key that fails any precondition, never more than the cap, never
+//! a key twice, and takes the oldest first. The invariants are checked here
+//! from the facts, not by calling the rule that selected them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+use keywarden::core::checks::CheckId;
+use keywarden::core::enforce::{select, Action, EnforcePolicy, Mode};
+use keywarden::core::ledger::{finding_id, Entry, Ledger, Notice, ObservedKey, Stage};
+use keywarden::core::model::{AccessKeyId, AccountId, KeyStatus};
+use keywarden::core::owners::Owner;
+use keywarden::core::report::{
+    ExemptKey, ExemptionSource, ExemptionStatus, Finding, Report, Summary,
+};
+use proptest::prelude::*;
+
+fn day(n: i64) -> Timestamp {
+    "2026-06-01T06:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_hours(24 * n)
+}
+
+const CHECKS: [CheckId; 6] = [
+    CheckId::KeyAgeOverdue,
+    CheckId::KeyUnused,
+    CheckId::InactiveKeyStale,
+    CheckId::KeyAgeWarning,
+    CheckId::TwoActiveKeys,
+    CheckId::RootAccessKey,
+];
+
+/// One random finding with its ledger entry and what the scan saw.
+#[derive(Debug, Clone)]
+struct Case {
+    key: u8,
+    account: u8,
+    check: usize,
+    root: bool,
+    created: i64,
+    due: i64,
+    first_seen: i64,
+    notices: Vec<(i64, bool)>,
+    seen: Option<(bool, i64)>,
+    exempt: bool,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        (
+            0u8..12,
+            0u8..3,
+            0usize..CHECKS.len(),
+            prop::bool::weighted(0.1),
+        ),
+        (-400i64..0, -100i64..100, -100i64..100),
+        prop::collection::vec((-100i64..100, prop::bool::ANY), 0..6),
+        prop::option::weighted(0.9, (prop::bool::weighted(0.8), prop::bool::weighted(0.9))),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(
+            |((key, account, check, root), (created, due, first_seen), notices, seen, exempt)| {
+                Case {
+                    key,
+                    account,
+                    check,
+                    root,
+                    created,
+                    due,
+                    first_seen,
+                    notices,
+                    seen: seen
+                        .map(|(active, same)| (active, if same { created } else { created + 1 })),
+                    exempt,
+                }
+            },
+        )
+}
+
+fn key_id(n: u8) -> AccessKeyId {
+    AccessKeyId::parse(&format!("AKIATEST{n:012}")).unwrap()
+}
+fn account_id(n: u8) -> AccountId {
+    AccountId::parse(&format!("{:012}", 100000000000u64 + u64::from(n))).unwrap()
+}
+
+fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
+    let mut report = Report {
+        schema: "keywarden.report/v1".into(),
+        evaluated_at: now,
+        policy: Default::default(),
+        summary: Summary::default(),
+        accounts: vec![],
+        findings: vec![],
+        exempt: vec![],
+        notifications: vec![],
+        errors: vec![],
+        resolved: vec![],
+        actions: vec![],
+        actions_waiting: 0,
+        unknown_accounts: vec![],
+        observed: BTreeMap::new(),
+    };
+    let mut ledger = Ledger::new("o-prop");
+    // One key has one creation date and one user, whatever the generator drew.
+    let mut first_created: BTreeMap<(u8, u8), i64> = BTreeMap::new();
+    for c in cases {
+        let check = CHECKS[c.check];
+        let key = (!c.root).then(|| key_id(c.key));
+        let account = account_id(c.account);
+        if ledger
+            .entries
+            .contains_key(&finding_id(&account, key.as_ref(), check))
+        {
+            continue;
+        }
+        let mut c = c.clone();
+        let created = *first_created.entry((c.account, c.key)).or_insert(c.created);
+        if let Some((_, seen)) = &mut c.seen {
+            *seen += created - c.created;
+        }
+        c.created = created;
+        let c = &c;
+        let user = format!("user-{}", c.key);
+        let f = Finding {
+            check,
+            severity: check.check().severity,
+            account_id: account.clone(),
+            account_name: "acct".into(),
+            user_name: user.clone(),
+            user_arn: format!("arn:aws:iam::{account}:user/{user}"),
+            access_key_id: key.clone(),
+            key_status: KeyStatus::Active,
+            created_at: Some(day(c.created)),
+            age_days: None,
+            last_used_at: None,
+            last_used_service: None,
+            due_at: Some(day(c.due)),
+            owner: Owner {
+                email: None,
+                rule: "unresolved".into(),
+                skipped: vec![],
+            },
+            manager: None,
+            finding_id: None,
+            first_seen: None,
+            lifecycle: None,
+            notices: None,
+            escalated_at: None,
+        };
+        let id = finding_id(&account, key.as_ref(), check);
+        ledger.entries.insert(
+            id,
+            Entry {
+                account_id: account.clone(),
+                account_name: "acct".into(),
+                user_name: user.clone(),
+                access_key_id: key.clone(),
+                check,
+                severity: f.severity,
+                first_seen: day(c.first_seen),
+                last_seen: now,
+                owner: None,
+                due_at: Some(day(c.due)),
+                notices: c
+                    .notices
+                    .iter()
+                    .map(|(d, is_final)| Notice {
+                        at: day(*d),
+                        stage: if *is_final {
+                            Stage::Final
+                        } else {
+                            Stage::Reminder
+                        },
+                        recipients: vec![],
+                        message_id: None,
+                    })
+                    .collect(),
+                escalated_at: None,
+                resolved_at: None,
+                how: None,
+            },
+        );
+        if let Some((active, created)) = c.seen {
+            report
+                .observed
+                .entry(account.clone())
+                .or_default()
+                .entry(user.clone())
+                .or_default()
+                .push(ObservedKey {
+                    access_key_id: key.clone(),
+                    status: if active {
+                        KeyStatus::Active
+                    } else {
+                        KeyStatus::Inactive
+                    },
+                    created_at: Some(day(created)),
+                });
+        }
+        if c.exempt {
+            report.exempt.push(ExemptKey {
+                account_id: account.clone(),
+                account_name: "acct".into(),
+                user_name: user.clone(),
+                user_arn: f.user_arn.clone(),
+                access_key_id: key.clone(),
+                checks: vec![check],
+                source: ExemptionSource::UserTag,
+                status: ExemptionStatus::InForce,
+                until: None,
+                reason: None,
+                age_days: None,
+            });
+        }
+        report.findings.push(f);
+    }
+    (report, ledger)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn no_key_failing_a_precondition_is_ever_selected(
+        cases in prop::collection::vec(case(), 0..40),
+        cap in 1u32..6,
+        deletion in prop::option::of(1u32..60),
+        callers in 0u8..12,
+    ) {
+        let now = day(0);
+        let policy = EnforcePolicy {
+            mode: Mode::Apply,
+            deactivate_after_days: 30,
+            min_notices: 3,
+            final_notice_days: 7,
+            max_per_run: cap,
+            delete_inactive_after_days: deletion,
+        };
+        let (report, ledger) = build(&cases, now);
+        let callers_key = key_id(callers);
+        let sel = select(&report, &ledger, &policy, Some(&callers_key));
+        prop_assert!(sel.selected.len() <= cap as usize);
+        let mut keys = BTreeSet::new();
+        for s in &sel.selected {
+            prop_assert!(keys.insert((s.account_id.clone(), s.access_key_id.clone())), "a key twice");
+            prop_assert_ne!(&s.access_key_id, &callers_key, "the caller's own key");
+            let e = &ledger.entries[&s.finding_id];
+            prop_assert!(e.access_key_id.is_some(), "a root key");
+            let exempt = report.exempt.iter().any(|x| {
+                x.account_id == s.account_id && x.access_key_id.as_ref() == Some(&s.access_key_id)
+                    && x.user_name == s.user_name
+            });
+            prop_assert!(!exempt, "an exempt key");
+            prop_assert!(e.notices.len() >= 3, "too few notices");
+            let final_at = e.notices.iter().filter(|n| n.stage == Stage::Final).map(|n| n.at).min();
+            prop_assert!(final_at.is_some_and(|t| now.duration_since(t) >= SignedDuration::from_hours(24 * 7)), "final notice");
+            let seen = report.observed[&s.account_id][&s.user_name]
+                .iter()
+                .find(|k| k.access_key_id.as_ref() == Some(&s.access_key_id))
+                .expect("re-read this run");
+            let f = report.findings.iter().find(|f| {
+                f.account_id == s.account_id && f.access_key_id.as_ref() == Some(&s.access_key_id) && f.check == e.check
+            }).unwrap();
+            prop_assert_eq!(seen.created_at, f.created_at, "same creation date");
+            match s.action {
+                Action::Deactivate => {
+                    prop_assert!(matches!(e.check, CheckId::KeyAgeOverdue | CheckId::KeyUnused));
+                    prop_assert_eq!(seen.status, KeyStatus::Active);
+                    prop_assert!(now.duration_since(e.due_at.unwrap()) > SignedDuration::from_hours(24 * 30), "not past due long enough");
+                }
+                Action::Delete => {
+                    prop_assert_eq!(e.check, CheckId::InactiveKeyStale);
+                    prop_assert_eq!(seen.status, KeyStatus::Inactive);
+                    let days = deletion.expect("deletion opted in");
+                    prop_assert!(now.duration_since(e.first_seen) >= SignedDuration::from_hours(24 * i64::from(days)));
+                }
+            }
+        }
+        // Oldest first, and nothing older left waiting.
+        for w in sel.selected.windows(2) {
+            prop_assert!(w[0].created_at <= w[1].created_at);
+        }
+        prop_assert!(sel.waiting == 0 || sel.selected.len() == cap as usize, "waiting only past the cap");
+    }
+}
+
+#[test]
+fn the_cap_takes_the_oldest_keys_and_the_rest_wait() {
+    let qualifying = |key: u8, created: i64| Case {
+        key,
+        account: 0,
+        check: 0,
+        root: false,
+        created,
+        due: -60,
+        first_seen: -60,
+        notices: vec![(-50, false), (-40, false), (-20, true)],
+        seen: Some((true, created)),
+        exempt: false,
+    };
+    let cases = vec![
+        qualifying(1, -200),
+        qualifying(2, -400),
+        qualifying(3, -300),
+        qualifying(4, -100),
+    ];
+    let (report, ledger) = build(&cases, day(0));
+    let policy = EnforcePolicy {
+        mode: Mode::Apply,
+        max_per_run: 2,
+        ..EnforcePolicy::default()
+    };
+    let sel = select(&report, &ledger, &policy, None);
+    let picked: Vec<AccessKeyId> = sel
+        .selected
+        .iter()
+        .map(|s| s.access_key_id.clone())
+        .collect();
+    assert_eq!(picked, [key_id(2), key_id(3)], "oldest first");
+    assert_eq!(sel.waiting, 2);
+    // The same facts with a key too recently told are left out, not the next one instead.
+    let sel = select(
+        &report,
+        &ledger,
+        &EnforcePolicy {
+            final_notice_days: 30,
+            ..policy
+        },
+        None,
+    );
+    assert!(sel.selected.is_empty());
+}
