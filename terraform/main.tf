@@ -30,6 +30,11 @@ locals {
   ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail", "ses:GetEmailIdentity"]
   ses_account_actions  = ["ses:GetAccount"]
   assume_member_action = ["sts:AssumeRole"]
+  # Enforcement (src/aws/iam.rs ENFORCE_ACTIONS, DELETE_ACTIONS): only with enforcement = apply.
+  enforce_actions = ["iam:ListAccessKeys", "iam:UpdateAccessKey"]
+  delete_actions  = ["iam:DeleteAccessKey"]
+  enforcing       = var.enforcement == "apply"
+  deleting        = local.enforcing && var.delete_inactive_after_days != null
 
   sender_domain = split("@", var.sender)[1]
   allowed_recipient_domains = length(var.allowed_recipient_domains) > 0 ? var.allowed_recipient_domains : distinct(concat(
@@ -53,7 +58,10 @@ locals {
       KEYWARDEN_SES_REGION                = local.ses_region
       KEYWARDEN_STATE                     = local.state_uri
       KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS = join(",", local.allowed_recipient_domains)
+      KEYWARDEN_ENFORCE                   = var.enforcement
+      KEYWARDEN_ENFORCE_ROLE_NAME         = var.enforce_role_name
     },
+    var.delete_inactive_after_days == null ? {} : { KEYWARDEN_DELETE_INACTIVE_AFTER_DAYS = tostring(var.delete_inactive_after_days) },
     var.external_id == "" ? {} : { KEYWARDEN_EXTERNAL_ID = var.external_id },
     var.ses_configuration_set == null ? {} : { KEYWARDEN_CONFIGURATION_SET = var.ses_configuration_set },
   )
@@ -162,6 +170,32 @@ data "aws_iam_policy_document" "execution" {
     sid       = "Tracing"
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"]
+  }
+
+  # Enforcement = apply: the member accounts' enforcement role, only in this Organization.
+  dynamic "statement" {
+    for_each = local.enforcing ? [var.enforce_role_name] : []
+    content {
+      sid       = "AssumeMemberEnforceRole"
+      actions   = local.assume_member_action
+      resources = ["arn:${local.partition}:iam::*:role/${statement.value}"]
+      condition {
+        test     = "StringEquals"
+        variable = "aws:ResourceOrgID"
+        values   = [var.organization_id]
+      }
+    }
+  }
+
+  # Enforcement = apply in the management account itself (StackSets skip it):
+  # the same actions as the member enforcement role, on users only.
+  dynamic "statement" {
+    for_each = local.enforcing ? [local.account_id] : []
+    content {
+      sid       = "EnforceOwnAccount"
+      actions   = local.deleting ? concat(local.enforce_actions, local.delete_actions) : local.enforce_actions
+      resources = ["arn:${local.partition}:iam::${statement.value}:user/*"]
+    }
   }
 
   dynamic "statement" {
@@ -313,10 +347,13 @@ resource "aws_cloudformation_stack_set" "member_role" {
   template_body    = file("${path.module}/../stacksets/member-role.yaml")
 
   parameters = {
-    ScannerRoleArn = aws_iam_role.execution.arn
-    OrganizationId = var.organization_id
-    RoleName       = var.role_name
-    ExternalId     = var.external_id
+    ScannerRoleArn    = aws_iam_role.execution.arn
+    OrganizationId    = var.organization_id
+    RoleName          = var.role_name
+    ExternalId        = var.external_id
+    EnableEnforcement = local.enforcing ? "true" : "false"
+    EnableDeletion    = local.deleting ? "true" : "false"
+    EnforceRoleName   = var.enforce_role_name
   }
 
   auto_deployment {

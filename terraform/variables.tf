@@ -179,9 +179,10 @@ variable "settings" {
       "exclude_accounts", "include_ous", "exclude_ous", "exempt_accounts", "exempt_user_arns",
       "exempt_tag_key", "max_exemption_days", "owner_tag_keys", "account_owner_tag_keys", "notify_account_owners",
       "reply_to", "max_send_rate", "console_link_template", "remind_every_days",
-      "overdue_remind_every_days", "escalate_after_days",
+      "overdue_remind_every_days", "escalate_after_days", "deactivate_after_days", "enforce_min_notices",
+      "enforce_final_notice_days", "enforce_max_per_run",
     ], k)])
-    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains)."
+    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains, enforce, enforce_role_name, delete_inactive_after_days)."
   }
 }
 
@@ -268,4 +269,32 @@ variable "allowed_recipient_domains" {
   description = "Domains owner mail may go to (subdomains included); empty: the domains of sender and security_recipients. Enforced twice: by keywarden and by an ses:Recipients condition on the function's role."
   type        = list(string)
   default     = []
+}
+
+variable "enforcement" {
+  description = "Opt-in enforcement: off, plan (say in the report, digest and notices what would be done and when) or apply (deactivate keys after fair warning; creates KeywardenEnforceRole in member accounts). Roll out off -> plan for a few weeks -> apply."
+  type        = string
+  default     = "off"
+
+  validation {
+    condition     = contains(["off", "plan", "apply"], var.enforcement)
+    error_message = "enforcement must be off, plan or apply."
+  }
+}
+
+variable "delete_inactive_after_days" {
+  description = "With enforcement = apply: also delete keys inactive this many days (irreversible; adds iam:DeleteAccessKey to the enforcement role). null: never delete."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.delete_inactive_after_days == null ? true : var.delete_inactive_after_days >= 1
+    error_message = "delete_inactive_after_days must be at least 1 (or null)."
+  }
+}
+
+variable "enforce_role_name" {
+  description = "Name of the member-account enforcement role (created only with enforcement = apply)."
+  type        = string
+  default     = "KeywardenEnforceRole"
 }

@@ -144,9 +144,16 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     let policy = labelled(&main, "data", &["aws_iam_policy_document", "execution"]);
     let mut granted = BTreeSet::new();
     let mut by_sid = BTreeMap::new();
+    let enforcement_sids = ["AssumeMemberEnforceRole", "EnforceOwnAccount"];
     for statement in blocks(policy.body(), "statement")
         .chain(blocks(policy.body(), "dynamic").flat_map(|d| blocks(d.body(), "content")))
     {
+        // Enforcement's statements exist only with enforcement = apply: checked below.
+        if let Some(Expression::String(sid)) = attr(statement.body(), "sid") {
+            if enforcement_sids.contains(&sid.as_str()) {
+                continue;
+            }
+        }
         let acts = actions(attr(statement.body(), "actions").expect("actions"), &locals);
         if let Some(Expression::String(sid)) = attr(statement.body(), "sid") {
             by_sid.insert(sid.clone(), acts.clone());
@@ -192,6 +199,20 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     );
     assert!(hcl_text
         .contains("resources = concat(local.sender_identity_arns, local.configuration_set_arns)"));
+    // Enforcement: the write actions are exactly the code's, only with apply.
+    let list = |name: &str| actions(&locals[name], &locals);
+    assert_eq!(
+        set(list("enforce_actions").iter().map(String::as_str)),
+        set(keywarden::aws::iam::ENFORCE_ACTIONS.iter().copied())
+    );
+    assert_eq!(
+        set(list("delete_actions").iter().map(String::as_str)),
+        set(keywarden::aws::iam::DELETE_ACTIONS.iter().copied())
+    );
+    assert!(hcl_text.contains(r#"enforcing       = var.enforcement == "apply""#));
+    assert!(hcl_text.contains("for_each = local.enforcing ? [local.account_id] : []"));
+    assert!(hcl_text.contains("for_each = local.enforcing ? [var.enforce_role_name] : []"));
+    assert!(hcl_text.contains("EnableEnforcement = local.enforcing ? \"true\" : \"false\""));
     // Mail only to the allowed domains, in SES's own terms too.
     assert!(hcl_text.contains(r#"variable = "ses:Recipients""#));
     assert!(hcl_text.contains("KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS"));
@@ -317,6 +338,9 @@ fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itse
         "templates_dir",
         "state",
         "allowed_recipient_domains",
+        "enforce",
+        "enforce_role_name",
+        "delete_inactive_after_days",
     ]);
     let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
     assert_eq!(
@@ -402,4 +426,51 @@ fn the_function_is_wired_for_a_safe_daily_run() {
     for name in ["function_arn", "execution_role_arn", "schedule_arn"] {
         labelled(&outputs, "output", &[name]);
     }
+}
+
+#[test]
+fn the_enforcement_role_exists_only_when_enabled_and_may_only_deactivate_or_delete_user_keys() {
+    let t = member_template();
+    let role = &t["Resources"]["EnforceRole"];
+    assert_eq!(
+        role["Condition"], "Enforce",
+        "created only with EnableEnforcement"
+    );
+    assert_eq!(t["Parameters"]["EnableEnforcement"]["Default"], "false");
+    assert_eq!(t["Parameters"]["EnableDeletion"]["Default"], "false");
+    let enforce_role_default = keywarden::config::KEYS
+        .iter()
+        .find(|(k, _)| *k == "enforce_role_name")
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(
+        t["Parameters"]["EnforceRoleName"]["Default"],
+        enforce_role_default
+    );
+    let statement = &role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0];
+    let branches = statement["Action"]["Fn::If"].as_sequence().unwrap();
+    assert_eq!(branches[0], "Delete");
+    let list = |y: &Yaml| -> BTreeSet<String> {
+        y.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let enforce = set(keywarden::aws::iam::ENFORCE_ACTIONS.iter().copied());
+    let mut with_delete = enforce.clone();
+    with_delete.extend(set(keywarden::aws::iam::DELETE_ACTIONS.iter().copied()));
+    assert_eq!(list(&branches[1]), with_delete);
+    assert_eq!(list(&branches[2]), enforce);
+    assert!(serde_yaml::to_string(&statement["Resource"])
+        .unwrap()
+        .contains(":user/*"));
+    // Same trust as the scan role; the scan role stays read-only.
+    assert_eq!(
+        role["Properties"]["AssumeRolePolicyDocument"],
+        t["Resources"]["ScanRole"]["Properties"]["AssumeRolePolicyDocument"]
+    );
+    let scan = serde_yaml::to_string(&t["Resources"]["ScanRole"]).unwrap();
+    assert!(!scan.contains("UpdateAccessKey") && !scan.contains("DeleteAccessKey"));
 }
