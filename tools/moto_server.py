@@ -23,6 +23,9 @@ and adds, under /_keywarden/:
                       {"account_id", "op": "update_access_key", "user_name", "access_key_id", "status"}
                       {"account_id", "op": "strip_role", "role_name"}: the role loses every inline policy
     change an account's IAM behind the scanner's back (no auth), as its owner would between runs
+  (IAM access-key actions are authorized against the user's ARN, as AWS does,
+   not moto's "*": policies scoped to users can be tested)
+  GET  /_keywarden/keys -> {"<account id>": {"<user>": {"<key id>": "Active"|"Inactive"}}}: every user key
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -222,6 +225,34 @@ def role_put_policy_as_json(self, policy_name, policy_json):
 
 iam_models.Role.put_policy = role_put_policy_as_json
 
+# moto 5.2.1 authorizes every IAM action against the resource "*", so a
+# policy scoped to users (arn:aws:iam::<account>:user/*, as keywarden's
+# enforcement role is) denies everything. AWS evaluates the user's ARN:
+# do the same for the access-key actions that name a user.
+from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
+
+USER_KEY_ACTIONS = {"ListAccessKeys", "UpdateAccessKey", "DeleteAccessKey", "ListUserTags",
+                    "CreateAccessKey", "GetUser"}
+_normal_auth = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+
+def normal_auth_with_user_resource(self, resource="*"):
+    if resource == "*" and type(self).__module__.startswith("moto.iam"):
+        try:
+            action = self._get_action()
+            user = self._get_param("UserName") if action in USER_KEY_ACTIONS else None
+        except Exception:  # an unparsable request keeps moto's own behaviour
+            user = None
+        if user:
+            try:
+                resource = iam_backends[self.current_account]["global"].get_user(user).arn
+            except Exception:
+                resource = f"arn:aws:iam::{self.current_account}:user/{user}"
+    return _normal_auth(self, resource)
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = normal_auth_with_user_resource
+
 _send_raw_email = ses_models.SESBackend.send_raw_email
 
 
@@ -281,6 +312,15 @@ class Hooks:
             if fault is not None:
                 return fault(environ, start_response)
             return self.app(environ, start_response)
+        if path == "/_keywarden/keys" and environ.get("REQUEST_METHOD") == "GET":
+            keys = {}
+            for account_id, regions in list(iam_backends.items()):
+                backend = regions["global"]
+                users = {name: {k.access_key_id: k.status for k in u.access_keys}
+                         for name, u in backend.users.items() if u.access_keys}
+                if users:
+                    keys[account_id] = users
+            return Response(json.dumps(keys), content_type="application/json")(environ, start_response)
         if path == "/_keywarden/api-fault" and environ.get("REQUEST_METHOD") == "GET":
             counts = {"throttled": API_FAULTS["throttled"], "errors": API_FAULTS["errors"]}
             return Response(json.dumps(counts), content_type="application/json")(environ, start_response)

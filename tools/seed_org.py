@@ -13,6 +13,7 @@ Spec (every field optional unless marked):
   {"accounts": [{"name"*, "email"*, "management": bool, "ou": "A/B", "alias",
                  "tags": {k: v}, "scan_role": "ok" | "no-iam" | "stackset",
                  "drop_actions": ["iam:..."],   # with "stackset": removed from the template's policy
+                 "stackset_parameters": {"EnableEnforcement": "true"},  # with "stackset": more template parameters
                  "root_key": {"age_days", "last_used_days", "active"},
                  "users": [{"name"*, "tags": {k: v}, "path",
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
@@ -104,7 +105,7 @@ def deploy_member_role(ep, creds, spec, acct, role_name, org_id):
              "ParameterValue": f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:user/keywarden-scanner"},
             {"ParameterKey": "OrganizationId", "ParameterValue": org_id},
             {"ParameterKey": "RoleName", "ParameterValue": role_name},
-        ],
+        ] + [{"ParameterKey": k, "ParameterValue": v} for k, v in acct.get("stackset_parameters", {}).items()],
     )
     status = cfn.describe_stacks(StackName="StackSet-keywarden-member-role")["Stacks"][0]["StackStatus"]
     if status != "CREATE_COMPLETE":

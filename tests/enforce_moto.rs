@@ -1,0 +1,291 @@
+//! Enforcement end to end: the real binary against moto with IAM policy
+//! enforcement on, member accounts deployed from the shipped StackSet
+//! template (scan role and, where enabled, the enforcement role). Runs over
+//! several days build up the notices; `plan` changes nothing; `apply`
+//! deactivates exactly the eligible keys, honours the cap, leaves exempt keys,
+//! keys with too few notices and a user's newer key alone, and records a
+//! failure where the enforcement role may not write.
+
+#[path = "support/mail.rs"]
+mod mail;
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use support::{run, Moto, Seeded};
+
+fn at(days: i64, hours: i64) -> String {
+    let t: jiff::Timestamp = support::NOW.parse().unwrap();
+    (t + jiff::SignedDuration::from_hours(24 * days + hours)).to_string()
+}
+
+fn spec() -> Value {
+    let mut actions = keywarden::aws::all_actions();
+    // The management account is enforced with the caller's own identity.
+    actions.push("iam:UpdateAccessKey");
+    json!({
+        "scanner_user": true,
+        "scanner_actions": actions,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "management", "email": "root@example.com", "management": true,
+             "users": [{"name": "mgmt-ci", "tags": {"owner": "mgmt@example.com"},
+                        "keys": [{"age_days": 250, "last_used_days": 1}]}]},
+            {"name": "a", "email": "a@example.com", "scan_role": "stackset",
+             "stackset_parameters": {"EnableEnforcement": "true"},
+             "users": [
+                {"name": "ci", "tags": {"owner": "ci@example.com"}, "keys": [{"age_days": 150, "last_used_days": 1}]},
+                {"name": "rotating", "tags": {"owner": "rot@example.com"},
+                 "keys": [{"age_days": 300, "last_used_days": 1}, {"age_days": 10, "last_used_days": 1}]},
+                {"name": "exempt-svc", "tags": {"owner": "svc@example.com", "keywarden:exempt": "2026-12-31 vendor"},
+                 "keys": [{"age_days": 350, "last_used_days": 1}]},
+                {"name": "fine", "tags": {"owner": "fine@example.com"}, "keys": [{"age_days": 5, "last_used_days": 1}]}
+             ]},
+            {"name": "nobody-acct", "email": "nobody@outside.example", "scan_role": "stackset",
+             "stackset_parameters": {"EnableEnforcement": "true"},
+             "users": [{"name": "orphan", "keys": [{"age_days": 500, "last_used_days": 1}]}]},
+            {"name": "b", "email": "b@example.com", "scan_role": "stackset",
+             "stackset_parameters": {"EnableEnforcement": "true"},
+             "users": [{"name": "web", "tags": {"owner": "web@example.com"}, "keys": [{"age_days": 400, "last_used_days": 1}]}]}
+        ]
+    })
+}
+
+struct Org {
+    moto: Moto,
+    seeded: Seeded,
+    state: tempfile::TempDir,
+}
+
+impl Org {
+    fn notify(&self, now: &str, mode: &str, env: &[(&str, &str)]) -> (i32, Value, String) {
+        let (ak, sk) = self.seeded.scanner();
+        let mut cmd = self.moto.keywarden((&ak, &sk));
+        cmd.args(["notify", "--format", "json", "--now", now, "--state"])
+            .arg(self.state.path())
+            .env("KEYWARDEN_SENDER", "keywarden@example.com")
+            .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+            .env("KEYWARDEN_MAX_SEND_RATE", "100")
+            .env("KEYWARDEN_ENFORCE", mode)
+            .env("KEYWARDEN_DEACTIVATE_AFTER_DAYS", "0")
+            .env("KEYWARDEN_ENFORCE_MIN_NOTICES", "2")
+            .env("KEYWARDEN_ENFORCE_FINAL_NOTICE_DAYS", "2")
+            .env("KEYWARDEN_OVERDUE_REMIND_EVERY_DAYS", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (code, stdout, stderr) = run(&mut cmd);
+        let report =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no report ({e}):\n{stderr}"));
+        (code, report, stderr)
+    }
+
+    /// Every user key in moto: (account name, user, key index) → status.
+    fn statuses(&self) -> BTreeMap<String, String> {
+        let keys = self.moto.hook_get("/_keywarden/keys");
+        let names = self.seeded.names();
+        let mut out = BTreeMap::new();
+        for (account, users) in keys.as_object().unwrap() {
+            let Some(name) = names.get(account) else {
+                continue;
+            };
+            for (user, ks) in users.as_object().unwrap() {
+                if user == "keywarden-scanner" {
+                    continue;
+                }
+                for (key, status) in ks.as_object().unwrap() {
+                    out.insert(
+                        format!("{name}/{user}/{key}"),
+                        status.as_str().unwrap().to_owned(),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn key(&self, account: &str, user: &str, i: usize) -> String {
+        format!("{account}/{user}/{}", self.seeded.key(account, user, i))
+    }
+}
+
+fn actions(report: &Value) -> Vec<(String, String, String)> {
+    report["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x["user_name"].as_str().unwrap().to_owned(),
+                        x["action"].as_str().unwrap().to_owned(),
+                        x["outcome"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn plan_changes_nothing_and_apply_deactivates_exactly_the_eligible_keys_after_fair_warning() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec());
+    // In account b the enforcement role exists but may not write.
+    moto.hook(
+        "/_keywarden/iam",
+        &json!({"account_id": seeded.account("b"), "op": "strip_role", "role_name": "KeywardenEnforceRole"}),
+    );
+    let org = Org {
+        moto,
+        seeded,
+        state: tempfile::tempdir().unwrap(),
+    };
+    let before = org.statuses();
+    assert!(before.values().all(|s| s == "Active"));
+
+    // Day 0: everyone is told, and the date is named (the final notice).
+    let (_, report, stderr) = org.notify(&at(0, 6), "apply", &[]);
+    assert!(
+        actions(&report).is_empty(),
+        "one notice is not fair warning: {:?}\n{stderr}",
+        actions(&report)
+    );
+    let mails = mail::sent(&org.moto);
+    let ci = mails
+        .iter()
+        .find(|m| m.to == ["ci@example.com"])
+        .expect("ci's owner told");
+    assert!(
+        ci.text.contains("will be deactivated on 2026-12-01"),
+        "{}",
+        ci.text
+    );
+
+    // Day 1: a reminder (the second notice). Still too early: the final notice is a day old.
+    let (_, report, _) = org.notify(&at(1, 6), "apply", &[]);
+    assert!(actions(&report).is_empty(), "{:?}", actions(&report));
+
+    // Day 2, plan: says exactly what apply would do, changes nothing.
+    let (_, report, _) = org.notify(&at(2, 6), "plan", &[]);
+    let planned = actions(&report);
+    let users: Vec<&str> = planned.iter().map(|(u, _, _)| u.as_str()).collect();
+    assert_eq!(
+        users,
+        ["web", "rotating", "mgmt-ci", "ci"],
+        "oldest first: {planned:?}"
+    );
+    assert!(planned
+        .iter()
+        .all(|(_, a, o)| a == "deactivate" && o == "planned"));
+    assert_eq!(org.statuses(), before, "plan changes nothing in IAM");
+
+    // Day 2 again, apply with a cap of 2: the two oldest; the rest wait.
+    let (code, report, stderr) = org.notify(
+        &at(2, 8),
+        "apply",
+        &[("KEYWARDEN_ENFORCE_MAX_PER_RUN", "2")],
+    );
+    assert_eq!(
+        code, 3,
+        "a failed action makes the run incomplete\n{stderr}"
+    );
+    let done = actions(&report);
+    assert_eq!(
+        done,
+        [
+            (
+                "web".to_owned(),
+                "deactivate".to_owned(),
+                "failed".to_owned()
+            ),
+            (
+                "rotating".to_owned(),
+                "deactivate".to_owned(),
+                "done".to_owned()
+            ),
+        ],
+        "{stderr}"
+    );
+    assert_eq!(report["actions_waiting"], 2);
+    let web = &report["actions"][0];
+    assert!(
+        web["error"].as_str().unwrap().contains("AccessDenied"),
+        "{web}"
+    );
+    let after = org.statuses();
+    assert_eq!(after[&org.key("a", "rotating", 0)], "Inactive");
+    assert_eq!(
+        after[&org.key("a", "rotating", 1)],
+        "Active",
+        "the newer key of the same user stays"
+    );
+
+    // The owner is told what was done and how to undo it.
+    let mails = mail::sent(&org.moto);
+    let rot = mails
+        .iter()
+        .rev()
+        .find(|m| m.to == ["rot@example.com"])
+        .unwrap();
+    assert!(rot.subject.contains("deactivated"), "{}", rot.subject);
+    assert!(
+        rot.text
+            .contains("aws iam update-access-key --user-name 'rotating' --access-key-id")
+            && rot.text.contains("--status Active"),
+        "{}",
+        rot.text
+    );
+    let digest = mails
+        .iter()
+        .rev()
+        .find(|m| m.to == ["security@example.com"])
+        .unwrap();
+    assert!(
+        digest.text.contains("ENFORCEMENT (apply): 2 MORE WAITING"),
+        "{}",
+        digest.text
+    );
+
+    // Day 3: the rest.
+    let (_, report, _) = org.notify(&at(3, 6), "apply", &[]);
+    let done: Vec<(String, String)> = actions(&report)
+        .into_iter()
+        .map(|(u, _, o)| (u, o))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            ("web".to_owned(), "failed".to_owned()),
+            ("mgmt-ci".to_owned(), "done".to_owned()),
+            ("ci".to_owned(), "done".to_owned()),
+        ]
+    );
+
+    // Exactly these keys changed, no other key in the Organization.
+    let mut expected = before.clone();
+    for k in [
+        org.key("a", "rotating", 0),
+        org.key("management", "mgmt-ci", 0),
+        org.key("a", "ci", 0),
+    ] {
+        expected.insert(k, "Inactive".to_owned());
+    }
+    assert_eq!(org.statuses(), expected);
+
+    // The ledger recorded it.
+    let org_dir = std::fs::read_dir(org.state.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(org_dir.join("ledger.json")).unwrap()).unwrap();
+    let id = format!(
+        "{}/{}/key-age-overdue",
+        org.seeded.account("a"),
+        org.seeded.key("a", "ci", 0)
+    );
+    assert_eq!(ledger["entries"][&id]["how"], "key_deactivated");
+}
