@@ -289,3 +289,54 @@ fn plan_changes_nothing_and_apply_deactivates_exactly_the_eligible_keys_after_fa
     );
     assert_eq!(ledger["entries"][&id]["how"], "key_deactivated");
 }
+
+#[test]
+fn the_scan_role_may_not_write_even_where_the_enforcement_role_exists() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec());
+    let (ak, sk) = seeded.scanner();
+    let account = seeded.account("a");
+    let key = seeded.key("a", "ci", 0);
+    let try_as = |role: &str| -> String {
+        let out = std::process::Command::new(support::python())
+            .args([
+                "-c",
+                r#"
+import sys, boto3, botocore
+ep, ak, sk, account, role, key = sys.argv[1:7]
+sts = boto3.client("sts", endpoint_url=ep, region_name="us-east-1", aws_access_key_id=ak, aws_secret_access_key=sk)
+c = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="test")["Credentials"]
+iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1", aws_access_key_id=c["AccessKeyId"],
+                   aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+try:
+    iam.update_access_key(UserName="ci", AccessKeyId=key, Status="Active")
+    print("allowed")
+except botocore.exceptions.ClientError as e:
+    print(e.response["Error"]["Code"])
+"#,
+                &moto.endpoint,
+                &ak,
+                &sk,
+                &account,
+                role,
+                &key,
+            ])
+            .output()
+            .expect("python");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    };
+    assert_eq!(
+        try_as("KeywardenScanRole"),
+        "AccessDenied",
+        "the scan role is read-only"
+    );
+    assert_eq!(
+        try_as("KeywardenEnforceRole"),
+        "allowed",
+        "the enforcement role may"
+    );
+}
