@@ -131,7 +131,7 @@ fn settings(config: Option<PathBuf>, args: &ScanArgs) -> anyhow::Result<crate::c
     if let Some(path) = &config {
         raw.merge_file(path)?;
     }
-    raw.merge_env(std::env::vars());
+    raw.merge_env(std::env::vars())?;
     if let Some(a) = &args.accounts {
         raw.set_flag("include_accounts", a, "--accounts");
     }

@@ -21,7 +21,7 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
     #[error("config file {path} is not valid TOML: {reason}")]
     Toml { path: PathBuf, reason: String },
-    #[error("unknown setting `{key}` in {source_name} (known settings: {known})")]
+    #[error("unknown setting `{key}` in {source_name} ({known})")]
     UnknownKey {
         key: String,
         source_name: String,
@@ -214,6 +214,31 @@ pub struct RawSettings {
     values: BTreeMap<String, Value>,
 }
 
+/// `KEYWARDEN_*` variables that are not settings.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG"];
+
+/// The known key nearest to `key` (edit distance).
+fn closest_key(key: &str) -> &'static str {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    KEYS.iter()
+        .map(|(k, _)| *k)
+        .min_by_key(|k| distance(key, k))
+        .unwrap_or("role_name")
+}
+
 fn known_keys() -> String {
     KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
 }
@@ -267,9 +292,13 @@ impl RawSettings {
         for (key, value) in table {
             if !KEYS.iter().any(|(k, _)| *k == key) {
                 return Err(ConfigError::UnknownKey {
+                    known: format!(
+                        "did you mean `{}`? known settings: {}",
+                        closest_key(&key),
+                        known_keys()
+                    ),
                     key,
                     source_name: origin.to_owned(),
-                    known: known_keys(),
                 });
             }
             self.values.insert(
@@ -283,18 +312,36 @@ impl RawSettings {
         Ok(())
     }
 
-    /// Layers `KEYWARDEN_<KEY>` variables over what is there. Variables that
-    /// name no setting are ignored (`KEYWARDEN_CONFIG` is the file's path).
-    pub fn merge_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+    /// Layers `KEYWARDEN_<KEY>` variables over what is there. A variable
+    /// that names no setting is an error naming the closest one, like an
+    /// unknown key in the file (`KEYWARDEN_CONFIG` is the file's path and
+    /// `KEYWARDEN_LOG` the log filter: not settings, but known).
+    pub fn merge_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(key) = name.strip_prefix("KEYWARDEN_") else {
                 continue;
             };
+            if NOT_SETTINGS.contains(&key) {
+                continue;
+            }
             let key = key.to_ascii_lowercase();
             if KEYS.iter().any(|(k, _)| *k == key) {
                 self.set_text(&key, &value, &format!("environment variable {name}"));
+            } else {
+                return Err(ConfigError::UnknownKey {
+                    source_name: format!("environment variable {name}"),
+                    known: format!(
+                        "did you mean KEYWARDEN_{}? All settings are listed in the README",
+                        closest_key(&key).to_uppercase()
+                    ),
+                    key,
+                });
             }
         }
+        Ok(())
     }
 
     /// Layers one command-line flag over what is there.
@@ -726,7 +773,8 @@ mod tests {
         raw.merge_env(env(&[
             ("KEYWARDEN_SENDER", "kw@example.com"),
             ("KEYWARDEN_SECURITY_RECIPIENTS", "sec@example.com"),
-        ]));
+        ]))
+        .unwrap();
         let n = raw.validate().unwrap().notify.unwrap();
         assert!(n.notify_account_owners);
         assert_eq!(n.max_send_rate, 1.0);
@@ -752,9 +800,10 @@ mod tests {
         .unwrap();
         raw.merge_env(env(&[
             ("KEYWARDEN_MAX_AGE_DAYS", "30"),
-            ("KEYWARDEN_UNRELATED", "x"),
+            ("KEYWARDEN_LOG", "debug"),
             ("PATH", "/bin"),
-        ]));
+        ]))
+        .unwrap();
         raw.set_flag(
             "include_accounts",
             "222233334444, 333344445555",
@@ -791,13 +840,31 @@ mod tests {
         ];
         for (var, value, key) in cases {
             let mut raw = RawSettings::defaults();
-            raw.merge_env(env(&[(var, value)]));
+            raw.merge_env(env(&[(var, value)])).unwrap();
             let err = raw.validate().unwrap_err().to_string();
             assert!(
                 err.contains(&format!("`{key}`")) && err.contains(var),
                 "{var}={value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn an_unknown_keywarden_variable_is_an_error_naming_the_closest_setting() {
+        let err = RawSettings::defaults()
+            .merge_env(env(&[("KEYWARDEN_MAX_AGE", "90")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KEYWARDEN_MAX_AGE")
+                && err.contains("did you mean KEYWARDEN_MAX_AGE_DAYS?"),
+            "{err}"
+        );
+        let err = RawSettings::defaults()
+            .merge_toml("sendr = \"a@example.com\"", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `sender`?"), "{err}");
     }
 
     #[test]
@@ -878,7 +945,7 @@ mod tests {
             ("KEYWARDEN_SECURITY_RECIPIENTS", "`sender`"),
         ] {
             let mut raw = RawSettings::defaults();
-            raw.merge_env(env(&[(var, "someone@example.com")]));
+            raw.merge_env(env(&[(var, "someone@example.com")])).unwrap();
             let err = raw.validate().unwrap_err().to_string();
             assert!(err.contains(missing), "{var}: {err}");
         }
@@ -893,7 +960,8 @@ mod tests {
                 "KEYWARDEN_SECURITY_RECIPIENTS",
                 "sec@acme.example,ciso@corp.example",
             ),
-        ]));
+        ]))
+        .unwrap();
         let s = raw.validate().unwrap();
         assert_eq!(s.owners.allowed_domains, ["acme.example", "corp.example"]);
         raw.set_flag(

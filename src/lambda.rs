@@ -72,7 +72,7 @@ fn settings() -> anyhow::Result<Settings> {
     if let Some(path) = std::env::var_os("KEYWARDEN_CONFIG") {
         raw.merge_file(std::path::Path::new(&path))?;
     }
-    raw.merge_env(std::env::vars());
+    raw.merge_env(std::env::vars())?;
     Ok(raw.validate()?)
 }
 

@@ -19,8 +19,8 @@ use crate::core::ledger::{Cadence, Changes, Notice, Stage};
 use crate::core::mime::{self, Attachment, Envelope};
 use crate::core::model::EmailAddress;
 use crate::core::notify::{
-    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, Memory,
-    NotifyPolicy,
+    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DeliveryMode,
+    DigestExtras, Memory, NotifyPolicy,
 };
 use crate::core::report::{
     DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
@@ -328,6 +328,11 @@ impl Notifier {
                 _ => None,
             },
             enforce_mode: self.enforce.mode.as_str(),
+            delivery: match delivery {
+                Delivery::Ses => DeliveryMode::Sent,
+                Delivery::DryRun => DeliveryMode::DryRun,
+                Delivery::Outbox(_) => DeliveryMode::Outbox,
+            },
         };
         let view = digest_view(report, &self.policy, extras, &link);
         let csv = crate::output::findings_csv(&report.findings)

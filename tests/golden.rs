@@ -61,6 +61,7 @@ fn rendered_templates_match_their_golden_files() {
         }],
         history: None,
         enforce_mode: "off",
+        delivery: Default::default(),
     };
     let r = templates
         .digest(&digest_view(&report, &policy, extras, &link))

@@ -513,6 +513,9 @@ pub struct DigestView {
     pub oldest: Vec<KeyRow>,
     pub histogram: Vec<Bar>,
     pub people_notified: usize,
+    /// "3 people were sent their own message.", or what a dry run or an
+    /// outbox run did instead (never "sent" when nothing was).
+    pub people_line: String,
     pub delivery_failures: Vec<DeliveryFailure>,
     pub max_age_days: u32,
     /// With a ledger: what changed since the last run.
@@ -597,6 +600,38 @@ pub struct DigestExtras {
     pub history: Option<HistoryView>,
     /// `off`, `plan` or `apply` (the digest says which).
     pub enforce_mode: &'static str,
+    /// How messages went out this run.
+    pub delivery: DeliveryMode,
+}
+
+/// How a run's messages go out, for the digest's wording.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryMode {
+    #[default]
+    Sent,
+    DryRun,
+    Outbox,
+}
+
+fn people_line(n: usize, delivery: DeliveryMode) -> String {
+    let people = if n == 1 {
+        "1 person".to_owned()
+    } else {
+        format!("{n} people")
+    };
+    let messages = if n == 1 {
+        "1 message".to_owned()
+    } else {
+        format!("{n} messages")
+    };
+    match delivery {
+        DeliveryMode::Sent => format!(
+            "{people} {} sent their own message.",
+            if n == 1 { "was" } else { "were" }
+        ),
+        DeliveryMode::DryRun => format!("{messages} to owners rendered and not sent (dry run)."),
+        DeliveryMode::Outbox => format!("{messages} to owners written to the outbox, not sent."),
+    }
 }
 
 /// A finding that ended since the last run.
@@ -997,6 +1032,7 @@ pub fn digest_view(
         oldest: oldest.into_iter().map(|(_, r)| r).collect(),
         histogram,
         people_notified: extras.people_notified,
+        people_line: people_line(extras.people_notified, extras.delivery),
         delivery_failures: extras.delivery_failures,
         max_age_days: report.policy.max_age_days,
         history: extras.history,
@@ -1038,6 +1074,43 @@ pub fn digest_view(
 mod tests {
     use super::*;
     use crate::core::templates::SAMPLE_REPORT;
+
+    #[test]
+    fn the_digest_never_says_sent_when_nothing_was_and_counts_in_good_english() {
+        assert_eq!(
+            people_line(1, DeliveryMode::Sent),
+            "1 person was sent their own message."
+        );
+        assert_eq!(
+            people_line(3, DeliveryMode::Sent),
+            "3 people were sent their own message."
+        );
+        for mode in [DeliveryMode::DryRun, DeliveryMode::Outbox] {
+            assert!(!people_line(3, mode).contains("were sent"), "{mode:?}");
+        }
+        assert_eq!(
+            people_line(1, DeliveryMode::Outbox),
+            "1 message to owners written to the outbox, not sent."
+        );
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let t = crate::core::templates::Templates::load(&Default::default(), None).unwrap();
+        let mut one = report.clone();
+        one.findings.truncate(1);
+        one.summary.findings = 1;
+        let view = digest_view(
+            &one,
+            &NotifyPolicy::default(),
+            DigestExtras::default(),
+            &|_| String::new(),
+        );
+        let rendered = t.digest(&view).unwrap();
+        assert!(
+            rendered.subject.contains(": 1 finding in "),
+            "{}",
+            rendered.subject
+        );
+        assert!(!rendered.text.contains("1 findings"), "{}", rendered.text);
+    }
 
     #[test]
     fn an_exempt_900_day_key_still_heads_the_oldest_keys_marked_exempt_and_long() {

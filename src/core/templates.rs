@@ -94,10 +94,16 @@ handlebars::handlebars_helper!(urlencode: |s: str| {
         .collect::<String>()
 });
 
+// `{{plural n "finding"}}`: "1 finding", "3 findings" (English -s plurals only).
+handlebars::handlebars_helper!(plural: |n: i64, word: str| {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+});
+
 fn registry(escape: bool) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_helper("urlencode", Box::new(urlencode));
+    hb.register_helper("plural", Box::new(plural));
     if !escape {
         hb.register_escape_fn(fold_controls);
     }
@@ -215,6 +221,7 @@ impl Templates {
             }],
             history: None,
             enforce_mode: "off",
+            delivery: Default::default(),
         };
         self.digest(&digest_view(&report, &policy, extras, &link))?;
         // Again with a ledger, so every lifecycle section is rendered once.
