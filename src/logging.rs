@@ -87,9 +87,11 @@ fn install(layer: Box<dyn Layer<Registry> + Send + Sync>, env: EnvFilter) {
 
 /// The CLI's logging.
 pub fn init() {
+    // By default the SDK's own loader warnings (no region in IMDS, a missing
+    // config file) stay quiet: keywarden says what matters in one line.
     let spec = std::env::var("KEYWARDEN_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".to_owned());
+        .unwrap_or_else(|_| "warn,aws_config=error".to_owned());
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -28,7 +28,7 @@ use crate::core::report::{
 /// A failure that stops the whole run before any account is scanned.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("cannot identify the caller ({0}); check your AWS credentials")]
+    #[error("cannot identify the caller: {}", caller_hint(.0))]
     Caller(AwsError),
     // The AWS error is part of the message, not a `source`: `{:#}` would print it twice.
     #[error("cannot list the Organization's accounts ({cause}).{hint}")]
@@ -37,6 +37,14 @@ pub enum ScanError {
     Ous { key: &'static str, cause: AwsError },
     #[error("no account of the Organization is in scope{}: check include_accounts/--accounts, include_ous and the exclusions", unknown_note(.unknown))]
     NothingInScope { unknown: Vec<AccountId> },
+}
+
+/// The caller error as one line: what went wrong says what to do.
+fn caller_hint(e: &AwsError) -> String {
+    match e.code.as_str() {
+        "NoCredentials" | "ConnectionError" => e.message.clone(),
+        _ => format!("{e}; check your AWS credentials"),
+    }
 }
 
 fn unknown_note(unknown: &[AccountId]) -> String {

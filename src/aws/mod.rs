@@ -101,10 +101,7 @@ where
 {
     let (code, message) = match &err {
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "the request timed out".to_owned()),
-        SdkError::DispatchFailure(f) => (
-            "ConnectionError".to_owned(),
-            format!("could not reach the endpoint: {:?}", f.as_connector_error()),
-        ),
+        SdkError::DispatchFailure(f) => dispatch_failure(f),
         SdkError::ResponseError(_) => (
             "InvalidResponse".to_owned(),
             "the response could not be read".to_owned(),
@@ -124,6 +121,45 @@ where
         code,
         message,
     }
+}
+
+/// A request that never reached AWS: no credentials, or no connection. One
+/// line that says what to do, never a debug dump.
+fn dispatch_failure(
+    f: &aws_smithy_runtime_api::client::result::DispatchFailure,
+) -> (String, String) {
+    use aws_credential_types::provider::error::CredentialsError;
+    // The credential provider's own error, wherever it sits in the chain.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = f
+        .as_connector_error()
+        .map(|c| c as &(dyn std::error::Error + 'static));
+    while let Some(e) = source {
+        if e.downcast_ref::<CredentialsError>().is_some() {
+            // The provider chain's own text is a debug dump of every attempt:
+            // say what to do instead.
+            let message = match std::env::var("AWS_PROFILE") {
+                Ok(p) if !p.is_empty() => format!(
+                    "no AWS credentials for profile `{p}`: check that it exists in ~/.aws/config, and run `aws sso login --profile {p}` if it is an SSO profile"
+                ),
+                _ => "no AWS credentials found: set AWS_PROFILE (and run `aws sso login` for an SSO profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned(),
+            };
+            return ("NoCredentials".to_owned(), message);
+        }
+        source = e.source();
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+    let what = match f.as_connector_error() {
+        Some(c) if c.is_timeout() => "timed out".to_owned(),
+        Some(c) if c.is_io() => "the connection failed".to_owned(),
+        _ => "the request could not be sent".to_owned(),
+    };
+    (
+        "ConnectionError".to_owned(),
+        match endpoint {
+            Some(url) => format!("cannot reach the endpoint {url} (AWS_ENDPOINT_URL): {what}"),
+            None => format!("cannot reach AWS: {what}; check the network or proxy settings"),
+        },
+    )
 }
 
 fn xml_element<'a>(body: &'a str, name: &str) -> Option<&'a str> {

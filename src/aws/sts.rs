@@ -29,6 +29,9 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Sts {
     client: aws_sdk_sts::Client,
+    /// For the first call of a run: two attempts, so that missing credentials
+    /// or an unreachable endpoint are said in a second, not after 10 retries.
+    first: aws_sdk_sts::Client,
 }
 
 impl Sts {
@@ -36,17 +39,26 @@ impl Sts {
         let conf = aws_sdk_sts::config::Builder::from(config)
             .retry_partition(super::unlimited_retries("keywarden-sts".to_owned()))
             .build();
-        Self::from_client(aws_sdk_sts::Client::from_conf(conf))
+        let first = aws_sdk_sts::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .build();
+        Self {
+            client: aws_sdk_sts::Client::from_conf(conf),
+            first: aws_sdk_sts::Client::from_conf(first),
+        }
     }
 
     pub fn from_client(client: aws_sdk_sts::Client) -> Self {
-        Self { client }
+        Self {
+            first: client.clone(),
+            client,
+        }
     }
 
     pub async fn caller(&self) -> Result<Caller, AwsError> {
         let op = "sts:GetCallerIdentity";
         let out = self
-            .client
+            .first
             .get_caller_identity()
             .send()
             .await

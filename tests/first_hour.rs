@@ -1,0 +1,102 @@
+//! What a new user meets first, without any AWS: no credentials, an unknown
+//! profile, an unreachable endpoint, a typo in a variable, an output folder
+//! that does not exist. Each is one clear line and exit 2, quickly.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{isolate, keywarden_bin, run};
+
+fn keywarden() -> Command {
+    let mut cmd = Command::new(keywarden_bin());
+    isolate(&mut cmd);
+    cmd.env("HOME", "/nonexistent/keywarden-home")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["scan", "--no-state", "--format", "json"]);
+    cmd
+}
+
+fn one_clear_line(stderr: &str) -> &str {
+    let last = stderr.lines().last().unwrap_or_default();
+    for dump in [
+        "Some(",
+        "ConnectorError",
+        "CredentialsNotLoaded",
+        "ProviderChainError",
+        "{ kind",
+    ] {
+        assert!(!stderr.contains(dump), "debug dump {dump:?} in:\n{stderr}");
+    }
+    last
+}
+
+#[test]
+fn no_credentials_says_what_to_do() {
+    let (code, _, stderr) = run(&mut keywarden());
+    assert_eq!(code, 2);
+    let line = one_clear_line(&stderr);
+    assert!(
+        line.contains("no AWS credentials found") && line.contains("AWS_PROFILE"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unknown_profile_is_named() {
+    let (code, _, stderr) = run(keywarden().env("AWS_PROFILE", "no-such-profile"));
+    assert_eq!(code, 2);
+    let line = one_clear_line(&stderr);
+    assert!(
+        line.contains("profile `no-such-profile`") && line.contains("aws sso login"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unreachable_endpoint_is_named_within_seconds() {
+    let started = Instant::now();
+    let (code, _, stderr) = run(keywarden()
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
+    assert_eq!(code, 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let line = one_clear_line(&stderr);
+    assert!(
+        line.contains("cannot reach the endpoint http://127.0.0.1:9"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("credentials"),
+        "not a credentials problem: {line}"
+    );
+}
+
+#[test]
+fn a_typo_in_a_variable_names_the_setting_meant() {
+    let (code, _, stderr) = run(keywarden().env("KEYWARDEN_MAX_AGE", "90"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("KEYWARDEN_MAX_AGE_DAYS"), "{stderr}");
+}
+
+#[test]
+fn an_output_folder_that_does_not_exist_fails_before_scanning() {
+    let started = Instant::now();
+    let (code, _, stderr) = run(keywarden().args(["--output", "/nonexistent/dir/report.json"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("the folder /nonexistent/dir does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("credentials"),
+        "it failed before any AWS call: {stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
