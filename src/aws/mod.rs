@@ -102,10 +102,15 @@ where
     let (code, message) = match &err {
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "the request timed out".to_owned()),
         SdkError::DispatchFailure(f) => dispatch_failure(f),
-        SdkError::ResponseError(_) => (
-            "InvalidResponse".to_owned(),
-            "the response could not be read".to_owned(),
-        ),
+        // An answer the SDK could not parse (an emulator or proxy speaking
+        // another error shape): its status and body still say what happened.
+        SdkError::ResponseError(r) => match from_raw(r.raw()) {
+            (code, message) if code != "Unknown" => (code, message),
+            _ => (
+                "InvalidResponse".to_owned(),
+                "the response could not be read".to_owned(),
+            ),
+        },
         SdkError::ConstructionFailure(_) => (
             "InvalidRequest".to_owned(),
             "the request could not be built".to_owned(),
