@@ -236,6 +236,12 @@ impl Notifier {
             enforce: self.enforce,
         });
         let people = plan_people(report, &self.policy, memory);
+        let contact = self
+            .security
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut checkpoint_failed = false;
         let mut pacer = match delivery {
             Delivery::Ses => Some(Pacer::new(self.send_rate().await)),
@@ -244,7 +250,7 @@ impl Notifier {
         let mut notes = Vec::new();
         let mut failures = Vec::new();
         for (i, person) in people.iter().enumerate() {
-            let view = owner_view(report, person, &link);
+            let view = owner_view(report, person, &contact, &link);
             let to = std::slice::from_ref(&person.recipient);
             // This message waits for its turn (the pacer) and the digest for one
             // more: both must fit before `stop_at`.

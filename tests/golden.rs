@@ -46,7 +46,7 @@ fn rendered_templates_match_their_golden_files() {
     let mut subjects = String::new();
     for person in &people {
         let r = templates
-            .owner(&owner_view(&report, person, &link))
+            .owner(&owner_view(&report, person, "security@example.com", &link))
             .unwrap();
         let stem = format!("owner-{}", person.recipient);
         problems.extend(check(&format!("{stem}.html"), &r.html));
@@ -84,7 +84,7 @@ fn rendered_templates_match_their_golden_files() {
     };
     for person in plan_people(&later, &policy, Some(memory)) {
         let r = templates
-            .owner(&owner_view(&later, &person, &link))
+            .owner(&owner_view(&later, &person, "security@example.com", &link))
             .unwrap();
         let stem = format!("ledger/owner-{}", person.recipient);
         problems.extend(check(&format!("{stem}.html"), &r.html));
@@ -114,7 +114,7 @@ fn hostile_sample_values_are_escaped_in_every_html_part() {
     for person in plan_people(&report, &policy, None) {
         html.push(
             templates
-                .owner(&owner_view(&report, &person, &link))
+                .owner(&owner_view(&report, &person, "security@example.com", &link))
                 .unwrap()
                 .html,
         );

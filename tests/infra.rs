@@ -474,3 +474,39 @@ fn the_enforcement_role_exists_only_when_enabled_and_may_only_deactivate_or_dele
     let scan = serde_yaml::to_string(&t["Resources"]["ScanRole"]).unwrap();
     assert!(!scan.contains("UpdateAccessKey") && !scan.contains("DeleteAccessKey"));
 }
+
+#[test]
+fn the_readme_iam_policies_for_the_cli_list_exactly_the_actions_the_code_calls() {
+    let readme = file("README.md");
+    let policy = |marker: &str| -> BTreeSet<String> {
+        let start = readme
+            .find(&format!("<!-- iam-policy:{marker} -->"))
+            .unwrap_or_else(|| panic!("README has no {marker} policy"));
+        let json_start = start + readme[start..].find("```json").unwrap() + "```json".len();
+        let end = json_start + readme[json_start..].find("```").unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&readme[json_start..end])
+            .unwrap_or_else(|e| panic!("the {marker} policy is not JSON: {e}"));
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["Action"].as_array().unwrap().iter())
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let scan: BTreeSet<String> = [ORGANIZATIONS_ACTIONS, STS_ACTIONS, IAM_ACTIONS]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(policy("scan"), scan);
+    let notify: BTreeSet<String> = [SES_ACTIONS, keywarden::aws::s3::S3_ACTIONS]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(policy("notify"), notify);
+    let mut all = policy("scan");
+    all.extend(policy("notify"));
+    assert_eq!(all, set(keywarden::aws::all_actions()));
+}

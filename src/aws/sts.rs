@@ -57,12 +57,22 @@ impl Sts {
 
     pub async fn caller(&self) -> Result<Caller, AwsError> {
         let op = "sts:GetCallerIdentity";
-        let out = self
-            .first
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| classify(op, e))?;
+        // Two quick attempts say "no credentials" or "unreachable" at once;
+        // throttling and service errors get the patient client.
+        let out = match self.first.get_caller_identity().send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = classify(op, e);
+                if !e.is_retryable() || matches!(e.code.as_str(), "ConnectionError" | "Timeout") {
+                    return Err(e);
+                }
+                self.client
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| classify(op, e))?
+            }
+        };
         let arn = out.arn().unwrap_or_default().to_owned();
         let account = AccountId::parse(out.account().unwrap_or_default())
             .map_err(|e| AwsError::new(op, "InvalidResponse", e.to_string()))?;

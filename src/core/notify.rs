@@ -290,11 +290,11 @@ pub fn subject_parts(findings: &[&Finding]) -> (String, String) {
             .or_default() += 1;
     }
     let phrases: Vec<String> = counts.iter().map(|((_, c), n)| phrase(*c, *n)).collect();
-    let summary = match phrases.len() {
-        0 => "no findings".to_owned(),
-        1 => phrases[0].clone(),
-        2 => format!("{} and {}", phrases[0], phrases[1]),
-        n => format!("{}, {} and {} more", phrases[0], phrases[1], n - 2),
+    // Every kind is named: at most six checks, never a vague "and 1 more".
+    let summary = match phrases.split_last() {
+        None => "no findings".to_owned(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     };
     let urgent = findings.iter().any(|f| f.severity >= Severity::Medium);
     let prefix = if urgent {
@@ -333,6 +333,10 @@ pub struct OwnerView {
     pub how_to: Vec<HowTo>,
     pub max_age_days: u32,
     pub unused_days: u32,
+    /// Only the root key is due: the rotation preamble does not apply.
+    pub only_root: bool,
+    /// Whom to write for help or an exemption (the security recipients).
+    pub contact: String,
 }
 
 fn aliases(report: &Report) -> BTreeMap<&AccountId, Option<&str>> {
@@ -347,6 +351,7 @@ fn aliases(report: &Report) -> BTreeMap<&AccountId, Option<&str>> {
 pub fn owner_view(
     report: &Report,
     person: &PersonPlan,
+    contact: &str,
     link: &dyn Fn(&Finding) -> String,
 ) -> OwnerView {
     let now = report.evaluated_at;
@@ -364,7 +369,61 @@ pub fn owner_view(
         .chain(&person.managed)
         .map(|d| &d.finding)
         .collect();
-    let (subject_prefix, mut subject_summary) = subject_parts(&due);
+    // The subject counts the recipient's own keys; keys in accounts they own
+    // and keys of people they manage are counted separately.
+    let own: Vec<&Finding> = person.own.iter().map(|d| &d.finding).collect();
+    let (subject_prefix, mut subject_summary) =
+        subject_parts(if own.is_empty() { &due } else { &own });
+    let keys_of = |findings: &mut dyn Iterator<Item = &Finding>| -> usize {
+        findings
+            .map(|f| (&f.account_id, &f.user_name, &f.access_key_id))
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let in_accounts = keys_of(
+        &mut person
+            .accounts
+            .iter()
+            .flat_map(|(_, f)| f)
+            .map(|d| &d.finding),
+    );
+    let managed = keys_of(&mut person.managed.iter().map(|d| &d.finding));
+    let plural_keys = |n: usize| {
+        if n == 1 {
+            "1 key".to_owned()
+        } else {
+            format!("{n} keys")
+        }
+    };
+    if !own.is_empty() {
+        if in_accounts > 0 {
+            subject_summary = format!(
+                "{subject_summary}, and {} in accounts you own",
+                plural_keys(in_accounts)
+            );
+        }
+        if managed > 0 {
+            subject_summary = format!(
+                "{subject_summary}, and {} escalated to you",
+                plural_keys(managed)
+            );
+        }
+    } else if in_accounts > 0 || managed > 0 {
+        let mut parts = Vec::new();
+        if in_accounts > 0 {
+            parts.push(format!("{} in accounts you own", plural_keys(in_accounts)));
+        }
+        if managed > 0 {
+            parts.push(format!("{} escalated to you", plural_keys(managed)));
+        }
+        let verb = if in_accounts + managed == 1 {
+            "needs"
+        } else {
+            "need"
+        };
+        subject_summary = format!("{} {verb} attention", parts.join(" and "));
+    }
+    let only_root = !due.is_empty() && due.iter().all(|f| f.check == CheckId::RootAccessKey);
     if !person.enforced.is_empty() {
         let n = person.enforced.len();
         let done = format!(
@@ -408,6 +467,8 @@ pub fn owner_view(
         ),
         max_age_days: report.policy.max_age_days,
         unused_days: report.policy.unused_days,
+        only_root,
+        contact: contact.to_owned(),
     }
 }
 
@@ -1110,6 +1171,39 @@ mod tests {
             rendered.subject
         );
         assert!(!rendered.text.contains("1 findings"), "{}", rendered.text);
+    }
+
+    #[test]
+    fn subjects_count_the_recipients_own_keys_and_the_rest_separately() {
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let plans = plan_people(&report, &NotifyPolicy::default(), None);
+        let sec = plans
+            .iter()
+            .find(|p| p.recipient.as_str() == "sec-mgmt@example.com")
+            .unwrap();
+        let view = owner_view(&report, sec, "security@example.com", &|_| String::new());
+        assert_eq!(
+            view.subject_summary,
+            "1 root access key to delete, and 1 key in accounts you own"
+        );
+        assert!(!view.only_root, "another key is due too");
+        let mut root_only = sec.clone();
+        root_only.accounts.clear();
+        let view = owner_view(&report, &root_only, "security@example.com", &|_| {
+            String::new()
+        });
+        assert!(
+            view.only_root,
+            "the 90-day preamble does not apply to a root key"
+        );
+        assert_eq!(view.contact, "security@example.com");
+        let mut accounts_only = sec.clone();
+        accounts_only.own.clear();
+        let view = owner_view(&report, &accounts_only, "", &|_| String::new());
+        assert_eq!(
+            view.subject_summary,
+            "1 key in accounts you own needs attention"
+        );
     }
 
     #[test]

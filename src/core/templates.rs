@@ -211,7 +211,7 @@ impl Templates {
         let policy = NotifyPolicy::default();
         let link = |f: &Finding| self.link(f);
         for person in plan_people(&report, &policy, None) {
-            self.owner(&owner_view(&report, &person, &link))?;
+            self.owner(&owner_view(&report, &person, "security@example.com", &link))?;
         }
         let extras = DigestExtras {
             people_notified: 1,
@@ -235,7 +235,7 @@ impl Templates {
             },
         };
         for person in plan_people(&later, &policy, Some(memory)) {
-            self.owner(&owner_view(&later, &person, &link))?;
+            self.owner(&owner_view(&later, &person, "security@example.com", &link))?;
         }
         let extras = DigestExtras {
             history: Some(history_view(&later, &ledger, &changes, &policy, &link)),
