@@ -13,7 +13,7 @@ use crate::aws::iam::Iam;
 use crate::aws::sts::{Caller, Sts};
 use crate::aws::AwsError;
 use crate::core::enforce::{select, Action, ActionRecord, EnforcePolicy, Mode, Outcome, Selected};
-use crate::core::ledger::{How, Ledger, Resolved};
+use crate::core::ledger::{How, Ledger};
 use crate::core::model::{AccessKeyId, KeyStatus};
 use crate::core::report::Report;
 
@@ -169,22 +169,7 @@ impl Enforcer {
             Action::Delete => How::KeyDeleted,
         };
         if let Some(e) = ledger.entries.get_mut(&s.finding_id) {
-            e.resolved_at = Some(now);
-            e.how = Some(how);
-            report.resolved.push(Resolved {
-                finding_id: s.finding_id.clone(),
-                check: e.check,
-                severity: e.severity,
-                account_id: e.account_id.clone(),
-                account_name: e.account_name.clone(),
-                user_name: e.user_name.clone(),
-                access_key_id: e.access_key_id.clone(),
-                owner: e.owner.clone(),
-                first_seen: e.first_seen,
-                resolved_at: now,
-                how,
-                days_open: e.days_open(now),
-            });
+            report.resolved.push(e.resolve(&s.finding_id, now, how));
         }
     }
 }

@@ -249,27 +249,9 @@ impl Iam {
         user_name: &str,
         known: &[KeyFacts],
     ) -> Result<Vec<KeyFacts>, AwsError> {
-        let op = "iam:ListAccessKeys";
-        let listed: Vec<_> = self
-            .client
-            .list_access_keys()
-            .user_name(user_name)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(op, e))?;
+        let listed = self.list_keys(user_name).await?;
         let mut keys = Vec::with_capacity(listed.len());
-        for meta in listed {
-            let id = AccessKeyId::parse(meta.access_key_id().unwrap_or_default())
-                .map_err(|e| AwsError::new(op, "InvalidResponse", e.to_string()))?;
-            let status = match meta.status() {
-                Some(StatusType::Active) => KeyStatus::Active,
-                // Expired and unknown statuses cannot authenticate: treat them as inactive.
-                _ => KeyStatus::Inactive,
-            };
-            let created_at = meta.create_date().and_then(timestamp);
+        for (id, status, created_at) in listed {
             let twin = known.iter().find(|k| match (k.created_at, created_at) {
                 (Some(a), Some(b)) => (a.as_second() - b.as_second()).abs() <= 1,
                 _ => false,

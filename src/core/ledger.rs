@@ -142,6 +142,26 @@ impl Entry {
         self.resolved_at.is_none()
     }
 
+    /// Ends the finding now, and says so for the report.
+    pub fn resolve(&mut self, id: &str, now: Timestamp, how: How) -> Resolved {
+        self.resolved_at = Some(now);
+        self.how = Some(how);
+        Resolved {
+            finding_id: id.to_owned(),
+            check: self.check,
+            severity: self.severity,
+            account_id: self.account_id.clone(),
+            account_name: self.account_name.clone(),
+            user_name: self.user_name.clone(),
+            access_key_id: self.access_key_id.clone(),
+            owner: self.owner.clone(),
+            first_seen: self.first_seen,
+            resolved_at: now,
+            how,
+            days_open: self.days_open(now),
+        }
+    }
+
     /// Whole days the finding was (or has been) open.
     pub fn days_open(&self, now: Timestamp) -> i64 {
         days_between(self.first_seen, self.resolved_at.unwrap_or(now))
@@ -492,22 +512,7 @@ pub fn reconcile(
         } else {
             how_it_ended(e, report, observed)
         };
-        e.resolved_at = Some(now);
-        e.how = Some(how);
-        resolved.push(Resolved {
-            finding_id: id.clone(),
-            check: e.check,
-            severity: e.severity,
-            account_id: e.account_id.clone(),
-            account_name: e.account_name.clone(),
-            user_name: e.user_name.clone(),
-            access_key_id: e.access_key_id.clone(),
-            owner: e.owner.clone(),
-            first_seen: e.first_seen,
-            resolved_at: now,
-            how,
-            days_open: e.days_open(now),
-        });
+        resolved.push(e.resolve(id, now, how));
     }
     ledger.entries.retain(|_, e| {
         e.resolved_at
