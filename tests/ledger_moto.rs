@@ -34,7 +34,9 @@ fn spec() -> Value {
                 {"name": "ci-deploy", "tags": {"owner": "dev@example.com"},
                  "keys": [{"age_days": 120, "last_used_days": 1}]},
                 {"name": "legacy", "tags": {"owner": "legacy@example.com"},
-                 "keys": [{"age_days": 60}]}
+                 "keys": [{"age_days": 60}]},
+                {"name": "batch", "tags": {"owner": "batch@example.com"},
+                 "keys": [{"age_days": 50}]}
              ]},
             {"name": "staging", "email": "staging@example.com", "tags": {"owner": "staging-team@example.com"},
              "users": [
@@ -149,6 +151,7 @@ fn a_week_of_runs_reminds_at_the_cadence_resolves_escalates_and_keeps_blind_spot
             "sec@example.com",
             "dev@example.com",
             "legacy@example.com",
+            "batch@example.com",
             "svc@example.com",
             "prod-team@example.com",
             "staging-team@example.com",
@@ -342,8 +345,8 @@ fn a_dry_run_reads_the_ledger_and_saves_nothing_and_no_state_tells_everyone_agai
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         report["notifications"].as_array().unwrap().len(),
-        7,
-        "without state every owner (6) and the digest"
+        8,
+        "without state every owner (7) and the digest"
     );
     assert!(report["findings"][0].get("lifecycle").is_none());
     assert_eq!(s.ledger(), ledger, "--no-state saves nothing");

@@ -596,21 +596,27 @@ fn calendar_days(from: Timestamp, to: Timestamp) -> i64 {
 /// Nothing is ever sent twice on the same calendar day (UTC), so a retried
 /// run sends nothing new.
 pub fn owner_due(entry: &Entry, now: Timestamp, cadence: &Cadence) -> Option<Stage> {
-    let Some(last) = entry.last_owner_notice(&[
+    let all = [
         Stage::First,
         Stage::Reminder,
         Stage::Escalation,
         Stage::Final,
-    ]) else {
+    ];
+    let Some(latest) = entry.last_owner_notice(&all) else {
         return Some(Stage::First);
     };
+    if calendar_days(latest.at, now) < 1 {
+        return None;
+    }
     if entry.escalated_at.is_some() && entry.last_notice(&[Stage::Escalation]).is_none() {
         return Some(Stage::Escalation);
     }
+    // The reminder cadence runs from the last regular notice: an escalation
+    // is news for others, not a reason to remind the owner later.
+    let last = entry
+        .last_owner_notice(&[Stage::First, Stage::Reminder, Stage::Final])
+        .unwrap_or(latest);
     let days = calendar_days(last.at, now);
-    if days < 1 {
-        return None;
-    }
     let every = match entry.severity {
         Severity::Critical => 1,
         s if is_overdue(s) => cadence.overdue_remind_every_days,
