@@ -243,7 +243,7 @@ fn plan_changes_nothing_and_apply_deactivates_exactly_the_eligible_keys_after_fa
         .find(|m| m.to == ["security@example.com"])
         .unwrap();
     assert!(
-        digest.text.contains("ENFORCEMENT (apply): 2 MORE WAITING"),
+        digest.text.contains("DEACTIVATED THIS RUN: 2 MORE WAITING"),
         "{}",
         digest.text
     );

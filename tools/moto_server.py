@@ -25,6 +25,8 @@ and adds, under /_keywarden/:
     change an account's IAM behind the scanner's back (no auth), as its owner would between runs
   (IAM access-key actions are authorized against the user's ARN, as AWS does,
    not moto's "*": policies scoped to users can be tested)
+  POST /_keywarden/org {"op": "rename_account", "management_account_id", "account_id", "name", "email"}
+        moto names the management account "master" with a made-up email: give it the spec's
   GET  /_keywarden/keys -> {"<account id>": {"<user>": {"<key id>": "Active"|"Inactive"}}}: every user key
   GET  /_keywarden/health
 
@@ -285,6 +287,17 @@ def iam_change(body):
         raise ValueError(f"unknown op {op!r}")
 
 
+def org_change(body):
+    from moto.organizations.models import organizations_backends
+    if body["op"] != "rename_account":
+        raise ValueError(f"unknown op {body['op']!r}")
+    backend = organizations_backends[body["management_account_id"]]["global"]
+    account = next(a for a in backend.accounts if a.id == body["account_id"])
+    account.name = body["name"]
+    if body.get("email"):
+        account.email = body["email"]
+
+
 def backdate(entries):
     for e in entries:
         backend = iam_backends[e["account_id"]]["global"]
@@ -331,6 +344,8 @@ class Hooks:
                 backdate(body)
             elif path == "/_keywarden/iam":
                 iam_change(body)
+            elif path == "/_keywarden/org":
+                org_change(body)
             elif path == "/_keywarden/root-key":
                 ROOT_KEYS[body["account_id"]] = body
             elif path == "/_keywarden/report-fault":

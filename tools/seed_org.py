@@ -141,6 +141,10 @@ def main():
     for acct in spec.get("accounts", []):
         if acct.get("management"):
             account_id = MANAGEMENT_ACCOUNT
+            # moto calls it "master": use the spec's name and email, as a real Organization would.
+            hook(ep, "/_keywarden/org", {"op": "rename_account", "management_account_id": account_id,
+                                         "account_id": account_id, "name": acct["name"],
+                                         "email": acct.get("email")})
             if acct.get("tags"):
                 orgs.tag_resource(ResourceId=account_id,
                                   Tags=[{"Key": k, "Value": v} for k, v in acct["tags"].items()])
