@@ -59,6 +59,7 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
         "due_at",
         "owner_email",
         "owner_rule",
+        "remediation",
     ])?;
     for f in findings {
         w.write_record([
@@ -84,6 +85,7 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
                 .map(|e| e.to_string())
                 .unwrap_or_default(),
             f.owner.rule.clone(),
+            f.remediation.clone(),
         ])?;
     }
     let bytes = w
@@ -152,6 +154,7 @@ fn table(r: &Report) -> String {
             "last used",
             "due",
             "owner",
+            "to do",
         ]);
         for f in rows {
             t.add_row(vec![
@@ -176,6 +179,7 @@ fn table(r: &Report) -> String {
                     .as_ref()
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "UNRESOLVED".into()),
+                f.remediation.clone(),
             ]);
         }
         out.push_str(&format!(

@@ -140,6 +140,7 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
                 rule: "unresolved".into(),
                 skipped: vec![],
             },
+            remediation: String::new(),
             manager: None,
             finding_id: None,
             first_seen: None,

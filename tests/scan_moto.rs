@@ -365,6 +365,13 @@ fn other_formats_and_output_file() {
     let csv = std::fs::read_to_string(&out).unwrap();
     assert_eq!(csv.lines().count(), 10, "header + 9 findings:\n{csv}");
     assert!(csv.starts_with("check,severity,account_id"));
+    // Each finding says what to do, in every format.
+    assert!(csv.lines().next().unwrap().ends_with(",remediation"));
+    assert!(csv.contains(",delete the root access key"), "{csv}");
+    let (_, report, _) = scan_json(&moto, &seeded, &[], &[]);
+    for f in report["findings"].as_array().unwrap() {
+        assert!(!f["remediation"].as_str().unwrap().is_empty(), "{f}");
+    }
 
     let (_, table, _) = run(moto
         .keywarden((&ak, &sk))
@@ -379,6 +386,7 @@ fn other_formats_and_output_file() {
         summary_at < critical_at && critical_at < low_at && low_at < failed_at,
         "{table}"
     );
+    assert!(table.contains("rotate the key"), "{table}");
 }
 
 #[test]

@@ -80,6 +80,8 @@ pub struct Check {
     pub severity: Severity,
     pub risk: &'static str,
     pub remediation: &'static str,
+    /// The action in a few words, for tables, JSON and CSV.
+    pub fix: &'static str,
     pub references: &'static [&'static str],
     evaluate: fn(Subject<'_>, &Policy, Timestamp) -> Option<Hit>,
 }
@@ -105,6 +107,7 @@ pub static CHECKS: [Check; 6] = [
         severity: Severity::Critical,
         risk: "The root user's key cannot be limited by IAM policies or SCPs; whoever holds it owns the account.",
         remediation: "Sign in as root, open Security credentials, delete the access key (deactivate first if something may still use it) and use IAM roles instead.",
+        fix: "delete the root access key",
         references: &["CIS AWS Foundations 1.4", "CIS AWS Foundations 2.3", "AWS Security Hub IAM.4"],
         evaluate: |s, _, _| (s.user.is_root && s.key.status == KeyStatus::Active).then_some(Hit { due_at: None }),
     },
@@ -115,6 +118,7 @@ pub static CHECKS: [Check; 6] = [
         severity: Severity::High,
         risk: "The longer a key lives, the more places it may have leaked to (laptops, CI logs, old images).",
         remediation: "Create a second key, move every consumer to it, deactivate the old key, watch for errors, then delete it.",
+        fix: "rotate the key",
         references: &["CIS AWS Foundations 1.14", "AWS Security Hub IAM.3", "AWS Config access-keys-rotated"],
         evaluate: |s, p, now| {
             let created = active_user_key_created(s)?;
@@ -129,6 +133,7 @@ pub static CHECKS: [Check; 6] = [
         severity: Severity::Low,
         risk: "The key will soon exceed the rotation limit.",
         remediation: "Plan the rotation now: create a second key, move consumers, deactivate and delete the old key before the due date.",
+        fix: "plan the rotation",
         references: &[],
         evaluate: |s, p, now| {
             let created = active_user_key_created(s)?;
@@ -144,6 +149,7 @@ pub static CHECKS: [Check; 6] = [
         severity: Severity::Medium,
         risk: "An unused key is pure exposure: nobody would notice if it leaked, and nothing breaks if it goes.",
         remediation: "Deactivate the key; delete it after a quiet period if nothing complains.",
+        fix: "deactivate the key",
         references: &["CIS AWS Foundations 1.12", "AWS Security Hub IAM.22"],
         evaluate: |s, p, now| {
             let created = active_user_key_created(s)?;
@@ -159,6 +165,7 @@ pub static CHECKS: [Check; 6] = [
         severity: Severity::Medium,
         risk: "Two live keys double the exposure; usually a rotation was started and never finished.",
         remediation: "Finish the rotation: move every consumer to the newer key, then deactivate and delete this older one.",
+        fix: "finish the rotation, retire this key",
         references: &["CIS AWS Foundations 1.13"],
         // Reported once per user, on the older active key: that is the one to retire.
         evaluate: |s, _, _| {
@@ -181,6 +188,7 @@ pub static CHECKS: [Check; 6] = [
         severity: Severity::Low,
         risk: "A deactivated key can be switched back on by anyone with iam:UpdateAccessKey.",
         remediation: "Delete the inactive key; create a new one if it is ever needed again.",
+        fix: "delete the inactive key",
         references: &[],
         evaluate: |s, p, now| {
             if s.user.is_root || s.key.status != KeyStatus::Inactive {

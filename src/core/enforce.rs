@@ -402,6 +402,7 @@ mod tests {
                 rule: "unresolved".into(),
                 skipped: vec![],
             },
+            remediation: String::new(),
             manager: None,
             finding_id: None,
             first_seen: None,

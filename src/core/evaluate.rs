@@ -156,6 +156,7 @@ pub fn evaluate_account(
                     last_used_service: key.last_used_service.clone(),
                     due_at: hit.due_at,
                     owner: owner.clone(),
+                    remediation: CheckId::check(check).fix.to_owned(),
                     manager: user
                         .tag(MANAGER_TAG)
                         .and_then(|m| rules.owners.check(m).ok()),

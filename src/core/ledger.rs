@@ -727,6 +727,7 @@ mod tests {
                 rule: "user-tag:owner".into(),
                 skipped: vec![],
             },
+            remediation: String::new(),
             manager: None,
             finding_id: None,
             first_seen: None,

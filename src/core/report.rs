@@ -41,6 +41,9 @@ pub struct Finding {
     pub last_used_service: Option<String>,
     pub due_at: Option<Timestamp>,
     pub owner: Owner,
+    /// What to do, in a few words (the check's `fix`).
+    #[serde(default)]
+    pub remediation: String,
     /// A valid address from the user's `manager` tag: told on escalation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<EmailAddress>,
