@@ -236,6 +236,7 @@ async fn scan(
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        crate::logging::set_progress_bar(Some(bar.clone()));
         bar
     });
     let progress = |p: Progress| {
@@ -254,6 +255,7 @@ async fn scan(
     };
     let report = crate::run::execute(&scanner, plan, RunOptions::new(mode, now), &progress).await;
     if let Some(bar) = bar {
+        crate::logging::set_progress_bar(None);
         bar.finish_and_clear();
     }
     let report = report?;

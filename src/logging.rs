@@ -85,6 +85,34 @@ fn install(layer: Box<dyn Layer<Registry> + Send + Sync>, env: EnvFilter) {
         .try_init();
 }
 
+/// The progress bar being drawn, if any: log lines are written around it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Log lines are printed with the bar hidden and drawn again after them, so
+/// no dead bar frame is left in the scrollback. `None` when the bar is done.
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    if let Ok(mut slot) = BAR.lock() {
+        *slot = bar;
+    }
+}
+
+/// stderr, writing around the progress bar.
+struct AroundBar;
+
+impl std::io::Write for AroundBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().ok().and_then(|b| b.clone());
+        match bar {
+            // One formatted event is one write: hide the bar, print, redraw.
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf).map(|()| buf.len())),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The CLI's logging.
 pub fn init() {
     // By default the SDK's own loader warnings (no region in IMDS, a missing
@@ -93,7 +121,7 @@ pub fn init() {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn,aws_config=error".to_owned());
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| AroundBar)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .boxed();
