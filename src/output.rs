@@ -4,7 +4,9 @@
 
 use std::io::IsTerminal;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
+use comfy_table::{
+    presets::UTF8_FULL_CONDENSED, Cell, ColumnConstraint, ContentArrangement, Table,
+};
 
 use crate::core::checks::Severity;
 use crate::core::report::{AccountStatus, DeliveryOutcome, ExemptionStatus, Finding, Report};
@@ -94,6 +96,39 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Terminals narrower than this get the card layout for findings.
+const NARROW_BELOW: u16 = 120;
+
+/// One finding as a few short lines, for narrow terminals.
+fn finding_card(f: &Finding) -> String {
+    let key = f
+        .access_key_id
+        .as_ref()
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| "root access key".into());
+    let used = match (&f.last_used_at, &f.last_used_service) {
+        (Some(t), Some(svc)) => format!("{} {svc}", ts(Some(*t))),
+        (Some(t), None) => ts(Some(*t)),
+        _ => "never".to_owned(),
+    };
+    let owner = f
+        .owner
+        .email
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "UNRESOLVED".into());
+    format!(
+        "- {check}  {account} ({id})\n    user {user}\n    key  {key}  age {age}  last used {used}\n    due  {due}  owner {owner}\n    to do: {todo}\n",
+        check = f.check.as_str(),
+        account = f.account_name,
+        id = f.account_id,
+        user = f.user_name,
+        age = f.age_days.map(|d| format!("{d} d")).unwrap_or_else(|| "-".into()),
+        due = ts(f.due_at),
+        todo = f.remediation,
+    )
+}
+
 fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -140,9 +175,23 @@ fn table(r: &Report) -> String {
         out.push_str(&format!("by check: {}\n", by_check.join(", ")));
     }
 
+    // A terminal narrower than the table gets one card per finding instead:
+    // key ids and addresses are never split mid-word.
+    let narrow = Table::new().width().is_some_and(|w| w < NARROW_BELOW);
     for sev in Severity::ALL {
         let rows: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
         if rows.is_empty() {
+            continue;
+        }
+        if narrow {
+            out.push_str(&format!(
+                "\n{} ({})\n",
+                sev.as_str().to_uppercase(),
+                rows.len()
+            ));
+            for f in rows {
+                out.push_str(&finding_card(f));
+            }
             continue;
         }
         let mut t = new_table(&[
@@ -156,6 +205,12 @@ fn table(r: &Report) -> String {
             "owner",
             "to do",
         ]);
+        // Key ids and addresses are never wrapped mid-word.
+        for i in [3, 7] {
+            if let Some(c) = t.column_mut(i) {
+                c.set_constraint(ColumnConstraint::ContentWidth);
+            }
+        }
         for f in rows {
             t.add_row(vec![
                 f.check.as_str().to_owned(),
