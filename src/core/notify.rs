@@ -52,6 +52,11 @@ pub struct KeyRow {
     pub exempt: bool,
     /// With enforcement on: "will be deactivated on 2026-12-10 unless fixed".
     pub enforcement: String,
+    /// In owner messages, one card per key: the one thing to do about it,
+    /// whatever combination of checks it tripped.
+    pub action: String,
+    /// Every problem of the key (check titles), most urgent first.
+    pub problems: Vec<&'static str>,
 }
 
 fn date(t: Timestamp) -> String {
@@ -134,7 +139,80 @@ pub fn key_row(
         open_days: f.first_seen.map(|t| days_between(t, now)),
         exempt: false,
         enforcement: String::new(),
+        action: f.remediation.clone(),
+        problems: vec![check.title],
     }
+}
+
+/// The one coherent thing to do about a key, from every check it tripped:
+/// a user with two active keys finishes the rotation onto the newer one (and
+/// is never told to create a third).
+pub fn key_action(checks: &[CheckId]) -> &'static str {
+    let has = |c| checks.contains(&c);
+    if has(CheckId::RootAccessKey) {
+        "Delete the root user's access key (deactivate it first if anything may still use it) and use IAM roles instead."
+    } else if has(CheckId::TwoActiveKeys) {
+        "Finish the rotation: move everything that uses this key to the user's newer key, then deactivate this one and delete it after a quiet period."
+    } else if has(CheckId::KeyAgeOverdue) && has(CheckId::KeyUnused) {
+        "Nothing seems to use this old key: deactivate it now, and delete it after a quiet period."
+    } else if has(CheckId::KeyAgeOverdue) {
+        "Rotate it: create a second key, move every consumer to it, deactivate this one, then delete it."
+    } else if has(CheckId::KeyUnused) {
+        "Deactivate it; delete it after a quiet period if nothing complains."
+    } else if has(CheckId::InactiveKeyStale) {
+        "Delete this inactive key; create a new one if it is ever needed again."
+    } else {
+        "Plan the rotation before the due date: create a second key, move consumers, retire this one."
+    }
+}
+
+/// Rows merged into one card per key (rows are most urgent first; a key's
+/// card takes the place of its most urgent finding): every problem named,
+/// one action.
+fn cards(rows: Vec<KeyRow>) -> Vec<KeyRow> {
+    /// Account, user, key.
+    type KeyOf = (String, String, String);
+    /// The card so far, its problems and its checks.
+    type Card = (KeyRow, Vec<&'static str>, Vec<CheckId>);
+    let mut order: Vec<KeyOf> = Vec::new();
+    let mut groups: BTreeMap<KeyOf, Card> = BTreeMap::new();
+    for r in rows {
+        let key = (
+            r.account_id.clone(),
+            r.user_name.clone(),
+            r.access_key_id.clone(),
+        );
+        let check = CHECKS
+            .iter()
+            .find(|c| c.id_str == r.check)
+            .map(|c| c.id)
+            .unwrap_or(CheckId::KeyAgeWarning);
+        match groups.get_mut(&key) {
+            Some((card, titles, checks)) => {
+                titles.push(r.check_title);
+                checks.push(check);
+                if card.badge.is_empty() {
+                    card.badge = r.badge;
+                }
+                if card.enforcement.is_empty() {
+                    card.enforcement = r.enforcement;
+                }
+            }
+            None => {
+                order.push(key.clone());
+                groups.insert(key, (r.clone(), vec![r.check_title], vec![check]));
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .map(|(mut card, titles, checks)| {
+            card.problems = titles;
+            card.action = key_action(&checks).to_owned();
+            card
+        })
+        .collect()
 }
 
 /// A row for an exempt key in force, for the oldest-keys list.
@@ -175,6 +253,8 @@ fn exempt_key_row(e: &ExemptKey) -> KeyRow {
         open_days: None,
         exempt: true,
         enforcement: String::new(),
+        action: String::new(),
+        problems: vec![check.title],
     }
 }
 
@@ -442,8 +522,8 @@ pub fn owner_view(
         subject_prefix,
         subject_summary,
         total: due.len(),
-        your_keys: person.own.iter().map(due_row).collect(),
-        still_open: person.own_open.iter().map(row).collect(),
+        your_keys: cards(person.own.iter().map(due_row).collect()),
+        still_open: cards(person.own_open.iter().map(row).collect()),
         accounts: person
             .accounts
             .iter()
@@ -451,10 +531,10 @@ pub fn owner_view(
                 account_id: a.account_id.to_string(),
                 account_name: a.name.clone(),
                 account_alias: a.alias.clone(),
-                rows: f.iter().map(due_row).collect(),
+                rows: cards(f.iter().map(due_row).collect()),
             })
             .collect(),
-        managed: person.managed.iter().map(due_row).collect(),
+        managed: cards(person.managed.iter().map(due_row).collect()),
         enforced: person
             .enforced
             .iter()
@@ -1171,6 +1251,45 @@ mod tests {
             rendered.subject
         );
         assert!(!rendered.text.contains("1 findings"), "{}", rendered.text);
+    }
+
+    #[test]
+    fn one_card_per_key_with_every_problem_and_one_coherent_action() {
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let plans = plan_people(&report, &NotifyPolicy::default(), None);
+        let dev = plans
+            .iter()
+            .find(|p| p.recipient.as_str() == "dev@example.com")
+            .unwrap();
+        assert_eq!(dev.own.len(), 2, "two findings on one key");
+        let view = owner_view(&report, dev, "", &|_| String::new());
+        assert_eq!(view.your_keys.len(), 1, "one card for the key");
+        let card = &view.your_keys[0];
+        assert_eq!(
+            card.problems,
+            [
+                "Access key overdue for rotation",
+                "User has two active access keys"
+            ]
+        );
+        assert!(
+            card.action.starts_with("Finish the rotation"),
+            "{}",
+            card.action
+        );
+        assert!(
+            !card.action.contains("second key"),
+            "never a third key for a user with two"
+        );
+        assert_eq!(
+            key_action(&[
+                CheckId::KeyAgeOverdue,
+                CheckId::KeyUnused,
+                CheckId::TwoActiveKeys
+            ]),
+            key_action(&[CheckId::TwoActiveKeys])
+        );
+        assert!(key_action(&[CheckId::KeyAgeOverdue]).contains("create a second key"));
     }
 
     #[test]
