@@ -71,7 +71,30 @@ pub fn build(e: &Envelope<'_>) -> std::io::Result<Vec<u8>> {
     if let Some(a) = &e.attachment {
         m = m.attachment(a.content_type, a.file_name, a.content);
     }
-    m.write_to_vec()
+    m.write_to_vec().map(unfoldable)
+}
+
+/// mail-builder folds a long header before a space as CRLF, TAB, space;
+/// unfolding (dropping the CRLF) would leave a tab in the subject. Fold as
+/// CRLF, space instead: unfolding then gives the value back exactly.
+fn unfoldable(raw: Vec<u8>) -> Vec<u8> {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return raw;
+    };
+    let (head, body) = raw.split_at(end);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < head.len() {
+        if head[i..].starts_with(b"\r\n\t ") {
+            out.extend_from_slice(b"\r\n ");
+            i += 4;
+        } else {
+            out.push(head[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(body);
+    out
 }
 
 /// A stable Message-ID for a message of a run.
@@ -135,6 +158,35 @@ mod tests {
             "a header was injected through the subject:\n{headers}"
         );
         assert!(headers.contains("Subject: "), "{headers}");
+    }
+
+    #[test]
+    fn long_subjects_unfold_to_exactly_the_subject_no_tab() {
+        let from = EmailAddress::parse("keywarden@example.com").unwrap();
+        let to = [EmailAddress::parse("dev@example.com").unwrap()];
+        // The demo's digest subject: long enough to be folded, plain enough not to be encoded.
+        let subject =
+            "keywarden digest (INCOMPLETE): 40 findings in 5 of 6 accounts, 1 not scanned";
+        let raw = build(&Envelope {
+            from: &from,
+            to: &to,
+            reply_to: &[],
+            subject,
+            text: "t",
+            html: "<p>h</p>",
+            attachment: None,
+            date: "2026-11-29T00:00:00Z".parse().unwrap(),
+            message_id: "1.x@keywarden".into(),
+        })
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(parsed.subject(), Some(subject));
+        // Unfolded as RFC 5322 says (drop each CRLF), the value is the subject.
+        let text = String::from_utf8(raw).unwrap();
+        let start = text.find("Subject: ").unwrap() + "Subject: ".len();
+        let end = start + text[start..].find("\r\nDate:").unwrap();
+        let unfolded = text[start..end].replace("\r\n", "");
+        assert_eq!(unfolded, subject, "{:?}", &text[start..end]);
     }
 
     #[test]
