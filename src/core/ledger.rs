@@ -346,6 +346,9 @@ pub struct Changes {
     pub escalated: Vec<String>,
     /// Exemptions in force that were not in force last run.
     pub new_exemptions: BTreeSet<String>,
+    /// Exemptions in force last run that are not any more (ended, removed,
+    /// or the key no longer trips a check), in scanned accounts.
+    pub ended_exemptions: BTreeSet<String>,
     /// Open findings of accounts that failed this run, carried unchanged.
     pub carried: BTreeMap<AccountId, u64>,
     /// True when this is the first run with this ledger.
@@ -551,6 +554,8 @@ pub fn reconcile(
             exemptions
                 .entry(key.clone())
                 .or_insert_with(|| seen.clone());
+        } else if !exemptions.contains_key(key) {
+            changes.ended_exemptions.insert(key.clone());
         }
     }
     ledger.exemptions = exemptions;
@@ -950,6 +955,42 @@ mod tests {
             "not a fix in the trend"
         );
         assert_eq!(median_days_to_fix(&ledger, &id(ACCT), day(20), 90), None);
+    }
+
+    #[test]
+    fn exemptions_are_new_the_run_they_appear_and_ended_the_run_they_stop() {
+        let exempt = ExemptKey {
+            account_id: id(ACCT),
+            account_name: "prod".into(),
+            user_name: "ci".into(),
+            user_arn: format!("arn:aws:iam::{ACCT}:user/ci"),
+            access_key_id: Some(AccessKeyId::parse(KEY).unwrap()),
+            checks: vec![CheckId::KeyAgeOverdue],
+            source: ExemptionSource::UserTag,
+            status: ExemptionStatus::InForce,
+            until: None,
+            reason: None,
+            age_days: None,
+        };
+        let mut ledger = Ledger::new("o-test");
+        reconcile(
+            &mut ledger,
+            &mut report(day(0), scanned(ACCT), vec![]),
+            &Observed::new(),
+            &cadence(),
+        );
+        let mut r = report(day(1), scanned(ACCT), vec![]);
+        r.exempt = vec![exempt.clone()];
+        let changes = reconcile(&mut ledger, &mut r, &Observed::new(), &cadence());
+        assert_eq!(changes.new_exemptions.len(), 1);
+        let changes = reconcile(
+            &mut ledger,
+            &mut report(day(2), scanned(ACCT), vec![]),
+            &Observed::new(),
+            &cadence(),
+        );
+        assert_eq!(changes.ended_exemptions.len(), 1);
+        assert!(ledger.exemptions.is_empty());
     }
 
     #[test]

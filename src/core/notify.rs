@@ -825,6 +825,8 @@ pub struct HistoryView {
     pub resolved: Vec<ResolvedRow>,
     pub escalated: Vec<KeyRow>,
     pub new_exemptions: Vec<ExemptRow>,
+    /// Exemptions in force last run and not any more: "account user-ARN key".
+    pub ended_exemptions: Vec<String>,
     /// The last 30 runs, oldest first.
     pub trend: Vec<TrendRow>,
     pub accounts: Vec<AccountProgress>,
@@ -964,6 +966,16 @@ pub fn history_view(
                 ))
             })
             .map(|x| exempt_row(x, now, policy.expiring_within_days))
+            .collect(),
+        ended_exemptions: changes
+            .ended_exemptions
+            .iter()
+            .map(|k| {
+                // `<account>/<user ARN>/<key or "root">`: the ARN may hold slashes.
+                let (account, rest) = k.split_once('/').unwrap_or((k.as_str(), ""));
+                let (arn, key) = rest.rsplit_once('/').unwrap_or((rest, ""));
+                format!("{account} {arn} {key}")
+            })
             .collect(),
         trend: trend_runs
             .iter()
