@@ -30,6 +30,7 @@ Spec (every field optional unless marked):
 import argparse
 import json
 import os
+import re
 import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -178,8 +179,12 @@ def main():
                 "created_at": iso(now - timedelta(days=rk["age_days"])),
                 "last_used_at": iso(now - timedelta(days=used)) if used is not None else None})
         for user in acct.get("users", []):
+            # "${now+60d}" in a tag value is the date 60 days after --now (exemption end dates).
+            def relative(value):
+                return re.sub(r"\$\{now\+(\d+)d\}",
+                              lambda m: (now + timedelta(days=int(m.group(1)))).strftime("%Y-%m-%d"), value)
             iam.create_user(UserName=user["name"], Path=user.get("path", "/"),
-                            Tags=[{"Key": k, "Value": v} for k, v in user.get("tags", {}).items()])
+                            Tags=[{"Key": k, "Value": relative(v)} for k, v in user.get("tags", {}).items()])
             for i, key in enumerate(user.get("keys", [])):
                 k = iam.create_access_key(UserName=user["name"])["AccessKey"]
                 if key.get("status", "Active") != "Active":
