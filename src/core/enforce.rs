@@ -144,7 +144,7 @@ pub fn final_notice(entry: &Entry) -> Option<Timestamp> {
     entry
         .notices
         .iter()
-        .filter(|n| n.stage == Stage::Final)
+        .filter(|n| n.stage == Stage::Final && entry.reached_owner(n))
         .map(|n| n.at)
         .min()
 }
@@ -216,7 +216,7 @@ pub fn check(facts: &Facts<'_>, policy: &EnforcePolicy, now: Timestamp) -> Resul
             Action::Delete => Refusal::NotLongEnoughInactive,
         });
     }
-    if (facts.entry.notices.len() as u64) < u64::from(policy.min_notices) {
+    if (facts.entry.owner_notices() as u64) < u64::from(policy.min_notices) {
         return Err(Refusal::TooFewNotices);
     }
     let notice = final_notice(facts.entry).ok_or(Refusal::NoFinalNotice)?;

@@ -174,17 +174,29 @@ impl Entry {
             .max_by_key(|n| n.at)
     }
 
-    /// The last notice of these stages that reached the key owner (any
-    /// recipient when the owner is unknown).
+    /// Whether a notice reached the key owner (any recipient when the owner
+    /// is unknown): notices to account owners and managers do not warn the owner.
+    pub fn reached_owner(&self, n: &Notice) -> bool {
+        match &self.owner {
+            Some(o) => n.recipients.iter().any(|r| r.eq_ignore_ascii_case(o)),
+            None => true,
+        }
+    }
+
+    /// The last notice of these stages that reached the key owner.
     fn last_owner_notice(&self, stages: &[Stage]) -> Option<&Notice> {
         self.notices
             .iter()
-            .filter(|n| stages.contains(&n.stage))
-            .filter(|n| match &self.owner {
-                Some(o) => n.recipients.iter().any(|r| r.eq_ignore_ascii_case(o)),
-                None => true,
-            })
+            .filter(|n| stages.contains(&n.stage) && self.reached_owner(n))
             .max_by_key(|n| n.at)
+    }
+
+    /// Delivered notices that reached the key owner.
+    pub fn owner_notices(&self) -> usize {
+        self.notices
+            .iter()
+            .filter(|n| self.reached_owner(n))
+            .count()
     }
 }
 

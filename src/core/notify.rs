@@ -901,16 +901,17 @@ pub fn history_view(
                 .map(|e| (&e.account_id, e.account_name.as_str())),
         )
         .collect();
-    let mut accounts_with_history: Vec<&AccountId> = per_account.keys().copied().collect();
-    for e in ledger.entries.values() {
-        if e.resolved_at
-            .is_some_and(|r| days_between(r, now) <= FIX_WINDOW_DAYS)
-            && !accounts_with_history.contains(&&e.account_id)
-        {
-            accounts_with_history.push(&e.account_id);
-        }
-    }
-    accounts_with_history.sort();
+    let mut accounts_with_history: BTreeSet<&AccountId> = per_account.keys().copied().collect();
+    accounts_with_history.extend(
+        ledger
+            .entries
+            .values()
+            .filter(|e| {
+                e.resolved_at
+                    .is_some_and(|r| days_between(r, now) <= FIX_WINDOW_DAYS)
+            })
+            .map(|e| &e.account_id),
+    );
     let accounts = accounts_with_history
         .into_iter()
         .map(|id| {
