@@ -14,6 +14,7 @@ use crate::config::RawSettings;
 use crate::core::checks::Severity;
 use crate::core::report::Report;
 use crate::core::templates::Templates;
+use crate::deliver::webhook::Chat;
 use crate::notify::{Delivery, Notifier};
 use crate::output::{render, Format};
 use crate::scan::{Mode, Progress, RunOptions, Scanner};
@@ -214,6 +215,12 @@ async fn scan(
         }
         None => None,
     };
+    // The chat summary goes with notify only; a channel that cannot be opened
+    // is recorded as undelivered, it does not stop the run.
+    let chat = match (&delivery, &settings.chat) {
+        (Some(_), Some(c)) => Some(Chat::open(&sdk_config, c).await),
+        _ => None,
+    };
     let cadence = settings.cadence;
     let enforcer = crate::enforce::Enforcer::new(
         &sdk_config,
@@ -252,6 +259,7 @@ async fn scan(
         state: store,
         cadence,
         enforcer: Some(&enforcer),
+        chat: chat.as_ref(),
     };
     let report = crate::run::execute(&scanner, plan, RunOptions::new(mode, now), &progress).await;
     if let Some(bar) = bar {

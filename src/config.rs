@@ -13,6 +13,8 @@ use crate::core::exempt::{ArnPattern, ExemptionRules};
 use crate::core::ledger::Cadence;
 use crate::core::model::{AccountId, EmailAddress, Policy};
 use crate::core::owners::OwnerRules;
+use crate::core::summary::ChatFormat;
+use crate::deliver::webhook::WebhookUrl;
 
 /// A settings value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +90,9 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("enforce_max_per_run", Some("25")),
     ("delete_inactive_after_days", None),
     ("enforce_role_name", Some("KeywardenEnforceRole")),
+    ("webhook_url", None),
+    ("webhook_url_parameter", None),
+    ("webhook_format", None),
 ];
 
 /// Which accounts to scan.
@@ -134,6 +139,25 @@ pub struct Settings {
     pub enforce: EnforcePolicy,
     /// Member-account role holding the write actions (only with enforcement).
     pub enforce_role_name: String,
+    /// The chat summary's webhook, if any.
+    pub chat: Option<ChatSettings>,
+}
+
+/// Where the run summary is posted.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    pub target: ChatTarget,
+    /// `None`: inferred from the URL's host.
+    pub format: Option<ChatFormat>,
+}
+
+/// The webhook URL, or where to read it.
+#[derive(Debug, Clone)]
+pub enum ChatTarget {
+    /// From `KEYWARDEN_WEBHOOK_URL` (the CLI).
+    Url(WebhookUrl),
+    /// The name of an SSM SecureString parameter holding it (the Lambda).
+    Parameter(String),
 }
 
 /// The settings of `notify` (and the Lambda): who sends, who gets the
@@ -372,6 +396,52 @@ impl RawSettings {
                 Err(self.invalid(key, format!("must be a string, got {}", other.type_str())))
             }
         }
+    }
+
+    /// The chat settings: a URL from the environment (a secret never sits in
+    /// a file or on a command line) or an SSM parameter name, not both.
+    fn chat(&self) -> Result<Option<ChatSettings>, ConfigError> {
+        if matches!(
+            self.values.get("webhook_url").map(|v| &v.raw),
+            Some(Raw::Toml(_))
+        ) {
+            return Err(self.invalid(
+                "webhook_url",
+                "is a secret: set KEYWARDEN_WEBHOOK_URL in the environment (or webhook_url_parameter in the Lambda), not in a file",
+            ));
+        }
+        let url = match self.opt_string("webhook_url")? {
+            Some(u) => Some(WebhookUrl::parse(&u).map_err(|e| self.invalid("webhook_url", e))?),
+            None => None,
+        };
+        let parameter = self.opt_string("webhook_url_parameter")?;
+        let format = match self.opt_string("webhook_format")? {
+            Some(f) => Some(ChatFormat::parse(&f).ok_or_else(|| {
+                self.invalid(
+                    "webhook_format",
+                    format!("must be slack, teams or json, got {f:?}"),
+                )
+            })?),
+            None => None,
+        };
+        let target = match (url, parameter) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "webhook_url_parameter",
+                    "set either webhook_url or webhook_url_parameter, not both",
+                ))
+            }
+            (Some(url), None) => ChatTarget::Url(url),
+            (None, Some(name)) => ChatTarget::Parameter(name),
+            (None, None) if format.is_some() => {
+                return Err(ConfigError::Missing {
+                    key: "webhook_url",
+                    purpose: "webhook_format (or webhook_url_parameter in the Lambda)",
+                })
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(ChatSettings { target, format }))
     }
 
     fn string(&self, key: &str) -> Result<String, ConfigError> {
@@ -724,7 +794,9 @@ impl RawSettings {
             },
         };
         let enforce_role_name = self.role("enforce_role_name")?;
+        let chat = self.chat()?;
         Ok(Settings {
+            chat,
             enforce,
             enforce_role_name,
             notify,

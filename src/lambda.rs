@@ -65,6 +65,9 @@ struct State {
     store: Option<crate::state::Store>,
     cadence: crate::core::ledger::Cadence,
     enforcer: crate::enforce::Enforcer,
+    /// The chat webhook's settings; the URL is read from SSM per invocation.
+    chat: Option<crate::config::ChatSettings>,
+    sdk_config: aws_config::SdkConfig,
 }
 
 fn settings() -> anyhow::Result<Settings> {
@@ -111,11 +114,16 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         deadline: Some(deadline),
         open_users: Default::default(),
     };
+    let chat = match &state.chat {
+        Some(c) => Some(crate::deliver::webhook::Chat::open(&state.sdk_config, c).await),
+        None => None,
+    };
     let plan = crate::run::Plan {
         notify: Some((&state.notifier, &delivery)),
         state: state.store.clone(),
         cadence: state.cadence,
         enforcer: Some(&state.enforcer),
+        chat: chat.as_ref(),
     };
     let report = crate::run::execute(&state.scanner, plan, opts, &|_| {}).await?;
 
@@ -203,6 +211,8 @@ async fn init() -> anyhow::Result<State> {
     );
     Ok(State {
         enforcer,
+        chat: settings.chat.clone(),
+        sdk_config: sdk_config.clone(),
         scanner: Scanner::new(sdk_config, settings),
         notifier,
         reserve,

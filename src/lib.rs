@@ -12,13 +12,16 @@
 //! - [`config`]: defaults + TOML + environment + flags → validated [`config::Settings`].
 //! - [`scan`]: orchestration: account listing, bounded fan-out, per-account
 //!   timeout, outcomes collected into a [`core::report::Report`].
-//! - [`output`]: table, JSON and CSV rendering.
+//! - [`notify`]: plans and renders each run's messages; [`deliver`]: the
+//!   transports that send them (SES v2, outbox, dry run), one file each.
+//! - [`output`]: table, JSON, CSV and OCSF rendering.
 //! - [`cli`]: the `keywarden` command line; `main.rs` only calls it.
 
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod deliver;
 pub mod enforce;
 pub mod lambda;
 pub mod logging;

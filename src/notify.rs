@@ -3,20 +3,19 @@
 //! v2, an outbox folder, or a dry run. One failed message never stops the
 //! others; every message is recorded in the report's `notifications`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use jiff::Timestamp;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::aws::ses::{Identity, Ses};
 use crate::aws::AwsError;
-use crate::config::{NotifySettings, MAX_SEND_RATE, MIN_SEND_RATE};
+use crate::config::NotifySettings;
 use crate::core::enforce::EnforcePolicy;
 use crate::core::ledger::{Cadence, Changes, Notice, Stage};
-use crate::core::mime::{self, Attachment, Envelope};
 use crate::core::model::EmailAddress;
 use crate::core::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DeliveryMode,
@@ -26,22 +25,14 @@ use crate::core::report::{
     DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
 };
 use crate::core::templates::{Rendered, Templates};
+use crate::deliver::{Attached, Message, Transport};
 use crate::scan::Deadline;
 use crate::state::LedgerSession;
 
 /// SES accepts at most 50 recipients per message.
 pub const MAX_RECIPIENTS: usize = 50;
 
-/// Where messages go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// SES v2 SendEmail.
-    Ses,
-    /// Render everything, send nothing.
-    DryRun,
-    /// Write each message as `.eml` plus an `.html` preview into this folder.
-    Outbox(PathBuf),
-}
+pub use crate::deliver::Delivery;
 
 /// A failure that stops notify before any message is sent.
 #[derive(Debug, thiserror::Error)]
@@ -73,48 +64,6 @@ pub struct Notifier {
     policy: NotifyPolicy,
     cadence: Cadence,
     enforce: EnforcePolicy,
-}
-
-/// Spaces sends out to a rate.
-struct Pacer {
-    interval: Duration,
-    next: tokio::time::Instant,
-}
-
-impl Pacer {
-    /// Paces to `rate` messages per second, clamped to what keywarden accepts
-    /// (SES's answer is data from outside: 1e-30 or NaN must not panic).
-    fn new(rate: f64) -> Self {
-        Self {
-            interval: Duration::from_secs_f64(1.0 / clamp_rate(rate)),
-            next: tokio::time::Instant::now(),
-        }
-    }
-    async fn wait(&mut self) {
-        tokio::time::sleep_until(self.next).await;
-        self.next = tokio::time::Instant::now().max(self.next) + self.interval;
-    }
-}
-
-/// A send rate within [`MIN_SEND_RATE`, `MAX_SEND_RATE`]; NaN is the minimum.
-fn clamp_rate(rate: f64) -> f64 {
-    if rate.is_nan() {
-        MIN_SEND_RATE
-    } else {
-        rate.clamp(MIN_SEND_RATE, MAX_SEND_RATE)
-    }
-}
-
-fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 impl Notifier {
@@ -185,35 +134,6 @@ impl Notifier {
         })
     }
 
-    async fn send_rate(&self) -> f64 {
-        match self.ses.max_send_rate().await {
-            Ok(Some(reported)) => {
-                let rate = clamp_rate(reported);
-                if rate != reported {
-                    warn!(
-                        reported,
-                        rate,
-                        "SES reported a send rate out of range; pacing at the nearest sane rate"
-                    );
-                } else {
-                    info!(rate, "pacing at the SES account's maximum send rate");
-                }
-                rate
-            }
-            Ok(None) => {
-                warn!(
-                    rate = self.fallback_rate,
-                    "SES reported no send quota; pacing at max_send_rate"
-                );
-                self.fallback_rate
-            }
-            Err(e) => {
-                warn!(error = %e, rate = self.fallback_rate, "cannot read the SES send quota (GetAccount); pacing at max_send_rate");
-                self.fallback_rate
-            }
-        }
-    }
-
     /// Builds and delivers every message due for `report` and records them
     /// in `report.notifications`. With a ledger session, every delivered
     /// message is recorded against its findings and the ledger is
@@ -243,18 +163,30 @@ impl Notifier {
             .collect::<Vec<_>>()
             .join(", ");
         let mut checkpoint_failed = false;
-        let mut pacer = match delivery {
-            Delivery::Ses => Some(Pacer::new(self.send_rate().await)),
-            _ => None,
-        };
-        let mut notes = Vec::new();
-        let mut failures = Vec::new();
+        let mut transport = Transport::open(
+            delivery,
+            &self.ses,
+            self.configuration_set.clone(),
+            self.fallback_rate,
+        )
+        .await;
+        // Anything delivered before the mail (the chat summary) stays, and a
+        // failure there is named in the digest too.
+        let mut notes = std::mem::take(&mut report.notifications);
+        let mut failures: Vec<DeliveryFailure> = notes
+            .iter()
+            .filter(|n| n.outcome == DeliveryOutcome::Failed)
+            .map(|n| DeliveryFailure {
+                recipients: n.recipients.join(", "),
+                error: n.error.clone().unwrap_or_default(),
+            })
+            .collect();
         for (i, person) in people.iter().enumerate() {
             let view = owner_view(report, person, &contact, &link);
             let to = std::slice::from_ref(&person.recipient);
             // This message waits for its turn (the pacer) and the digest for one
             // more: both must fit before `stop_at`.
-            let turn = pacer.as_ref().map_or(Duration::ZERO, |p| p.interval * 2);
+            let turn = transport.turn();
             let out_of_time =
                 stop_at.is_some_and(|stop| tokio::time::Instant::now() + turn >= stop);
             let note = match self.templates.owner(&view) {
@@ -267,18 +199,16 @@ impl Notifier {
                         .to_owned(),
                 ),
                 Ok(rendered) => {
-                    self.dispatch(
+                    let message = self.message(
                         MessageKind::Owner,
                         i + 1,
                         to,
-                        &rendered,
+                        rendered,
                         None,
                         person.finding_count(),
                         report.evaluated_at,
-                        delivery,
-                        pacer.as_mut(),
-                    )
-                    .await
+                    );
+                    send(&mut transport, &message).await
                 }
                 Err(e) => failed(
                     MessageKind::Owner,
@@ -326,7 +256,7 @@ impl Notifier {
         let extras = DigestExtras {
             people_notified: notes
                 .iter()
-                .filter(|n| n.outcome != DeliveryOutcome::Failed)
+                .filter(|n| n.kind == MessageKind::Owner && n.outcome != DeliveryOutcome::Failed)
                 .count(),
             delivery_failures: failures,
             history: match (session.as_deref(), changes) {
@@ -343,30 +273,25 @@ impl Notifier {
         let view = digest_view(report, &self.policy, extras, &link);
         let csv = crate::output::findings_csv(&report.findings)
             .unwrap_or_else(|e| format!("error: {e}\n"));
-        let attachment = Attachment {
-            content_type: "text/csv",
-            file_name: "keywarden-findings.csv",
-            content: csv.as_bytes(),
+        let attachment = Attached {
+            content_type: "text/csv".to_owned(),
+            file_name: "keywarden-findings.csv".to_owned(),
+            content: csv,
         };
         let total = report.findings.len();
         match self.templates.digest(&view) {
             Ok(rendered) => {
                 for (j, chunk) in self.security.chunks(MAX_RECIPIENTS).enumerate() {
-                    let n = people.len() + j + 1;
-                    notes.push(
-                        self.dispatch(
-                            MessageKind::Digest,
-                            n,
-                            chunk,
-                            &rendered,
-                            Some(attachment.clone()),
-                            total,
-                            report.evaluated_at,
-                            delivery,
-                            pacer.as_mut(),
-                        )
-                        .await,
+                    let message = self.message(
+                        MessageKind::Digest,
+                        people.len() + j + 1,
+                        chunk,
+                        rendered.clone(),
+                        Some(attachment.clone()),
+                        total,
+                        report.evaluated_at,
                     );
+                    notes.push(send(&mut transport, &message).await);
                 }
             }
             Err(e) => notes.push(failed(
@@ -380,112 +305,58 @@ impl Notifier {
         report.notifications = notes;
     }
 
+    /// A rendered message as data, from this notifier's sender.
     #[allow(clippy::too_many_arguments)]
-    async fn dispatch(
+    fn message(
         &self,
         kind: MessageKind,
-        n: usize,
+        seq: usize,
         to: &[EmailAddress],
-        rendered: &Rendered,
-        attachment: Option<Attachment<'_>>,
+        rendered: Rendered,
+        attachment: Option<Attached>,
         findings: usize,
         now: Timestamp,
-        delivery: &Delivery,
-        pacer: Option<&mut Pacer>,
-    ) -> Notification {
-        let kind_str = kind.as_str();
-        let raw = match mime::build(&Envelope {
-            from: &self.sender,
-            to,
-            reply_to: &self.reply_to,
-            subject: &rendered.subject,
-            text: &rendered.text,
-            html: &rendered.html,
-            attachment,
-            date: now,
-            message_id: mime::message_id(now, kind_str, to),
-        }) {
-            Ok(raw) => raw,
-            Err(e) => {
-                return failed(
-                    kind,
-                    to,
-                    rendered.subject.clone(),
-                    findings,
-                    format!("cannot build the message: {e}"),
-                )
-            }
-        };
-        let mut note = Notification {
+    ) -> Message {
+        Message {
             kind,
-            recipients: to.iter().map(|a| a.to_string()).collect(),
-            subject: rendered.subject.clone(),
-            findings: findings as u64,
-            outcome: DeliveryOutcome::DryRun,
-            message_id: None,
-            error: None,
-            file: None,
-        };
-        match delivery {
-            Delivery::DryRun => {}
-            Delivery::Outbox(dir) => {
-                let stem = match kind {
-                    MessageKind::Owner => format!("{n:03}-owner-{}", file_safe(to[0].as_str())),
-                    MessageKind::Digest => format!("{n:03}-digest"),
-                };
-                match write_outbox(dir, &stem, &raw, &rendered.html) {
-                    Ok(path) => {
-                        note.outcome = DeliveryOutcome::Outbox;
-                        note.file = Some(path.display().to_string());
-                    }
-                    Err(e) => {
-                        note.outcome = DeliveryOutcome::Failed;
-                        note.error = Some(e);
-                    }
-                }
-            }
-            Delivery::Ses => {
-                let mut pacer = pacer;
-                let mut backoff = Duration::from_secs(1);
-                let mut attempts = 0;
-                let result = loop {
-                    if let Some(p) = pacer.as_deref_mut() {
-                        p.wait().await;
-                    }
-                    attempts += 1;
-                    match self
-                        .ses
-                        .send_raw(
-                            &self.sender,
-                            to,
-                            raw.clone(),
-                            self.configuration_set.as_deref(),
-                        )
-                        .await
-                    {
-                        Err(e) if e.is_throttling() && attempts < 4 => {
-                            warn!(error = %e, "SES throttled sending; backing off");
-                            tokio::time::sleep(backoff).await;
-                            backoff *= 2;
-                        }
-                        other => break other,
-                    }
-                };
-                match result {
-                    Ok(id) => {
-                        note.outcome = DeliveryOutcome::Sent;
-                        note.message_id = Some(id);
-                    }
-                    Err(e) => {
-                        warn!(error = %e, recipients = ?note.recipients, "message not delivered");
-                        note.outcome = DeliveryOutcome::Failed;
-                        note.error = Some(format!("{}: {}", e.code, e.message));
-                    }
-                }
-            }
+            seq,
+            from: self.sender.clone(),
+            to: to.to_vec(),
+            reply_to: self.reply_to.clone(),
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            attachment,
+            findings,
+            date: now,
         }
-        note
     }
+}
+
+/// Sends `message` and records how it fared.
+async fn send(transport: &mut Transport, message: &Message) -> Notification {
+    let mut note = Notification {
+        kind: message.kind,
+        recipients: message.to.iter().map(|a| a.to_string()).collect(),
+        subject: message.subject.clone(),
+        findings: message.findings as u64,
+        outcome: DeliveryOutcome::Failed,
+        message_id: None,
+        error: None,
+        file: None,
+    };
+    match transport.send(message).await {
+        Ok(done) => {
+            note.outcome = done.outcome;
+            note.message_id = done.message_id;
+            note.file = done.file;
+        }
+        Err(e) => {
+            warn!(error = %e, recipients = ?note.recipients, "message not delivered");
+            note.error = Some(e);
+        }
+    }
+    note
 }
 
 fn failed(
@@ -506,36 +377,5 @@ fn failed(
         message_id: None,
         error: Some(error),
         file: None,
-    }
-}
-
-fn write_outbox(dir: &Path, stem: &str, raw: &[u8], html: &str) -> Result<PathBuf, String> {
-    let eml = dir.join(format!("{stem}.eml"));
-    std::fs::write(&eml, raw).map_err(|e| format!("cannot write {}: {e}", eml.display()))?;
-    let preview = dir.join(format!("{stem}.html"));
-    std::fs::write(&preview, html)
-        .map_err(|e| format!("cannot write {}: {e}", preview.display()))?;
-    Ok(eml)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn any_send_rate_from_ses_or_settings_becomes_a_usable_interval() {
-        for rate in [1e-30, 0.0, -5.0, f64::NAN, f64::INFINITY, 1e300, 14.0] {
-            let p = Pacer::new(rate);
-            assert!(
-                p.interval >= Duration::from_secs_f64(1.0 / MAX_SEND_RATE)
-                    && p.interval <= Duration::from_secs_f64(1.0 / MIN_SEND_RATE),
-                "{rate}: {:?}",
-                p.interval
-            );
-        }
-        assert_eq!(
-            Pacer::new(14.0).interval,
-            Duration::from_secs_f64(1.0 / 14.0)
-        );
     }
 }

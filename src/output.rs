@@ -1,6 +1,6 @@
 //! Renders a [`Report`] as JSON (the `keywarden.report/v1` contract), CSV
-//! (one row per finding) or a table for people (summary, findings by
-//! severity, failed accounts).
+//! (one row per finding), OCSF (one Detection Finding per line) or a table
+//! for people (summary, findings by severity, failed accounts).
 
 use std::io::IsTerminal;
 
@@ -18,6 +18,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// OCSF 1.5 Detection Findings (class 2004), one JSON object per line.
+    Ocsf,
 }
 
 /// Errors while rendering.
@@ -34,7 +36,18 @@ pub fn render(report: &Report, format: Format) -> Result<String, RenderError> {
         Format::Json => Ok(serde_json::to_string_pretty(report)? + "\n"),
         Format::Csv => findings_csv(&report.findings),
         Format::Table => Ok(table(report)),
+        Format::Ocsf => ocsf_lines(report),
     }
+}
+
+/// Every OCSF event of `report`, one JSON object per line.
+pub fn ocsf_lines(report: &Report) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for event in crate::core::ocsf::events(report, env!("CARGO_PKG_VERSION")) {
+        out.push_str(&serde_json::to_string(&event)?);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 fn ts(t: Option<jiff::Timestamp>) -> String {

@@ -7,8 +7,11 @@
 use tracing::warn;
 
 use crate::core::enforce::Mode as EnforceMode;
-use crate::core::ledger::{reconcile, Cadence};
-use crate::core::report::{Report, StageError};
+use crate::core::ledger::{reconcile, Cadence, Changes};
+use crate::core::report::{DeliveryOutcome, MessageKind, Notification, Report, StageError};
+use crate::core::summary::{payload, summarize};
+use crate::deliver::outbox::write_chat;
+use crate::deliver::webhook::Chat;
 use crate::enforce::Enforcer;
 use crate::notify::{Delivery, Notifier};
 use crate::scan::{Progress, RunOptions, ScanError, Scanner};
@@ -32,6 +35,8 @@ pub struct Plan<'a> {
     pub cadence: Cadence,
     /// Opt-in enforcement (it needs the ledger: the notices delivered).
     pub enforcer: Option<&'a Enforcer>,
+    /// The chat webhook for the run summary (notify only).
+    pub chat: Option<&'a Chat>,
 }
 
 impl Plan<'_> {
@@ -87,6 +92,19 @@ pub async fn execute(
         }
     }
 
+    // The chat summary goes out before the mail, so the digest can name a
+    // failed post like any undelivered message.
+    if let (Some((_, delivery)), Some(chat)) = (plan.notify, plan.chat) {
+        let location = session.as_ref().map(|s| {
+            s.store().describe(&format!(
+                "{}.json",
+                crate::state::archive_stem(&identity.organization, report.evaluated_at)
+            ))
+        });
+        let note = post_summary(chat, delivery, &report, changes.as_ref(), location).await;
+        report.notifications.push(note);
+    }
+
     if let Some((notifier, delivery)) = plan.notify {
         notifier
             .deliver(
@@ -112,23 +130,86 @@ pub async fn execute(
     Ok(report)
 }
 
+/// Posts (or, for an outbox or a dry run, writes or skips) the run summary.
+async fn post_summary(
+    chat: &Chat,
+    delivery: &Delivery,
+    report: &Report,
+    changes: Option<&Changes>,
+    location: Option<String>,
+) -> Notification {
+    let summary = summarize(report, changes, location.as_deref());
+    let mut note = Notification {
+        kind: MessageKind::Chat,
+        recipients: vec![],
+        subject: format!(
+            "{} findings in {} of {} accounts",
+            summary.findings, summary.accounts_scanned, summary.accounts_total
+        ),
+        findings: summary.findings,
+        outcome: DeliveryOutcome::DryRun,
+        message_id: None,
+        error: None,
+        file: None,
+    };
+    let webhook = match chat {
+        Chat::Ready(w) => w,
+        Chat::Broken { label, error } => {
+            warn!(error = %error, target = %label, "chat summary not delivered");
+            note.recipients = vec![label.clone()];
+            note.outcome = DeliveryOutcome::Failed;
+            note.error = Some(error.clone());
+            return note;
+        }
+    };
+    note.recipients = vec![webhook.label()];
+    let body = payload(&summary, webhook.format);
+    let result = match delivery {
+        Delivery::DryRun => Ok(()),
+        Delivery::Outbox(dir) => write_chat(dir, webhook.format.as_str(), &body).map(|path| {
+            note.outcome = DeliveryOutcome::Outbox;
+            note.file = Some(path.display().to_string());
+        }),
+        Delivery::Ses => webhook.post(&body).await.map(|()| {
+            note.outcome = DeliveryOutcome::Sent;
+        }),
+    };
+    if let Err(e) = result {
+        warn!(error = %e, target = %webhook.label(), "chat summary not delivered");
+        note.outcome = DeliveryOutcome::Failed;
+        note.error = Some(e);
+    }
+    note
+}
+
 /// Writes the run's JSON report and findings CSV under Hive-style
-/// partitions; a failure is recorded in the report.
+/// partitions, and its OCSF events in a parallel tree; a failure is recorded
+/// in the report.
 async fn archive(store: &Store, organization: &str, report: &mut Report) {
     // One JSON object on one line: what Athena's JSON SerDe reads.
     let mut json = serde_json::to_vec(&*report).unwrap_or_default();
     json.push(b'\n');
-    let result = match crate::output::findings_csv(&report.findings) {
-        Ok(csv) => crate::state::archive(
+    let files = crate::output::findings_csv(&report.findings)
+        .map_err(|e| format!("cannot render the findings CSV: {e}"))
+        .and_then(|csv| {
+            crate::output::ocsf_lines(report)
+                .map(|ocsf| (csv, ocsf))
+                .map_err(|e| format!("cannot render the OCSF events: {e}"))
+        });
+    let result = match files {
+        Ok((csv, ocsf)) => crate::state::archive(
             store,
             organization,
             report.evaluated_at,
-            json,
-            csv.into_bytes(),
+            crate::state::Archived {
+                json,
+                csv: csv.into_bytes(),
+                ocsf: ocsf.into_bytes(),
+            },
         )
         .await
         .map_err(|e| e.to_string()),
-        Err(e) => Err(format!("cannot render the findings CSV: {e}")),
+        Err(e) => Err(e),
     };
     if let Err(message) = result {
         warn!(error = %message, "report not archived");

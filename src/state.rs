@@ -299,6 +299,23 @@ pub fn archive_stem(organization: &str, evaluated_at: Timestamp) -> String {
     )
 }
 
+/// One run's files for the archive.
+#[derive(Debug, Clone)]
+pub struct Archived {
+    /// The report, one JSON object on one line.
+    pub json: Vec<u8>,
+    /// The findings CSV.
+    pub csv: Vec<u8>,
+    /// OCSF Detection Findings, one per line.
+    pub ocsf: Vec<u8>,
+}
+
+/// Where a report stem's OCSF events go: the same partitions under `ocsf/`
+/// instead of `reports/`, so a table over `reports/` never reads them.
+pub fn ocsf_key(stem: &str) -> String {
+    format!("{}.ocsf.jsonl", stem.replacen("/reports/", "/ocsf/", 1))
+}
+
 /// Archives one run's report: never replaces an earlier run's files (two
 /// runs evaluated at the same second get `-2`, `-3`, … stems). Returns the
 /// stem written.
@@ -306,9 +323,9 @@ pub async fn archive(
     store: &Store,
     organization: &str,
     evaluated_at: Timestamp,
-    json: Vec<u8>,
-    csv: Vec<u8>,
+    files: Archived,
 ) -> Result<String, StoreError> {
+    let Archived { json, csv, ocsf } = files;
     let base = archive_stem(organization, evaluated_at);
     for n in 1..=20 {
         let stem = if n == 1 {
@@ -328,6 +345,14 @@ pub async fn archive(
             Ok(_) => {
                 store
                     .save_as(&format!("{stem}.csv"), csv, "text/csv", &Version::Absent)
+                    .await?;
+                store
+                    .save_as(
+                        &ocsf_key(&stem),
+                        ocsf,
+                        "application/x-ndjson",
+                        &Version::Absent,
+                    )
                     .await?;
                 return Ok(stem);
             }

@@ -36,6 +36,9 @@ locals {
   enforcing       = var.enforcement == "apply"
   deleting        = local.enforcing && var.delete_inactive_after_days != null
 
+  # The chat webhook's URL (src/aws/ssm.rs SSM_ACTIONS): read only when a parameter is named.
+  ssm_actions = ["ssm:GetParameter"]
+
   sender_domain = split("@", var.sender)[1]
   allowed_recipient_domains = length(var.allowed_recipient_domains) > 0 ? var.allowed_recipient_domains : distinct(concat(
     [local.sender_domain],
@@ -64,6 +67,8 @@ locals {
     var.delete_inactive_after_days == null ? {} : { KEYWARDEN_DELETE_INACTIVE_AFTER_DAYS = tostring(var.delete_inactive_after_days) },
     var.external_id == "" ? {} : { KEYWARDEN_EXTERNAL_ID = var.external_id },
     var.ses_configuration_set == null ? {} : { KEYWARDEN_CONFIGURATION_SET = var.ses_configuration_set },
+    var.webhook_url_parameter == "" ? {} : { KEYWARDEN_WEBHOOK_URL_PARAMETER = var.webhook_url_parameter },
+    var.webhook_format == "" ? {} : { KEYWARDEN_WEBHOOK_FORMAT = var.webhook_format },
   )
 }
 
@@ -195,6 +200,17 @@ data "aws_iam_policy_document" "execution" {
       sid       = "EnforceOwnAccount"
       actions   = local.deleting ? concat(local.enforce_actions, local.delete_actions) : local.enforce_actions
       resources = ["arn:${local.partition}:iam::${statement.value}:user/*"]
+    }
+  }
+
+  # The chat webhook URL is a secret in one SSM SecureString parameter: this
+  # parameter only, and only when one is named.
+  dynamic "statement" {
+    for_each = var.webhook_url_parameter == "" ? [] : [trimprefix(var.webhook_url_parameter, "/")]
+    content {
+      sid       = "ReadWebhookUrl"
+      actions   = local.ssm_actions
+      resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter/${statement.value}"]
     }
   }
 

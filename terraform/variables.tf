@@ -182,7 +182,7 @@ variable "settings" {
       "overdue_remind_every_days", "escalate_after_days", "deactivate_after_days", "enforce_min_notices",
       "enforce_final_notice_days", "enforce_max_per_run",
     ], k)])
-    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains, enforce, enforce_role_name, delete_inactive_after_days)."
+    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains, enforce, enforce_role_name, delete_inactive_after_days, webhook_url_parameter, webhook_format; webhook_url is a secret and never a setting here)."
   }
 }
 
@@ -297,4 +297,26 @@ variable "enforce_role_name" {
   description = "Name of the member-account enforcement role (created only with enforcement = apply)."
   type        = string
   default     = "KeywardenEnforceRole"
+}
+
+variable "webhook_url_parameter" {
+  description = "Name of an SSM SecureString parameter (in this account and region) holding a chat webhook URL; each run posts its summary there. Empty: no chat summary. The function may read this parameter only. With a customer-managed KMS key on the parameter, also grant kms:Decrypt on it (kms_key_arn)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.webhook_url_parameter == "" || can(regex("^/?[A-Za-z0-9_.\\-/]+$", var.webhook_url_parameter))
+    error_message = "webhook_url_parameter must be an SSM parameter name (letters, digits, _ . - /), not the URL itself."
+  }
+}
+
+variable "webhook_format" {
+  description = "Chat payload: slack (Block Kit), teams (Adaptive Card for a Workflows webhook) or json. Empty: from the URL's host (hooks.slack.com: slack; *.logic.azure.com, *.webhook.office.com, Power Automate: teams; else json)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = contains(["", "slack", "teams", "json"], var.webhook_format)
+    error_message = "webhook_format must be slack, teams, json or empty."
+  }
 }

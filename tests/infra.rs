@@ -144,7 +144,12 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     let policy = labelled(&main, "data", &["aws_iam_policy_document", "execution"]);
     let mut granted = BTreeSet::new();
     let mut by_sid = BTreeMap::new();
-    let enforcement_sids = ["AssumeMemberEnforceRole", "EnforceOwnAccount"];
+    // Statements that exist only when a variable turns them on: checked below.
+    let enforcement_sids = [
+        "AssumeMemberEnforceRole",
+        "EnforceOwnAccount",
+        "ReadWebhookUrl",
+    ];
     for statement in blocks(policy.body(), "statement")
         .chain(blocks(policy.body(), "dynamic").flat_map(|d| blocks(d.body(), "content")))
     {
@@ -213,6 +218,17 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     assert!(hcl_text.contains("for_each = local.enforcing ? [local.account_id] : []"));
     assert!(hcl_text.contains("for_each = local.enforcing ? [var.enforce_role_name] : []"));
     assert!(hcl_text.contains("EnableEnforcement = local.enforcing ? \"true\" : \"false\""));
+    // Chat: the one SSM parameter that holds the webhook URL, only when named.
+    assert_eq!(
+        set(list("ssm_actions").iter().map(String::as_str)),
+        set(keywarden::aws::ssm::SSM_ACTIONS.iter().copied())
+    );
+    assert!(hcl_text.contains(
+        r#"for_each = var.webhook_url_parameter == "" ? [] : [trimprefix(var.webhook_url_parameter, "/")]"#
+    ));
+    assert!(hcl_text.contains(
+        r#"resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter/${statement.value}"]"#
+    ));
     // Mail only to the allowed domains, in SES's own terms too.
     assert!(hcl_text.contains(r#"variable = "ses:Recipients""#));
     assert!(hcl_text.contains("KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS"));
@@ -341,6 +357,11 @@ fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itse
         "enforce",
         "enforce_role_name",
         "delete_inactive_after_days",
+        // Chat: the URL is a secret (never a Terraform value), the parameter
+        // naming it and the format are the module's own variables.
+        "webhook_url",
+        "webhook_url_parameter",
+        "webhook_format",
     ]);
     let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
     assert_eq!(

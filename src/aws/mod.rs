@@ -6,6 +6,7 @@ pub mod iam;
 pub mod organizations;
 pub mod s3;
 pub mod ses;
+pub mod ssm;
 pub mod sts;
 
 use std::time::Duration;

@@ -584,6 +584,36 @@ pub struct BlindSpot {
     pub message: String,
 }
 
+/// What this run could not see, most specific first: failed accounts,
+/// requested accounts outside the Organization, run-level errors.
+pub fn blind_spots(report: &Report) -> Vec<BlindSpot> {
+    let mut blind_spots: Vec<BlindSpot> = report
+        .accounts
+        .iter()
+        .filter_map(|a| {
+            a.error.as_ref().map(|e| BlindSpot {
+                account: format!("{} ({})", a.name, a.account_id),
+                stage: e.stage.clone(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            })
+        })
+        .collect();
+    blind_spots.extend(report.unknown_accounts.iter().map(|id| BlindSpot {
+        account: id.to_string(),
+        stage: "scope".to_owned(),
+        code: super::report::NOT_IN_ORGANIZATION.to_owned(),
+        message: super::report::NOT_IN_ORGANIZATION_MESSAGE.to_owned(),
+    }));
+    blind_spots.extend(report.errors.iter().map(|e| BlindSpot {
+        account: "(account listing)".to_owned(),
+        stage: e.stage.clone(),
+        code: e.code.clone(),
+        message: e.message.clone(),
+    }));
+    blind_spots
+}
+
 /// An address that failed validation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct InvalidAddress {
@@ -1018,30 +1048,7 @@ pub fn digest_view(
             a.status == AccountStatus::Failed || findings_per_account.contains_key(&a.account_id)
         })
         .collect();
-    let mut blind_spots: Vec<BlindSpot> = report
-        .accounts
-        .iter()
-        .filter_map(|a| {
-            a.error.as_ref().map(|e| BlindSpot {
-                account: format!("{} ({})", a.name, a.account_id),
-                stage: e.stage.clone(),
-                code: e.code.clone(),
-                message: e.message.clone(),
-            })
-        })
-        .collect();
-    blind_spots.extend(report.unknown_accounts.iter().map(|id| BlindSpot {
-        account: id.to_string(),
-        stage: "scope".to_owned(),
-        code: super::report::NOT_IN_ORGANIZATION.to_owned(),
-        message: super::report::NOT_IN_ORGANIZATION_MESSAGE.to_owned(),
-    }));
-    blind_spots.extend(report.errors.iter().map(|e| BlindSpot {
-        account: "(account listing)".to_owned(),
-        stage: e.stage.clone(),
-        code: e.code.clone(),
-        message: e.message.clone(),
-    }));
+    let blind_spots = blind_spots(report);
 
     let mut invalid: BTreeSet<InvalidAddress> = BTreeSet::new();
     for f in &report.findings {

@@ -209,6 +209,8 @@ pub enum DeliveryOutcome {
 pub enum MessageKind {
     Owner,
     Digest,
+    /// The run summary posted to a chat webhook.
+    Chat,
 }
 
 impl MessageKind {
@@ -216,6 +218,7 @@ impl MessageKind {
         match self {
             MessageKind::Owner => "owner",
             MessageKind::Digest => "digest",
+            MessageKind::Chat => "chat",
         }
     }
 }

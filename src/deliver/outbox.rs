@@ -1,0 +1,68 @@
+//! The outbox transport: each message as `NNN-owner-<address>.eml` or
+//! `NNN-digest.eml`, with an `.html` preview of its HTML part beside it.
+
+use std::path::{Path, PathBuf};
+
+use super::{Delivered, Message};
+use crate::core::report::{DeliveryOutcome, MessageKind};
+
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+impl Outbox {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn send(&self, message: &Message) -> Result<Delivered, String> {
+        let raw = message.mime()?;
+        let n = message.seq;
+        let stem = match message.kind {
+            MessageKind::Owner => format!(
+                "{n:03}-owner-{}",
+                file_safe(message.to.first().map_or("", |a| a.as_str()))
+            ),
+            MessageKind::Digest => format!("{n:03}-digest"),
+            MessageKind::Chat => format!("{n:03}-chat"),
+        };
+        let path = write(&self.dir, &stem, &raw, &message.html)?;
+        Ok(Delivered {
+            outcome: DeliveryOutcome::Outbox,
+            message_id: None,
+            file: Some(path.display().to_string()),
+        })
+    }
+}
+
+/// Writes the chat payload a webhook would have received as
+/// `000-chat-<format>.json` (it goes out before the mail).
+pub fn write_chat(dir: &Path, format: &str, body: &serde_json::Value) -> Result<PathBuf, String> {
+    let path = dir.join(format!("000-chat-{format}.json"));
+    let text = serde_json::to_string_pretty(body).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write(dir: &Path, stem: &str, raw: &[u8], html: &str) -> Result<PathBuf, String> {
+    let eml = dir.join(format!("{stem}.eml"));
+    std::fs::write(&eml, raw).map_err(|e| format!("cannot write {}: {e}", eml.display()))?;
+    let preview = dir.join(format!("{stem}.html"));
+    std::fs::write(&preview, html)
+        .map_err(|e| format!("cannot write {}: {e}", preview.display()))?;
+    Ok(eml)
+}
