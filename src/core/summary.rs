@@ -20,6 +20,12 @@ use super::report::{Finding, Report};
 
 /// How many keys the summary lists.
 pub const MOST_URGENT: usize = 5;
+/// How many blind spots a chat message lists (the digest and the report have all).
+pub const MAX_BLIND_SPOTS: usize = 10;
+/// Characters of one blind spot's error message in chat.
+const MAX_MESSAGE_CHARS: usize = 200;
+/// Slack refuses a section text over 3,000 characters.
+const SLACK_SECTION_CHARS: usize = 2_900;
 
 /// Which chat payload to post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -197,6 +203,30 @@ fn teams_text(s: &str) -> String {
         .collect()
 }
 
+/// At most `max` characters, with an ellipsis when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The blind spots chat shows, and how many more there are.
+fn shown_blind_spots(s: &RunSummary) -> (&[SummaryBlindSpot], usize) {
+    let shown = &s.blind_spots[..s.blind_spots.len().min(MAX_BLIND_SPOTS)];
+    (shown, s.blind_spots.len() - shown.len())
+}
+
+fn more_line(more: usize) -> String {
+    format!(
+        "… and {more} more {} (all in the digest and the report)",
+        if more == 1 { "account" } else { "accounts" }
+    )
+}
+
 fn headline(s: &RunSummary) -> String {
     format!(
         "keywarden: {} {} in {} of {} accounts{}",
@@ -258,21 +288,28 @@ pub fn slack(s: &RunSummary) -> Value {
         "text": {"type": "plain_text", "text": headline(s)}
     })];
     if !s.complete {
-        let lines: Vec<String> = s
-            .blind_spots
+        let (shown, more) = shown_blind_spots(s);
+        let mut lines: Vec<String> = shown
             .iter()
             .map(|b| {
                 format!(
                     "• {}: `{}` {}",
                     slack_text(&b.account),
                     slack_text(&b.code),
-                    slack_text(&b.message)
+                    slack_text(&clip(&b.message, MAX_MESSAGE_CHARS))
                 )
             })
             .collect();
+        if more > 0 {
+            lines.push(more_line(more));
+        }
+        let text = format!(
+            ":warning: *Blind spots: keys in these accounts were not checked.*\n{}",
+            lines.join("\n")
+        );
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!(":warning: *Blind spots: keys in these accounts were not checked.*\n{}", lines.join("\n"))}
+            "text": {"type": "mrkdwn", "text": clip(&text, SLACK_SECTION_CHARS)}
         }));
     }
     blocks.push(json!({
@@ -323,16 +360,20 @@ pub fn teams(s: &RunSummary) -> Value {
             "Blind spots: keys in these accounts were not checked.".to_owned(),
             json!({"color": "Attention", "weight": "Bolder"}),
         ));
-        for b in &s.blind_spots {
+        let (shown, more) = shown_blind_spots(s);
+        for b in shown {
             body.push(block(
                 format!(
                     "- {}: {} {}",
                     teams_text(&b.account),
                     teams_text(&b.code),
-                    teams_text(&b.message)
+                    teams_text(&clip(&b.message, MAX_MESSAGE_CHARS))
                 ),
                 json!({"color": "Attention"}),
             ));
+        }
+        if more > 0 {
+            body.push(block(more_line(more), json!({"color": "Attention"})));
         }
     }
     body.push(block(
@@ -461,6 +502,31 @@ mod tests {
         assert!(teams_texts
             .iter()
             .all(|t| !t.contains('\n') && !t.contains('\r')));
+    }
+
+    #[test]
+    fn many_long_blind_spots_stay_within_slack_limits_and_say_how_many_more() {
+        let mut s = summarize(&sample(), None, None);
+        s.blind_spots = (0..40)
+            .map(|i| SummaryBlindSpot {
+                account: format!("account-{i} (1111222233{i:02})"),
+                code: "AccessDenied".into(),
+                message: "x".repeat(5_000),
+            })
+            .collect();
+        let body = slack(&s);
+        let blind = body["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(blind.chars().count() <= 3_000, "{}", blind.chars().count());
+        assert!(blind.contains("… and 30 more accounts"), "{blind}");
+        let card = teams(&s);
+        let lines = card["attachments"][0]["content"]["body"]
+            .as_array()
+            .unwrap();
+        assert!(lines.iter().any(|l| l["inlines"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("30 more accounts")));
+        assert!(card.to_string().len() < 28_000, "Teams' card size limit");
     }
 
     #[test]
