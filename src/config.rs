@@ -68,6 +68,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("exempt_tag_key", Some("keywarden:exempt")),
     ("max_exemption_days", Some("90")),
     ("owner_tag_keys", Some("owner,email,contact")),
+    ("account_tags_max_age_days", Some("7")),
     ("account_owner_tag_keys", Some("owner,security-contact")),
     ("notify_account_owners", Some("true")),
     ("allowed_recipient_domains", Some("")),
@@ -139,6 +140,9 @@ pub struct Settings {
     pub enforce: EnforcePolicy,
     /// Member-account role holding the write actions (only with enforcement).
     pub enforce_role_name: String,
+    /// How long account tags read from Organizations are reused (with a
+    /// ledger); 0: read every run.
+    pub account_tags_max_age_days: u32,
     /// The chat summary's webhook, if any.
     pub chat: Option<ChatSettings>,
 }
@@ -795,8 +799,10 @@ impl RawSettings {
         };
         let enforce_role_name = self.role("enforce_role_name")?;
         let chat = self.chat()?;
+        let account_tags_max_age_days = self.integer("account_tags_max_age_days", 0, 90)? as u32;
         Ok(Settings {
             chat,
+            account_tags_max_age_days,
             enforce,
             enforce_role_name,
             notify,

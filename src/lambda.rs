@@ -113,6 +113,7 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         only_accounts,
         deadline: Some(deadline),
         open_users: Default::default(),
+        account_tags: Default::default(),
     };
     let chat = match &state.chat {
         Some(c) => Some(crate::deliver::webhook::Chat::open(&state.sdk_config, c).await),

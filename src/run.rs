@@ -66,12 +66,21 @@ pub async fn execute(
     };
     if let Some(s) = &session {
         opts.open_users = std::sync::Arc::new(s.ledger.open_users());
+        opts.account_tags = std::sync::Arc::new(s.ledger.account_tags.clone());
     }
     let mut report = scanner.run_as(&identity, &opts, progress).await?;
     let observed = std::mem::take(&mut report.observed);
     let changes = session
         .as_mut()
         .map(|s| reconcile(&mut s.ledger, &mut report, &observed, &plan.cadence));
+    if let Some(s) = session.as_mut() {
+        crate::core::tag_cache::remember(
+            &mut s.ledger.account_tags,
+            &std::mem::take(&mut report.account_tags_read),
+            report.evaluated_at,
+            scanner.settings().account_tags_max_age_days,
+        );
+    }
     report.observed = observed;
 
     // Enforcement comes before delivery, so the owner's message this run

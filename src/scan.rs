@@ -24,6 +24,7 @@ use crate::core::model::{Account, AccountId, UserFacts};
 use crate::core::report::{
     key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
 };
+use crate::core::tag_cache::{self, CachedTags, TagSource};
 
 /// A failure that stops the whole run before any account is scanned.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,8 @@ pub struct RunOptions {
     /// Users with open findings in the ledger, per account: their keys are
     /// re-read even when they trip no check, to tell how a finding ended.
     pub open_users: Arc<BTreeMap<AccountId, BTreeSet<String>>>,
+    /// Account tags remembered by the ledger (`core::tag_cache`).
+    pub account_tags: Arc<BTreeMap<AccountId, CachedTags>>,
 }
 
 impl RunOptions {
@@ -110,6 +113,7 @@ impl RunOptions {
             only_accounts: None,
             deadline: None,
             open_users: Arc::default(),
+            account_tags: Arc::default(),
         }
     }
 }
@@ -132,6 +136,15 @@ pub enum Progress {
     Finished,
 }
 
+/// What the ledger remembers about one account, for its scan.
+#[derive(Debug, Clone, Copy, Default)]
+struct Remembered<'a> {
+    /// Users with open findings: their keys are re-read.
+    open_users: Option<&'a BTreeSet<String>>,
+    /// The account's tags as last read.
+    tags: Option<&'a CachedTags>,
+}
+
 /// Clients and settings for a run; build once, share across accounts.
 #[derive(Debug, Clone)]
 pub struct Scanner {
@@ -147,6 +160,11 @@ pub struct Scanner {
 }
 
 impl Scanner {
+    /// The settings this scanner runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn new(sdk_config: SdkConfig, settings: Settings) -> Self {
         let rules = Rules {
             policy: settings.policy,
@@ -396,8 +414,11 @@ impl Scanner {
                 }
             },
         };
-        let open_users = opts.open_users.get(&account.id);
-        self.scan_account(caller, account, opts.now, in_org, budget, open_users)
+        let memory = Remembered {
+            open_users: opts.open_users.get(&account.id),
+            tags: opts.account_tags.get(&account.id),
+        };
+        self.scan_account(caller, account, opts.now, in_org, budget, memory)
             .await
     }
 
@@ -409,12 +430,12 @@ impl Scanner {
         now: Timestamp,
         in_org: bool,
         budget: Duration,
-        open_users: Option<&BTreeSet<String>>,
+        memory: Remembered<'_>,
     ) -> AccountOutcome {
         let span = tracing::info_span!("account", account_id = %account.id);
         match tokio::time::timeout(
             budget,
-            self.scan_account_inner(caller, &account, now, in_org, open_users),
+            self.scan_account_inner(caller, &account, now, in_org, memory),
         )
         .instrument(span)
         .await
@@ -440,8 +461,9 @@ impl Scanner {
         account: &Account,
         now: Timestamp,
         in_org: bool,
-        open_users: Option<&BTreeSet<String>>,
+        memory: Remembered<'_>,
     ) -> AccountOutcome {
+        let open_users = memory.open_users;
         let stage_error = |stage: &str, e: &AwsError| StageError {
             stage: stage.to_owned(),
             code: e.code.clone(),
@@ -533,19 +555,39 @@ impl Scanner {
             }
             observed.insert(user.user_name.clone(), observe(&user.keys));
         }
+        let mut tags_read = None;
         let account_tags = if in_org
             && !users.is_empty()
             && !self.settings.owners.account_owner_tag_keys.is_empty()
         {
-            // Few at a time: Organizations' budget is small and shared with the
-            // listing; as patient as the listing, since the owner depends on it.
-            let _permit = self.org_tag_slots.acquire().await;
-            match patiently(|| self.orgs.account_tags(&account.id)).await {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    warn!(error = %e, "cannot read the account's tags: its owner is unresolved this run");
-                    error.get_or_insert_with(|| stage_error("account_tags", &e));
-                    None
+            match tag_cache::source(
+                memory.tags,
+                &account.id,
+                now,
+                self.settings.account_tags_max_age_days,
+            ) {
+                TagSource::Cached(c) => Some(c.tags.clone()),
+                TagSource::Read { fallback } => {
+                    // Few at a time: Organizations' budget is small and shared with the
+                    // listing; as patient as the listing, since the owner depends on it.
+                    let _permit = self.org_tag_slots.acquire().await;
+                    match patiently(|| self.orgs.account_tags(&account.id)).await {
+                        Ok(t) => {
+                            tags_read = Some(t.clone());
+                            Some(t)
+                        }
+                        Err(e) => match fallback {
+                            Some(c) => {
+                                warn!(error = %e, read_at = %c.read_at, "cannot read the account's tags; using the ones read earlier");
+                                Some(c.tags.clone())
+                            }
+                            None => {
+                                warn!(error = %e, "cannot read the account's tags: its owner is unresolved this run");
+                                error.get_or_insert_with(|| stage_error("account_tags", &e));
+                                None
+                            }
+                        },
+                    }
                 }
             }
         } else {
@@ -578,6 +620,7 @@ impl Scanner {
                 .filter(|_| !evaluation.findings.is_empty()),
             findings: evaluation.findings,
             exempt: evaluation.exempt,
+            tags_read,
             error,
             key_ages,
             observed,

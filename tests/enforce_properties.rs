@@ -99,6 +99,7 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
         actions_waiting: 0,
         unknown_accounts: vec![],
         observed: BTreeMap::new(),
+        account_tags_read: BTreeMap::new(),
     };
     let mut ledger = Ledger::new("o-prop");
     // One key has one creation date and one user, whatever the generator drew.

@@ -27,6 +27,8 @@ and adds, under /_keywarden/:
    not moto's "*": policies scoped to users can be tested)
   POST /_keywarden/org {"op": "rename_account", "management_account_id", "account_id", "name", "email"}
         moto names the management account "master" with a made-up email: give it the spec's
+  POST /_keywarden/org {"op": "tag_account", "management_account_id", "account_id", "tags": {key: value}}
+        change an account's Organizations tags between runs (as its owner would)
   GET  /_keywarden/keys -> {"<account id>": {"<user>": {"<key id>": "Active"|"Inactive"}}}: every user key
   GET  /_keywarden/health
 
@@ -289,9 +291,13 @@ def iam_change(body):
 
 def org_change(body):
     from moto.organizations.models import organizations_backends
+    backend = organizations_backends[body["management_account_id"]]["global"]
+    if body["op"] == "tag_account":
+        backend.tag_resource(ResourceId=body["account_id"],
+                             Tags=[{"Key": k, "Value": v} for k, v in body["tags"].items()])
+        return
     if body["op"] != "rename_account":
         raise ValueError(f"unknown op {body['op']!r}")
-    backend = organizations_backends[body["management_account_id"]]["global"]
     account = next(a for a in backend.accounts if a.id == body["account_id"])
     account.name = body["name"]
     if body.get("email"):

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::checks::{CheckId, Severity};
 use super::model::{days_between, AccessKeyId, AccountId, EmailAddress, KeyStatus};
 use super::report::{AccountStatus, ExemptionStatus, Report};
+use super::tag_cache::CachedTags;
 
 pub const SCHEMA: &str = "keywarden.ledger/v1";
 
@@ -235,6 +236,9 @@ pub struct Ledger {
     /// Oldest first; at most [`KEEP_RUNS`].
     #[serde(default)]
     pub runs: Vec<RunTotals>,
+    /// Each account's Organizations tags as last read (`core::tag_cache`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_tags: BTreeMap<AccountId, CachedTags>,
 }
 
 impl Ledger {
@@ -247,6 +251,7 @@ impl Ledger {
             entries: BTreeMap::new(),
             exemptions: BTreeMap::new(),
             runs: Vec::new(),
+            account_tags: BTreeMap::new(),
         }
     }
 
@@ -783,6 +788,7 @@ mod tests {
             actions_waiting: 0,
             unknown_accounts: vec![],
             observed: Observed::new(),
+            account_tags_read: BTreeMap::new(),
         }
     }
     fn scanned(account: &str) -> Vec<AccountEntry> {

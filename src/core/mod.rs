@@ -19,4 +19,5 @@ pub mod owners;
 pub mod plan;
 pub mod report;
 pub mod summary;
+pub mod tag_cache;
 pub mod templates;

@@ -291,6 +291,10 @@ pub struct Report {
     /// Not part of the report's JSON.
     #[serde(skip)]
     pub observed: Observed,
+    /// Account tags read from Organizations this run, for the ledger's tag
+    /// cache. Not part of the report's JSON.
+    #[serde(skip)]
+    pub account_tags_read: BTreeMap<AccountId, Vec<(String, String)>>,
 }
 
 /// The outcome of one account, reduced to what the report keeps.
@@ -313,6 +317,8 @@ pub struct AccountOutcome {
     pub key_ages: [u64; AGE_BUCKETS.len()],
     /// User name → keys, for users with findings now or open in the ledger.
     pub observed: BTreeMap<String, Vec<ObservedKey>>,
+    /// The account's tags, when they were read from Organizations this run.
+    pub tags_read: Option<Vec<(String, String)>>,
 }
 
 impl AccountOutcome {
@@ -330,6 +336,7 @@ impl AccountOutcome {
             owner: None,
             key_ages: [0; AGE_BUCKETS.len()],
             observed: BTreeMap::new(),
+            tags_read: None,
         }
     }
 }
@@ -345,6 +352,7 @@ pub struct ReportBuilder {
     errors: Vec<StageError>,
     key_ages: [u64; AGE_BUCKETS.len()],
     observed: Observed,
+    tags_read: BTreeMap<AccountId, Vec<(String, String)>>,
     unknown_accounts: Vec<AccountId>,
 }
 
@@ -359,11 +367,15 @@ impl ReportBuilder {
             errors: Vec::new(),
             key_ages: [0; AGE_BUCKETS.len()],
             observed: Observed::new(),
+            tags_read: BTreeMap::new(),
             unknown_accounts: Vec::new(),
         }
     }
 
     pub fn add(&mut self, o: AccountOutcome) {
+        if let Some(tags) = o.tags_read {
+            self.tags_read.insert(o.account.id.clone(), tags);
+        }
         if o.error.is_none() {
             self.observed.insert(o.account.id.clone(), o.observed);
         }
@@ -465,6 +477,7 @@ impl ReportBuilder {
             actions_waiting: 0,
             unknown_accounts: self.unknown_accounts,
             observed: self.observed,
+            account_tags_read: self.tags_read,
         }
     }
 }
