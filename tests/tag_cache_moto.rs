@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 use support::{run, Moto, Seeded};
 
 fn at(days: i64) -> String {
-    let t: jiff::Timestamp = support::NOW.parse().unwrap();
-    (t + jiff::SignedDuration::from_hours(24 * days)).to_string()
+    support::days_after_now(days)
 }
 
 fn spec() -> Value {
