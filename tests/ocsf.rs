@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use support::{run, Moto};
 
 fn at(days: i64) -> String {
-    support::days_after_now(days)
+    let t: jiff::Timestamp = support::NOW.parse().unwrap();
+    (t + jiff::SignedDuration::from_hours(24 * days)).to_string()
 }
 
 fn spec() -> Value {

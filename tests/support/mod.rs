@@ -10,12 +10,6 @@ use serde_json::Value;
 
 pub const NOW: &str = "2026-11-29T00:00:00Z";
 
-/// `days` whole days after [`NOW`], RFC 3339 (for `--now` in multi-day scenarios).
-pub fn days_after_now(days: i64) -> String {
-    let t: jiff::Timestamp = NOW.parse().unwrap();
-    (t + jiff::SignedDuration::from_hours(24 * days)).to_string()
-}
-
 /// The repository root (this file is included by the bench crate too).
 fn root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
