@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::checks::Severity;
-use super::ledger::Changes;
+use super::ledger::{Changes, How};
 use super::notify::blind_spots;
 use super::plan::urgency;
 use super::report::{Finding, Report};
@@ -173,7 +173,7 @@ pub fn summarize(report: &Report, changes: Option<&Changes>, location: Option<&s
             resolved: report
                 .resolved
                 .iter()
-                .filter(|r| r.how.as_str() != "superseded")
+                .filter(|r| r.how != How::Superseded)
                 .count(),
             escalated: c.escalated.len(),
         }),
