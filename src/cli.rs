@@ -228,6 +228,14 @@ async fn scan(
         &settings.enforce_role_name,
         settings.external_id.as_deref(),
     );
+    let securityhub = (delivery.is_some() && settings.securityhub_export).then(|| {
+        crate::deliver::securityhub::SecurityHubExport::new(
+            &sdk_config,
+            settings.securityhub_region.as_deref(),
+            &settings.role_name,
+            settings.external_id.as_deref(),
+        )
+    });
     let scanner = Scanner::new(sdk_config, settings);
     let mode = if args.single_account {
         Mode::SingleAccount
@@ -260,6 +268,7 @@ async fn scan(
         cadence,
         enforcer: Some(&enforcer),
         chat: chat.as_ref(),
+        securityhub: securityhub.as_ref(),
     };
     let report = crate::run::execute(&scanner, plan, RunOptions::new(mode, now), &progress).await;
     if let Some(bar) = bar {

@@ -94,6 +94,8 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("webhook_url", None),
     ("webhook_url_parameter", None),
     ("webhook_format", None),
+    ("securityhub_export", Some("false")),
+    ("securityhub_region", None),
 ];
 
 /// Which accounts to scan.
@@ -145,6 +147,10 @@ pub struct Settings {
     pub account_tags_max_age_days: u32,
     /// The chat summary's webhook, if any.
     pub chat: Option<ChatSettings>,
+    /// Import findings into Security Hub (`notify` runs that deliver).
+    pub securityhub_export: bool,
+    /// The Security Hub region; `None`: the run's own region.
+    pub securityhub_region: Option<String>,
 }
 
 /// Where the run summary is posted.
@@ -800,7 +806,25 @@ impl RawSettings {
         let enforce_role_name = self.role("enforce_role_name")?;
         let chat = self.chat()?;
         let account_tags_max_age_days = self.integer("account_tags_max_age_days", 0, 90)? as u32;
+        let securityhub_export = self.boolean("securityhub_export")?;
+        let securityhub_region = match self.opt_string("securityhub_region")? {
+            Some(r) if !is_region(&r) => {
+                return Err(self.invalid(
+                    "securityhub_region",
+                    format!("must be an AWS region such as eu-west-1, got {r:?}"),
+                ))
+            }
+            Some(_) if !securityhub_export => {
+                return Err(self.invalid(
+                    "securityhub_region",
+                    "is only used with securityhub_export = true",
+                ))
+            }
+            r => r,
+        };
         Ok(Settings {
+            securityhub_export,
+            securityhub_region,
             chat,
             account_tags_max_age_days,
             enforce,
@@ -820,6 +844,19 @@ impl RawSettings {
             owners,
         })
     }
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `cn-north-1`: letters, dashes, a final digit.
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts
+            .iter()
+            .take(parts.len() - 1)
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -1108,5 +1145,41 @@ mod tests {
                 Err(e) => assert!(!ok && e.to_string().contains("`state`"), "{value}: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn securityhub_export_is_off_by_default_and_its_region_is_validated() {
+        let s = RawSettings::defaults().validate().unwrap();
+        assert!(!s.securityhub_export);
+        assert_eq!(s.securityhub_region, None);
+        for (export, region, ok) in [
+            ("true", "eu-west-1", true),
+            ("true", "us-gov-west-1", true),
+            ("true", "EU-WEST-1", false),
+            ("true", "eu-west", false),
+            ("true", "west-1", false),
+            ("false", "eu-west-1", false),
+        ] {
+            let mut raw = RawSettings::defaults();
+            raw.set_flag("securityhub_export", export, "--test");
+            raw.set_flag("securityhub_region", region, "--test");
+            match raw.validate() {
+                Ok(s) => {
+                    assert!(ok, "{export} {region} accepted");
+                    assert_eq!(s.securityhub_region.as_deref(), Some(region));
+                }
+                Err(e) => assert!(
+                    !ok && e.to_string().contains("`securityhub_region`"),
+                    "{export} {region}: {e}"
+                ),
+            }
+        }
+        let mut raw = RawSettings::defaults();
+        raw.set_flag("securityhub_export", "maybe", "--test");
+        assert!(raw
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`securityhub_export`"));
     }
 }

@@ -67,6 +67,8 @@ struct State {
     enforcer: crate::enforce::Enforcer,
     /// The chat webhook's settings; the URL is read from SSM per invocation.
     chat: Option<crate::config::ChatSettings>,
+    /// `securityhub_export`.
+    securityhub: Option<crate::deliver::securityhub::SecurityHubExport>,
     sdk_config: aws_config::SdkConfig,
 }
 
@@ -125,6 +127,7 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         cadence: state.cadence,
         enforcer: Some(&state.enforcer),
         chat: chat.as_ref(),
+        securityhub: state.securityhub.as_ref(),
     };
     let report = crate::run::execute(&state.scanner, plan, opts, &|_| {}).await?;
 
@@ -210,7 +213,16 @@ async fn init() -> anyhow::Result<State> {
         &settings.enforce_role_name,
         settings.external_id.as_deref(),
     );
+    let securityhub = settings.securityhub_export.then(|| {
+        crate::deliver::securityhub::SecurityHubExport::new(
+            &sdk_config,
+            settings.securityhub_region.as_deref(),
+            &settings.role_name,
+            settings.external_id.as_deref(),
+        )
+    });
     Ok(State {
+        securityhub,
         enforcer,
         chat: settings.chat.clone(),
         sdk_config: sdk_config.clone(),

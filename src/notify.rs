@@ -173,13 +173,21 @@ impl Notifier {
         // Anything delivered before the mail (the chat summary) stays, and a
         // failure there is named in the digest too.
         let mut notes = std::mem::take(&mut report.notifications);
-        let mut failures: Vec<DeliveryFailure> = notes
+        let failure = |n: &Notification| DeliveryFailure {
+            recipients: n.recipients.join(", "),
+            error: n.error.clone().unwrap_or_default(),
+        };
+        let earlier_failures = notes
             .iter()
-            .filter(|n| n.outcome == DeliveryOutcome::Failed)
-            .map(|n| DeliveryFailure {
-                recipients: n.recipients.join(", "),
-                error: n.error.clone().unwrap_or_default(),
-            })
+            .filter(|n| n.outcome == DeliveryOutcome::Failed);
+        let mut failures: Vec<DeliveryFailure> = earlier_failures
+            .clone()
+            .filter(|n| n.kind != MessageKind::SecurityHub)
+            .map(failure)
+            .collect();
+        let export_failures: Vec<DeliveryFailure> = earlier_failures
+            .filter(|n| n.kind == MessageKind::SecurityHub)
+            .map(failure)
             .collect();
         for (i, person) in people.iter().enumerate() {
             let view = owner_view(report, person, &contact, &link);
@@ -259,6 +267,7 @@ impl Notifier {
                 .filter(|n| n.kind == MessageKind::Owner && n.outcome != DeliveryOutcome::Failed)
                 .count(),
             delivery_failures: failures,
+            export_failures,
             history: match (session.as_deref(), changes) {
                 (Some(s), Some(c)) => Some(history_view(report, &s.ledger, c, &self.policy, &link)),
                 _ => None,

@@ -11,6 +11,7 @@ use crate::core::ledger::{reconcile, Cadence, Changes};
 use crate::core::report::{DeliveryOutcome, MessageKind, Notification, Report, StageError};
 use crate::core::summary::{payload, summarize};
 use crate::deliver::outbox::write_chat;
+use crate::deliver::securityhub::SecurityHubExport;
 use crate::deliver::webhook::Chat;
 use crate::enforce::Enforcer;
 use crate::notify::{Delivery, Notifier};
@@ -37,6 +38,8 @@ pub struct Plan<'a> {
     pub enforcer: Option<&'a Enforcer>,
     /// The chat webhook for the run summary (notify only).
     pub chat: Option<&'a Chat>,
+    /// The Security Hub export (notify only).
+    pub securityhub: Option<&'a SecurityHubExport>,
 }
 
 impl Plan<'_> {
@@ -99,6 +102,14 @@ pub async fn execute(
             }
             None => {}
         }
+    }
+
+    // Security Hub, then the chat summary, go out before the mail, so the
+    // digest can name an account not exported or a failed post. Findings
+    // resolved this run are archived there (they are in the report).
+    if let (Some((_, delivery)), Some(export)) = (plan.notify, plan.securityhub) {
+        let notes = export.export(&report, delivery, &identity.caller).await;
+        report.notifications.extend(notes);
     }
 
     // The chat summary goes out before the mail, so the digest can name a

@@ -39,6 +39,10 @@ locals {
   # The chat webhook's URL (src/aws/ssm.rs SSM_ACTIONS): read only when a parameter is named.
   ssm_actions = ["ssm:GetParameter"]
 
+  # Security Hub export (src/aws/securityhub.rs SECURITYHUB_ACTIONS): only with securityhub_export.
+  securityhub_actions = ["securityhub:BatchImportFindings"]
+  securityhub_region  = var.securityhub_region == "" ? local.region : var.securityhub_region
+
   sender_domain = split("@", var.sender)[1]
   allowed_recipient_domains = length(var.allowed_recipient_domains) > 0 ? var.allowed_recipient_domains : distinct(concat(
     [local.sender_domain],
@@ -69,6 +73,7 @@ locals {
     var.ses_configuration_set == null ? {} : { KEYWARDEN_CONFIGURATION_SET = var.ses_configuration_set },
     var.webhook_url_parameter == "" ? {} : { KEYWARDEN_WEBHOOK_URL_PARAMETER = var.webhook_url_parameter },
     var.webhook_format == "" ? {} : { KEYWARDEN_WEBHOOK_FORMAT = var.webhook_format },
+    var.securityhub_export ? { KEYWARDEN_SECURITYHUB_EXPORT = "true", KEYWARDEN_SECURITYHUB_REGION = local.securityhub_region } : {},
   )
 }
 
@@ -211,6 +216,18 @@ data "aws_iam_policy_document" "execution" {
       sid       = "ReadWebhookUrl"
       actions   = local.ssm_actions
       resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter/${statement.value}"]
+    }
+  }
+
+  # Security Hub export from the management account (StackSets skip it): its
+  # own default product only, only with securityhub_export. Member accounts
+  # import with their scan role (the StackSet's EnableSecurityHubExport).
+  dynamic "statement" {
+    for_each = var.securityhub_export ? [local.account_id] : []
+    content {
+      sid       = "ImportOwnFindings"
+      actions   = local.securityhub_actions
+      resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:product/${statement.value}/default"]
     }
   }
 
@@ -370,6 +387,8 @@ resource "aws_cloudformation_stack_set" "member_role" {
     EnableEnforcement = local.enforcing ? "true" : "false"
     EnableDeletion    = local.deleting ? "true" : "false"
     EnforceRoleName   = var.enforce_role_name
+
+    EnableSecurityHubExport = var.securityhub_export ? "true" : "false"
   }
 
   auto_deployment {

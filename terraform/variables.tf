@@ -183,7 +183,7 @@ variable "settings" {
       "overdue_remind_every_days", "escalate_after_days", "deactivate_after_days", "enforce_min_notices",
       "enforce_final_notice_days", "enforce_max_per_run",
     ], k)])
-    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains, enforce, enforce_role_name, delete_inactive_after_days, webhook_url_parameter, webhook_format; webhook_url is a secret and never a setting here)."
+    error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains, enforce, enforce_role_name, delete_inactive_after_days, webhook_url_parameter, webhook_format, securityhub_export, securityhub_region; webhook_url is a secret and never a setting here)."
   }
 }
 
@@ -319,5 +319,22 @@ variable "webhook_format" {
   validation {
     condition     = contains(["", "slack", "teams", "json"], var.webhook_format)
     error_message = "webhook_format must be slack, teams, json or empty."
+  }
+}
+
+variable "securityhub_export" {
+  description = "Import every finding into the Security Hub of the account it belongs to (BatchImportFindings, default product). Adds securityhub:BatchImportFindings on each account's own default product: to the member scan role (StackSet EnableSecurityHubExport) and to the function's role for the management account."
+  type        = bool
+  default     = false
+}
+
+variable "securityhub_region" {
+  description = "The region findings are imported into; empty: the function's region. Security Hub must be enabled there in every account (an account where it is not is named in the digest)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.securityhub_region == "" || can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.securityhub_region))
+    error_message = "securityhub_region must be an AWS region such as eu-west-1, or empty."
   }
 }

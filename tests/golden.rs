@@ -59,6 +59,10 @@ fn rendered_templates_match_their_golden_files() {
             recipients: "ops@example.com".into(),
             error: "MessageRejected: Email address is not verified.".into(),
         }],
+        export_failures: vec![DeliveryFailure {
+            recipients: "Security Hub of sandbox-with-a-long-account-name (444455556666) in eu-west-1".into(),
+            error: "Security Hub is not enabled in account 444455556666 in eu-west-1: enable it there, or leave the account's findings to the digest".into(),
+        }],
         history: None,
         enforce_mode: "off",
         delivery: Default::default(),

@@ -149,6 +149,7 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
         "AssumeMemberEnforceRole",
         "EnforceOwnAccount",
         "ReadWebhookUrl",
+        "ImportOwnFindings",
     ];
     for statement in blocks(policy.body(), "statement")
         .chain(blocks(policy.body(), "dynamic").flat_map(|d| blocks(d.body(), "content")))
@@ -229,6 +230,18 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     assert!(hcl_text.contains(
         r#"resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter/${statement.value}"]"#
     ));
+    // Security Hub: the one import action, on the management account's own
+    // default product, only with securityhub_export.
+    assert_eq!(
+        set(list("securityhub_actions").iter().map(String::as_str)),
+        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS.iter().copied())
+    );
+    assert!(hcl_text.contains("for_each = var.securityhub_export ? [local.account_id] : []"));
+    assert!(hcl_text.contains(
+        r#"resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:product/${statement.value}/default"]"#
+    ));
+    assert!(hcl_text
+        .contains(r#"EnableSecurityHubExport = var.securityhub_export ? "true" : "false""#));
     // Mail only to the allowed domains, in SES's own terms too.
     assert!(hcl_text.contains(r#"variable = "ses:Recipients""#));
     assert!(hcl_text.contains("KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS"));
@@ -362,6 +375,9 @@ fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itse
         "webhook_url",
         "webhook_url_parameter",
         "webhook_format",
+        // Security Hub: a module variable, as it changes the roles too.
+        "securityhub_export",
+        "securityhub_region",
     ]);
     let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
     assert_eq!(
@@ -494,6 +510,49 @@ fn the_enforcement_role_exists_only_when_enabled_and_may_only_deactivate_or_dele
     );
     let scan = serde_yaml::to_string(&t["Resources"]["ScanRole"]).unwrap();
     assert!(!scan.contains("UpdateAccessKey") && !scan.contains("DeleteAccessKey"));
+}
+
+#[test]
+fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_accounts_own_product() {
+    let t = member_template();
+    assert_eq!(t["Parameters"]["EnableSecurityHubExport"]["Default"], "false");
+    let policy = &t["Resources"]["SecurityHubExportPolicy"];
+    assert_eq!(policy["Type"], "AWS::IAM::Policy");
+    assert_eq!(
+        policy["Condition"], "SecurityHubExport",
+        "created only with EnableSecurityHubExport"
+    );
+    assert_eq!(
+        serde_yaml::to_string(&t["Conditions"]["SecurityHubExport"]).unwrap(),
+        serde_yaml::to_string(&serde_yaml::from_str::<Yaml>(
+            "Fn::Equals: [{Ref: EnableSecurityHubExport}, \"true\"]"
+        )
+        .unwrap())
+        .unwrap()
+    );
+    let props = &policy["Properties"];
+    assert_eq!(props["Roles"][0]["Ref"], "ScanRole", "attached to the scan role");
+    let statements = props["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s["Effect"], "Allow");
+    let actions: BTreeSet<String> = s["Action"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions,
+        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS.iter().copied())
+    );
+    assert_eq!(
+        s["Resource"]["Fn::Sub"],
+        "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:product/${AWS::AccountId}/default"
+    );
+    // The scan role itself stays read-only.
+    let scan = serde_yaml::to_string(&t["Resources"]["ScanRole"]).unwrap();
+    assert!(!scan.contains("securityhub"), "{scan}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 pub mod iam;
 pub mod organizations;
 pub mod s3;
+pub mod securityhub;
 pub mod ses;
 pub mod ssm;
 pub mod sts;

@@ -5,6 +5,7 @@
 //! `now` and the policy are always arguments, so every rule is testable with
 //! a fixed instant.
 
+pub mod asff;
 pub mod checks;
 pub mod credential_report;
 pub mod enforce;

@@ -688,6 +688,8 @@ pub struct DigestView {
     /// outbox run did instead (never "sent" when nothing was).
     pub people_line: String,
     pub delivery_failures: Vec<DeliveryFailure>,
+    /// Accounts whose findings did not reach Security Hub (one line each).
+    pub export_failures: Vec<DeliveryFailure>,
     pub max_age_days: u32,
     /// With a ledger: what changed since the last run.
     pub history: Option<HistoryView>,
@@ -767,6 +769,8 @@ const LONG_EXEMPTION_DAYS: i32 = 30;
 pub struct DigestExtras {
     pub people_notified: usize,
     pub delivery_failures: Vec<DeliveryFailure>,
+    /// Accounts whose findings did not reach Security Hub.
+    pub export_failures: Vec<DeliveryFailure>,
     /// With a ledger: what changed since the last run.
     pub history: Option<HistoryView>,
     /// `off`, `plan` or `apply` (the digest says which).
@@ -1195,6 +1199,7 @@ pub fn digest_view(
         people_notified: extras.people_notified,
         people_line: people_line(extras.people_notified, extras.delivery),
         delivery_failures: extras.delivery_failures,
+        export_failures: extras.export_failures,
         max_age_days: report.policy.max_age_days,
         history: extras.history,
         enforce_mode: extras.enforce_mode.to_owned(),

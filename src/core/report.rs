@@ -211,6 +211,9 @@ pub enum MessageKind {
     Digest,
     /// The run summary posted to a chat webhook.
     Chat,
+    /// One account's findings imported into its Security Hub.
+    #[serde(rename = "securityhub")]
+    SecurityHub,
 }
 
 impl MessageKind {
@@ -219,6 +222,7 @@ impl MessageKind {
             MessageKind::Owner => "owner",
             MessageKind::Digest => "digest",
             MessageKind::Chat => "chat",
+            MessageKind::SecurityHub => "securityhub",
         }
     }
 }

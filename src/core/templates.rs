@@ -219,6 +219,10 @@ impl Templates {
                 recipients: "someone@example.com".into(),
                 error: "MessageRejected".into(),
             }],
+            export_failures: vec![DeliveryFailure {
+                recipients: "Security Hub of dev (222222222222) in us-east-1".into(),
+                error: "Security Hub is not enabled in account 222222222222 in us-east-1".into(),
+            }],
             history: None,
             enforce_mode: "off",
             delivery: Default::default(),

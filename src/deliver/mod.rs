@@ -9,6 +9,7 @@
 
 pub mod dry_run;
 pub mod outbox;
+pub mod securityhub;
 pub mod ses;
 pub mod webhook;
 

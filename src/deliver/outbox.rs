@@ -26,6 +26,7 @@ impl Outbox {
             ),
             MessageKind::Digest => format!("{n:03}-digest"),
             MessageKind::Chat => format!("{n:03}-chat"),
+            MessageKind::SecurityHub => format!("{n:03}-securityhub"),
         };
         let path = write(&self.dir, &stem, &raw, &message.html)?;
         Ok(Delivered {
