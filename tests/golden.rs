@@ -108,6 +108,45 @@ fn rendered_templates_match_their_golden_files() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// What Security Hub receives for the later (ledger) run of the sample: one
+/// open finding of each kind and a resolved one, ARCHIVED (README shows it).
+#[test]
+fn security_hub_findings_match_their_golden_file() {
+    use keywarden::core::asff::{findings, ComplianceStatus, RecordState, Target};
+    let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+    let (later, _, _) = sample_memory(&report);
+    let target = Target {
+        partition: "aws".to_owned(),
+        region: "eu-west-1".to_owned(),
+    };
+    let by_account = findings(&later, &target, "0.0.0-golden");
+    let all: Vec<_> = by_account.values().flatten().collect();
+    assert_eq!(all.len(), later.findings.len() + later.resolved.len());
+    assert!(
+        !later.resolved.is_empty(),
+        "the sample has a resolved finding"
+    );
+    for (account, list) in &by_account {
+        for f in list {
+            assert_eq!(
+                f.aws_account_id,
+                account.as_str(),
+                "imported from its own account"
+            );
+            assert!(f
+                .product_arn
+                .ends_with(&format!(":{account}:product/{account}/default")));
+            let archived = f.record_state == RecordState::Archived;
+            assert_eq!(archived, f.compliance.status == ComplianceStatus::Passed);
+            assert!(f.title.chars().count() <= 256 && f.description.chars().count() <= 1024);
+            assert!(f.remediation.recommendation.text.chars().count() <= 512);
+        }
+    }
+    let json = serde_json::to_string_pretty(&all).unwrap() + "\n";
+    let problems: Vec<String> = check("securityhub.json", &json).into_iter().collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn hostile_sample_values_are_escaped_in_every_html_part() {
     let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();

@@ -234,14 +234,17 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     // default product, only with securityhub_export.
     assert_eq!(
         set(list("securityhub_actions").iter().map(String::as_str)),
-        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS.iter().copied())
+        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS
+            .iter()
+            .copied())
     );
     assert!(hcl_text.contains("for_each = var.securityhub_export ? [local.account_id] : []"));
     assert!(hcl_text.contains(
         r#"resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:product/${statement.value}/default"]"#
     ));
-    assert!(hcl_text
-        .contains(r#"EnableSecurityHubExport = var.securityhub_export ? "true" : "false""#));
+    assert!(
+        hcl_text.contains(r#"EnableSecurityHubExport = var.securityhub_export ? "true" : "false""#)
+    );
     // Mail only to the allowed domains, in SES's own terms too.
     assert!(hcl_text.contains(r#"variable = "ses:Recipients""#));
     assert!(hcl_text.contains("KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS"));
@@ -513,9 +516,13 @@ fn the_enforcement_role_exists_only_when_enabled_and_may_only_deactivate_or_dele
 }
 
 #[test]
-fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_accounts_own_product() {
+fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_accounts_own_product()
+{
     let t = member_template();
-    assert_eq!(t["Parameters"]["EnableSecurityHubExport"]["Default"], "false");
+    assert_eq!(
+        t["Parameters"]["EnableSecurityHubExport"]["Default"],
+        "false"
+    );
     let policy = &t["Resources"]["SecurityHubExportPolicy"];
     assert_eq!(policy["Type"], "AWS::IAM::Policy");
     assert_eq!(
@@ -524,14 +531,17 @@ fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_ac
     );
     assert_eq!(
         serde_yaml::to_string(&t["Conditions"]["SecurityHubExport"]).unwrap(),
-        serde_yaml::to_string(&serde_yaml::from_str::<Yaml>(
-            "Fn::Equals: [{Ref: EnableSecurityHubExport}, \"true\"]"
+        serde_yaml::to_string(
+            &serde_yaml::from_str::<Yaml>("Fn::Equals: [{Ref: EnableSecurityHubExport}, \"true\"]")
+                .unwrap()
         )
-        .unwrap())
         .unwrap()
     );
     let props = &policy["Properties"];
-    assert_eq!(props["Roles"][0]["Ref"], "ScanRole", "attached to the scan role");
+    assert_eq!(
+        props["Roles"][0]["Ref"], "ScanRole",
+        "attached to the scan role"
+    );
     let statements = props["PolicyDocument"]["Statement"].as_sequence().unwrap();
     assert_eq!(statements.len(), 1);
     let s = &statements[0];
@@ -544,7 +554,9 @@ fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_ac
         .collect();
     assert_eq!(
         actions,
-        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS.iter().copied())
+        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS
+            .iter()
+            .copied())
     );
     assert_eq!(
         s["Resource"]["Fn::Sub"],

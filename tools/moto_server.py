@@ -30,6 +30,13 @@ and adds, under /_keywarden/:
   POST /_keywarden/org {"op": "tag_account", "management_account_id", "account_id", "tags": {key: value}}
         change an account's Organizations tags between runs (as its owner would)
   GET  /_keywarden/keys -> {"<account id>": {"<user>": {"<key id>": "Active"|"Inactive"}}}: every user key
+  POST /_keywarden/securityhub {"account_id", "region", "enabled": true|false}: turn an account's
+        Security Hub on or off (as its owner would)
+  GET  /_keywarden/securityhub -> {"<account id>": {"<region>": [finding, ...]}}: every imported finding
+  (Security Hub's BatchImportFindings behaves as AWS's does where moto 5.2.1 does not: it is
+   refused with InvalidAccessException where Security Hub is not enabled, with
+   AccessDeniedException for a finding of another account, and it is authorized
+   against the findings' product ARN, not "*")
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -52,6 +59,7 @@ from moto.iam import access_control
 from moto.iam import models as iam_models
 from moto.iam.models import AccessKeyLastUsed, iam_backends
 from moto.ses import exceptions as ses_exceptions
+from moto.securityhub import models as securityhub_models
 from moto.ses import models as ses_models
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -97,15 +105,20 @@ def injected_fault(environ):
     if not f["services"] or signing_service(environ) not in f["services"]:
         return None
     json_protocol = "HTTP_X_AMZ_TARGET" in environ
+    rest_json = signing_service(environ) == "securityhub"
     with f["lock"]:
         draw = f["rng"].random() * 100
         if draw < f["throttle_pct"]:
             f["throttled"] += 1
+            if rest_json:
+                return json_fault(429, "TooManyRequestsException", "Rate exceeded")
             if json_protocol:
                 return json_fault(400, "TooManyRequestsException", "AWS Organizations can't complete your request because of a rate limit.")
             return Response(THROTTLING, status=400, content_type="text/xml")
         if draw < f["throttle_pct"] + f["error_pct"]:
             f["errors"] += 1
+            if rest_json:
+                return json_fault(500, "InternalException", "Internal service error")
             if json_protocol:
                 return json_fault(500, "ServiceException", "AWS Organizations can't complete your request because of an internal service error.")
             return Response(UNAVAILABLE, status=503, content_type="text/xml")
@@ -241,6 +254,15 @@ _normal_auth = ActionAuthenticatorMixin._authenticate_and_authorize_normal_actio
 
 
 def normal_auth_with_user_resource(self, resource="*"):
+    if resource == "*" and type(self).__module__.startswith("moto.securityhub"):
+        # AWS authorizes BatchImportFindings against the product the findings
+        # name (a policy may allow only the account's default product).
+        try:
+            if self._get_action() == "BatchImportFindings":
+                findings = json.loads(self.body or b"{}").get("Findings") or [{}]
+                resource = findings[0].get("ProductArn") or resource
+        except Exception:  # an unparsable request keeps moto's own behaviour
+            pass
     if resource == "*" and type(self).__module__.startswith("moto.iam"):
         try:
             action = self._get_action()
@@ -258,6 +280,36 @@ def normal_auth_with_user_resource(self, resource="*"):
 ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = normal_auth_with_user_resource
 
 _send_raw_email = ses_models.SESBackend.send_raw_email
+
+# Security Hub's BatchImportFindings as AWS answers it (moto 5.2.1 imports into
+# any account, enabled or not): refused where Security Hub is not enabled, and
+# a finding of another account is refused (AccessDeniedException) with the
+# default product.
+_batch_import_findings = securityhub_models.SecurityHubBackend.batch_import_findings
+
+
+def batch_import_findings_as_aws(self, findings):
+    if not self.enabled:
+        raise securityhub_models.RESTError(
+            "InvalidAccessException",
+            f"Account {self.account_id} is not subscribed to AWS Security Hub")
+    for finding in findings:
+        if finding.get("AwsAccountId") != self.account_id:
+            raise securityhub_models.RESTError(
+                "AccessDeniedException",
+                f"User is not authorized to import findings for account {finding.get('AwsAccountId')}")
+    return _batch_import_findings(self, findings)
+
+
+securityhub_models.SecurityHubBackend.batch_import_findings = batch_import_findings_as_aws
+
+
+def securityhub_change(body):
+    backend = securityhub_models.securityhub_backends[body["account_id"]][body.get("region", "us-east-1")]
+    if body.get("enabled", True):
+        backend.enable_security_hub()
+    elif backend.enabled:
+        backend.disable_security_hub()
 
 
 def send_raw_email_with_faults(self, source, destinations, raw_data):
@@ -340,6 +392,13 @@ class Hooks:
                 if users:
                     keys[account_id] = users
             return Response(json.dumps(keys), content_type="application/json")(environ, start_response)
+        if path == "/_keywarden/securityhub" and environ.get("REQUEST_METHOD") == "GET":
+            found = {}
+            for account_id, regions in list(securityhub_models.securityhub_backends.items()):
+                for region, backend in list(regions.items()):
+                    if backend.findings:
+                        found.setdefault(account_id, {})[region] = [f.as_dict() for f in backend.findings]
+            return Response(json.dumps(found), content_type="application/json")(environ, start_response)
         if path == "/_keywarden/api-fault" and environ.get("REQUEST_METHOD") == "GET":
             counts = {"throttled": API_FAULTS["throttled"], "errors": API_FAULTS["errors"]}
             return Response(json.dumps(counts), content_type="application/json")(environ, start_response)
@@ -352,6 +411,8 @@ class Hooks:
                 iam_change(body)
             elif path == "/_keywarden/org":
                 org_change(body)
+            elif path == "/_keywarden/securityhub":
+                securityhub_change(body)
             elif path == "/_keywarden/root-key":
                 ROOT_KEYS[body["account_id"]] = body
             elif path == "/_keywarden/report-fault":

@@ -15,6 +15,8 @@ Spec (every field optional unless marked):
                  "drop_actions": ["iam:..."],   # with "stackset": removed from the template's policy
                  "stackset_parameters": {"EnableEnforcement": "true"},  # with "stackset": more template parameters
                  "root_key": {"age_days", "last_used_days", "active"},
+                 "securityhub": bool,          # Security Hub enabled in the account (us-east-1 unless
+                 "securityhub_region": "...",  # this region is given)
                  "users": [{"name"*, "tags": {k: v}, "path",
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
@@ -169,6 +171,9 @@ def main():
                 iam.put_role_policy(RoleName=role_name, PolicyName="keywarden-read", PolicyDocument=json.dumps(
                     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
         out["accounts"][acct["name"]] = account_id
+        if acct.get("securityhub"):
+            hook(ep, "/_keywarden/securityhub", {"account_id": account_id, "enabled": True,
+                                                 "region": acct.get("securityhub_region", "us-east-1")})
         if acct.get("alias"):
             iam.create_account_alias(AccountAlias=acct["alias"])
         if acct.get("root_key"):

@@ -87,7 +87,9 @@ impl SecurityHub {
 
 fn to_sdk(f: &AsffFinding) -> AwsSecurityFinding {
     let severity = FindingProviderSeverity::builder()
-        .label(SeverityLabel::from(f.finding_provider_fields.severity.label))
+        .label(SeverityLabel::from(
+            f.finding_provider_fields.severity.label,
+        ))
         .original(f.finding_provider_fields.severity.original)
         .build();
     let mut provider = FindingProviderFields::builder().severity(severity);
@@ -119,7 +121,11 @@ fn to_sdk(f: &AsffFinding) -> AwsSecurityFinding {
         .finding_provider_fields(provider.build())
         .title(&f.title)
         .description(&f.description)
-        .remediation(Remediation::builder().recommendation(recommendation).build())
+        .remediation(
+            Remediation::builder()
+                .recommendation(recommendation)
+                .build(),
+        )
         .compliance(compliance)
         .record_state(match f.record_state {
             asff::RecordState::Active => RecordState::Active,

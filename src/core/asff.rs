@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::checks::Severity;
+use super::checks::{CheckId, Severity};
 use super::ledger::{finding_id, Resolved};
 use super::model::AccountId;
 use super::report::{Finding, Report};
@@ -225,6 +225,22 @@ fn resources(
     }
 }
 
+/// AWS's own guide to fixing it (ASFF's recommendation URL).
+fn docs(check: CheckId) -> &'static str {
+    match check {
+        CheckId::RootAccessKey => {
+            "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user_manage_delete-key.html"
+        }
+        CheckId::KeyAgeOverdue
+        | CheckId::KeyAgeWarning
+        | CheckId::KeyUnused
+        | CheckId::TwoActiveKeys
+        | CheckId::InactiveKeyStale => {
+            "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html"
+        }
+    }
+}
+
 fn subject(key: Option<&str>, user_name: &str) -> String {
     match key {
         Some(k) => format!("Access key {k} of IAM user {user_name}"),
@@ -271,8 +287,10 @@ fn open(report: &Report, f: &Finding, target: &Target, version: &str) -> AsffFin
         ("keywarden/FindingId".to_owned(), id.clone()),
         ("keywarden/AccountName".to_owned(), f.account_name.clone()),
         ("keywarden/UserArn".to_owned(), f.user_arn.clone()),
-        ("keywarden/Action".to_owned(), f.remediation.clone()),
     ]);
+    if !f.remediation.is_empty() {
+        fields.insert("keywarden/Action".to_owned(), f.remediation.clone());
+    }
     if let Some(age) = f.age_days {
         fields.insert("keywarden/AgeDays".to_owned(), age.to_string());
     }
@@ -315,8 +333,16 @@ fn open(report: &Report, f: &Finding, target: &Target, version: &str) -> AsffFin
         ),
         remediation: Remediation {
             recommendation: Recommendation {
-                text: clip(format!("{} {}", f.remediation, check.remediation), 512),
-                url: check.references.first().copied(),
+                text: clip(
+                    [f.remediation.as_str(), check.remediation]
+                        .iter()
+                        .filter(|t| !t.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    512,
+                ),
+                url: Some(docs(f.check)),
             },
         },
         product_fields: fields,
@@ -380,7 +406,7 @@ fn resolved(report: &Report, r: &Resolved, target: &Target, version: &str) -> As
         remediation: Remediation {
             recommendation: Recommendation {
                 text: "Nothing to do: keywarden no longer sees this finding.".to_owned(),
-                url: check.references.first().copied(),
+                url: Some(docs(r.check)),
             },
         },
         product_fields: fields,

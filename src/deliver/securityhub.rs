@@ -169,9 +169,7 @@ impl SecurityHubExport {
                     imported += out.succeeded;
                     refused.extend(out.refused);
                 }
-                Err(e) => {
-                    return Err(explain(&e, account, &self.region, imported, findings.len()))
-                }
+                Err(e) => return Err(explain(&e, account, &self.region, imported, findings.len())),
             }
         }
         match refused.first() {
@@ -210,10 +208,7 @@ fn summary(findings: &[AsffFinding]) -> String {
         .iter()
         .filter(|f| f.record_state == asff::RecordState::Archived)
         .count();
-    format!(
-        "{} active, {archived} archived",
-        findings.len() - archived
-    )
+    format!("{} active, {archived} archived", findings.len() - archived)
 }
 
 /// The outbox: what would have been imported, one ASFF JSON array per
@@ -242,7 +237,9 @@ mod tests {
             "Account 222222222222 is not subscribed to AWS Security Hub",
         );
         let line = explain(&e, &account(), "eu-west-1", 0, 3);
-        assert!(line.starts_with("Security Hub is not enabled in account 222222222222 in eu-west-1"));
+        assert!(
+            line.starts_with("Security Hub is not enabled in account 222222222222 in eu-west-1")
+        );
     }
 
     #[test]
@@ -254,12 +251,19 @@ mod tests {
         );
         let line = explain(&e, &account(), "eu-west-1", 100, 150);
         assert!(line.contains("EnableSecurityHubExport=true"), "{line}");
-        assert!(line.contains("100 of 150 findings were imported before"), "{line}");
+        assert!(
+            line.contains("100 of 150 findings were imported before"),
+            "{line}"
+        );
     }
 
     #[test]
     fn other_errors_keep_operation_code_and_message() {
-        let e = AwsError::new("securityhub:BatchImportFindings", "InternalException", "boom");
+        let e = AwsError::new(
+            "securityhub:BatchImportFindings",
+            "InternalException",
+            "boom",
+        );
         assert_eq!(
             explain(&e, &account(), "us-east-1", 0, 1),
             "securityhub:BatchImportFindings: InternalException: boom"
