@@ -108,6 +108,30 @@ fn rendered_templates_match_their_golden_files() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// What the chat webhook receives, in each format, for the later (ledger)
+/// run of the sample (README shows them).
+#[test]
+fn chat_payloads_match_their_golden_files() {
+    use keywarden::core::summary::{payload, summarize, ChatFormat};
+    let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+    let (later, _, changes) = sample_memory(&report);
+    let summary = summarize(
+        &later,
+        Some(&changes),
+        Some("s3://keywarden-state/keywarden/o-sample/reports/year=2026/month=11/day=29/000000Z.json"),
+    );
+    let mut problems = Vec::new();
+    for (name, format) in [
+        ("slack", ChatFormat::Slack),
+        ("teams", ChatFormat::Teams),
+        ("json", ChatFormat::Json),
+    ] {
+        let text = serde_json::to_string_pretty(&payload(&summary, format)).unwrap() + "\n";
+        problems.extend(check(&format!("chat-{name}.json"), &text));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 /// What Security Hub receives for the later (ledger) run of the sample: one
 /// open finding of each kind and a resolved one, ARCHIVED (README shows it).
 #[test]

@@ -603,6 +603,8 @@ fn the_readme_iam_policies_for_the_cli_list_exactly_the_actions_the_code_calls()
     assert_eq!(all, set(keywarden::aws::all_actions()));
     assert_eq!(
         policy("securityhub"),
-        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS.iter().copied())
+        set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS
+            .iter()
+            .copied())
     );
 }
