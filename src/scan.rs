@@ -177,7 +177,7 @@ impl Scanner {
         };
         Self {
             orgs: Organizations::new(&sdk_config),
-            sts: Sts::new(&sdk_config),
+            sts: Sts::with_ceiling(&sdk_config, settings.concurrency),
             own_iam: Iam::new(&sdk_config).with_polling(polling),
             sdk_config,
             settings: Arc::new(settings),

@@ -6,6 +6,7 @@
 //! object; `keywarden-bench matrix` runs the documented matrix and writes
 //! docs/benchmarks.md.
 
+mod greedy;
 mod org;
 mod server;
 
@@ -39,6 +40,10 @@ enum Command {
     /// second loads and saves it); prints entries, size, load and save times
     /// (from keywarden's log) and peak RSS as a JSON object.
     Ledger(RunArgs),
+    /// The floor's challenger: a minimal scanner with no concurrency limit
+    /// and no backoff (src/greedy.rs) against the same endpoint; prints its
+    /// wall time and the any-scanner floor as a JSON object.
+    Greedy(EndpointArgs),
     /// Prints the generated Organization as a tools/seed_org.py spec, to load
     /// the same Organization into moto (the drift test).
     Spec(EndpointArgs),
@@ -59,8 +64,13 @@ enum Command {
 struct EndpointArgs {
     #[arg(long, default_value_t = 100)]
     accounts: usize,
+    /// Users per account (with --users-max: the smallest account's).
     #[arg(long, default_value_t = 100)]
     users: usize,
+    /// Skewed accounts: users per account from a Pareto distribution between
+    /// --users and this (0: every account has --users).
+    #[arg(long, default_value_t = 0)]
+    users_max: usize,
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
     #[arg(long, default_value_t = 10)]
@@ -68,11 +78,31 @@ struct EndpointArgs {
     /// Percent of users with an overdue key.
     #[arg(long, default_value_t = 2)]
     flagged_pct: u64,
+    /// Only this share (percent) of accounts has findings (unset: users are
+    /// flagged independently, so nearly every account has one).
+    #[arg(long)]
+    accounts_with_findings_pct: Option<u64>,
+    /// Share (percent) of accounts with an `owner` tag in Organizations.
+    #[arg(long, default_value_t = 100)]
+    owner_tag_pct: u64,
     /// Every n-th member account denies AssumeRole (0: none).
     #[arg(long, default_value_t = 250)]
     unreachable_every: usize,
+    /// Credential report generation time for any account…
     #[arg(long, default_value_t = 500)]
     report_delay_ms: u64,
+    /// …plus this per user (microseconds).
+    #[arg(long, default_value_t = 0)]
+    report_us_per_user: u64,
+    /// Organizations budget for the Organization (requests/s; burst 2 s worth).
+    #[arg(long, default_value_t = 10.0)]
+    org_rate: f64,
+    /// STS AssumeRole budget for the caller (requests/s; burst 1 s worth).
+    #[arg(long, default_value_t = 100.0)]
+    sts_rate: f64,
+    /// SES v2 send rate (messages/s; burst 1 s worth).
+    #[arg(long, default_value_t = 14.0)]
+    ses_rate: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }
@@ -82,8 +112,11 @@ impl EndpointArgs {
         OrgSpec {
             accounts: self.accounts,
             users: self.users,
+            users_max: self.users_max,
             seed: self.seed,
             flagged_pct: self.flagged_pct,
+            accounts_with_findings_pct: self.accounts_with_findings_pct,
+            owner_tag_pct: self.owner_tag_pct,
             unreachable_every: self.unreachable_every,
             now: NOW,
         }
@@ -93,8 +126,23 @@ impl EndpointArgs {
         Knobs {
             latency: Duration::from_millis(self.latency_ms),
             jitter: Duration::from_millis(self.jitter_ms),
-            limits: Limits::default(),
+            limits: Limits {
+                organizations: server::Limit {
+                    rate: self.org_rate,
+                    burst: (2.0 * self.org_rate).max(1.0),
+                },
+                sts: server::Limit {
+                    rate: self.sts_rate,
+                    burst: self.sts_rate.max(1.0),
+                },
+                ses: server::Limit {
+                    rate: self.ses_rate,
+                    burst: self.ses_rate.max(1.0),
+                },
+                ..Limits::default()
+            },
             report_delay: Duration::from_millis(self.report_delay_ms),
+            report_per_user: Duration::from_micros(self.report_us_per_user),
         }
     }
 }
@@ -108,9 +156,16 @@ struct RunArgs {
     concurrency: usize,
     #[arg(long, default_value = "target/release/keywarden")]
     keywarden: PathBuf,
-    /// Also keep keywarden's JSON report in this file.
+    /// Also keep keywarden's JSON report (of the last day) in this file.
     #[arg(long)]
     keep_report: Option<PathBuf>,
+    /// Run `notify` (SES v2 through the endpoint, with a ledger) instead of `scan`.
+    #[arg(long)]
+    notify: bool,
+    /// Daily runs over one ledger (with --notify): the first run, then the
+    /// steady state (account tags cached, reminders on their cadence).
+    #[arg(long, default_value_t = 1)]
+    days: u32,
 }
 
 #[derive(Args, Clone)]
@@ -153,48 +208,121 @@ async fn article(args: ArticleArgs) -> anyhow::Result<serde_json::Value> {
 /// The instant every run evaluates at: 2026-11-29T00:00:00Z.
 const NOW: i64 = 1_795_910_400;
 
-/// One run's result.
+/// One run's result: the first day's numbers at the top, every day in `days`.
 #[derive(Serialize)]
 struct RunResult {
     accounts: usize,
     users: usize,
+    users_max: usize,
+    /// Users over every account (skewed: the distribution's sum).
+    users_total: u64,
     latency_ms: u64,
     concurrency: usize,
+    mode: &'static str,
     wall_s: f64,
-    lower_bound_s: f64,
-    ratio_to_bound: f64,
+    /// The floor for any complete scanner (and notifier) of this Organization.
+    floor_any_s: f64,
+    /// The floor for keywarden's own calls (what the endpoint admitted).
+    floor_keywarden_s: f64,
+    ratio_any: f64,
+    ratio_keywarden: f64,
     aws_calls: u64,
     aws_calls_by_operation: std::collections::BTreeMap<String, u64>,
+    calls_per_account: f64,
     throttled: u64,
+    throttled_by: std::collections::BTreeMap<String, u64>,
     peak_rss_mib: f64,
     findings: u64,
     expected_findings: u64,
     accounts_failed: u64,
     expected_unreachable: u64,
+    /// Accounts with findings and an owner tag, and those whose owner in the
+    /// report is not that tag.
+    owners_checked: u64,
+    owners_wrong: u64,
+    messages_sent: u64,
     exit_code: i32,
     limits: Limits,
+    days: Vec<DayResult>,
 }
 
-/// The shortest wall time any client could reach on this endpoint: the
-/// throttle budgets bound the total rate of each API class, and each
-/// account's calls form a chain that cannot be shortened.
-fn lower_bound(
-    spec: &OrgSpec,
-    knobs: &Knobs,
-    per_account_chain: u32,
-    org_calls: f64,
-    sts_calls: f64,
-) -> f64 {
+/// One daily run.
+#[derive(Serialize, Clone)]
+struct DayResult {
+    day: u32,
+    wall_s: f64,
+    floor_any_s: f64,
+    floor_keywarden_s: f64,
+    ratio_any: f64,
+    ratio_keywarden: f64,
+    aws_calls: u64,
+    aws_calls_by_operation: std::collections::BTreeMap<String, u64>,
+    calls_per_account: f64,
+    throttled: u64,
+    throttled_by: std::collections::BTreeMap<String, u64>,
+    findings: u64,
+    accounts_failed: u64,
+    owners_checked: u64,
+    owners_wrong: u64,
+    messages_sent: u64,
+    exit_code: i32,
+}
+
+/// Two floors for one run, each a true lower bound on its wall time (a
+/// maximum of lower bounds), from the endpoint's model: every call takes at
+/// least `latency`; a budget (rate r, burst b) admits N calls no sooner than
+/// (N - b) / r (a throttled call costs a token too, which only adds); the
+/// accounts are listed 20 a page, one page after another; an account's chain
+/// cannot start before its page arrives.
+///
+/// - **Any complete scanner** must list every account, assume a role in each
+///   member account, and read each credential report: GenerateCredentialReport,
+///   the report's generation time (it grows with the account's users), then
+///   GetCredentialReport. A notifier that sends one message per owner covering
+///   all their accounts must finish the scan before the last message, and SES
+///   admits the messages at its rate.
+/// - **keywarden's floor** uses the calls keywarden actually made (those the
+///   endpoint admitted, per budget: its tag look-ups, its retries of listing
+///   pages) and its per-account chain: an account with findings needs one more
+///   round trip after the report (the key and tag look-ups, the account tags).
+///
+/// Neither adds per-account chains after a budget is spent (the last call of
+/// a budget may be an account's last call), the mistake of the earlier bound.
+fn floors(spec: &OrgSpec, knobs: &Knobs, stats: &server::Stats, messages: u64) -> (f64, f64) {
     let lat = knobs.latency.as_secs_f64();
-    let pages = (spec.accounts as f64 / 20.0).ceil();
     let limits = &knobs.limits;
     let by_rate = |calls: f64, l: server::Limit| ((calls - l.burst).max(0.0)) / l.rate;
-    // The listing is sequential; the last page's accounts still need their own chain.
-    let listing = pages * lat;
-    let org_budget = by_rate(org_calls, limits.organizations);
-    let sts_budget = by_rate(sts_calls, limits.sts);
-    let chain = per_account_chain as f64 * lat + knobs.report_delay.as_secs_f64();
-    listing.max(org_budget).max(sts_budget) + chain
+    let pages = (spec.accounts as f64 / 20.0).ceil();
+    let members = spec.accounts.saturating_sub(1) as f64;
+    // An account's earliest end: its page, then its chain.
+    let chain = |a: usize, extra: f64| {
+        let page = (a / 20 + 1) as f64 * lat;
+        // The management account needs no AssumeRole.
+        let assume = if a == 0 { 0.0 } else { lat };
+        if spec.unreachable(a) {
+            page + lat
+        } else {
+            page + assume + 2.0 * lat + knobs.report_time(spec.users_in(a)).as_secs_f64() + extra
+        }
+    };
+    let (mut any_chain, mut kw_chain) = (0.0f64, 0.0f64);
+    for a in 0..spec.accounts {
+        any_chain = any_chain.max(chain(a, 0.0));
+        let findings = !spec.unreachable(a) && spec.flagged_in(a) > 0;
+        kw_chain = kw_chain.max(chain(a, if findings { lat } else { 0.0 }));
+    }
+    let any_scan = any_chain
+        .max(by_rate(pages, limits.organizations) + lat)
+        .max(by_rate(members, limits.sts) + lat);
+    let kw_scan = kw_chain
+        .max(by_rate(stats.admitted("organizations") as f64, limits.organizations) + lat)
+        .max(by_rate(stats.admitted("sts") as f64, limits.sts) + lat);
+    let mail = if messages > 0 {
+        by_rate(messages as f64, limits.ses) + lat
+    } else {
+        0.0
+    };
+    (any_scan + mail, kw_scan + mail)
 }
 
 /// The `ms=` of the last log line that contains `what`.
@@ -298,74 +426,141 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             args.keywarden.display()
         );
     }
+    if args.days > 1 && !args.notify {
+        bail!("--days needs --notify (the steady state is a ledger's)");
+    }
     let (spec, knobs) = (args.endpoint.spec(), args.endpoint.knobs());
     let endpoint = server::start(spec, knobs).await?;
-    let out = std::env::temp_dir().join(format!("keywarden-bench-{}.json", std::process::id()));
-    let started = Instant::now();
-    let status = tokio::process::Command::new(&args.keywarden)
-        .args([
-            "scan",
-            "--format",
-            "json",
-            "--now",
-            "2026-11-29T00:00:00Z",
-            "--output",
-        ])
-        .arg(&out)
-        .env_clear()
-        // Settings to try (KEYWARDEN_*) pass through; the rest of the environment does not.
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("KEYWARDEN_")))
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", format!("http://{}", endpoint.addr))
-        .env("AWS_ACCESS_KEY_ID", "AKIABENCHMANAGEMENT0")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("KEYWARDEN_CONCURRENCY", args.concurrency.to_string())
-        .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "600")
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await
-        .context("run keywarden")?;
-    let wall = started.elapsed().as_secs_f64();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).context("keywarden wrote no report")?)?;
-    match &args.keep_report {
-        Some(keep) => {
-            std::fs::rename(&out, keep).or_else(|_| std::fs::copy(&out, keep).map(|_| ()))?
-        }
-        None => std::fs::remove_file(&out)?,
-    }
-    let stats = endpoint.stats();
-
+    let work = std::env::temp_dir().join(format!("keywarden-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
     let expected_unreachable = (1..spec.accounts).filter(|a| spec.unreachable(*a)).count() as u64;
-    let with_findings = (0..spec.accounts)
-        .filter(|a| !spec.unreachable(*a) && (0..spec.users).any(|u| spec.key(*a, u).flagged))
-        .count() as f64;
-    // Organizations: DescribeOrganization, the listing pages, one tag look-up per account with findings.
-    let org_calls = 1.0 + (spec.accounts as f64 / 20.0).ceil() + with_findings;
-    let sts_calls = spec.accounts as f64 - 1.0;
-    // AssumeRole → alias → Generate (STARTED) → Generate (COMPLETE) → Get → ListAccessKeys → ListUserTags → ListTagsForResource.
-    let bound = lower_bound(&spec, &knobs, 8, org_calls, sts_calls);
+    let mut days = Vec::new();
+    let mut before = endpoint.stats();
+    for day in 0..args.days {
+        endpoint.new_day();
+        let now = NOW + i64::from(day) * 86_400;
+        let out = work.join(format!("report-{day}.json"));
+        let mut cmd = tokio::process::Command::new(&args.keywarden);
+        if args.notify {
+            cmd.args(["notify", "--state"]).arg(work.join("state"));
+        } else {
+            cmd.args(["scan", "--no-state"]);
+        }
+        let started = Instant::now();
+        let status = cmd
+            .args(["--format", "json", "--now", &iso_now(now), "--output"])
+            .arg(&out)
+            .env_clear()
+            // Settings to try (KEYWARDEN_*) pass through; the rest of the environment does not.
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("KEYWARDEN_")))
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", format!("http://{}", endpoint.addr))
+            .env("AWS_ACCESS_KEY_ID", "AKIABENCHMANAGEMENT0")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("KEYWARDEN_CONCURRENCY", args.concurrency.to_string())
+            .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "600")
+            .env("KEYWARDEN_SENDER", "keywarden@example.com")
+            .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .context("run keywarden")?;
+        let wall = started.elapsed().as_secs_f64();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).context("keywarden wrote no report")?)?;
+        let after = endpoint.stats();
+        let stats = after.since(&before);
+        before = after;
+        let messages = stats.admitted("ses");
+        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages);
+        let (owners_checked, owners_wrong) = owners(&spec, &report);
+        let aws_calls: u64 = stats.calls.values().sum();
+        days.push(DayResult {
+            day,
+            wall_s: wall,
+            floor_any_s: floor_any,
+            floor_keywarden_s: floor_kw,
+            ratio_any: wall / floor_any,
+            ratio_keywarden: wall / floor_kw,
+            aws_calls,
+            calls_per_account: aws_calls as f64 / spec.accounts as f64,
+            aws_calls_by_operation: stats.calls.clone(),
+            throttled: stats.throttled,
+            throttled_by: stats.throttled_by.clone(),
+            findings: report["summary"]["findings"].as_u64().unwrap_or(0),
+            accounts_failed: report["summary"]["accounts_failed"].as_u64().unwrap_or(0),
+            owners_checked,
+            owners_wrong,
+            messages_sent: messages,
+            exit_code: status.code().unwrap_or(-1),
+        });
+        if day + 1 == args.days {
+            if let Some(keep) = &args.keep_report {
+                std::fs::copy(&out, keep)?;
+            }
+        }
+    }
+    std::fs::remove_dir_all(&work)?;
+    let first = days[0].clone();
     Ok(RunResult {
         accounts: spec.accounts,
         users: spec.users,
+        users_max: spec.users_max,
+        users_total: (0..spec.accounts).map(|a| spec.users_in(a) as u64).sum(),
         latency_ms: args.endpoint.latency_ms,
         concurrency: args.concurrency,
-        wall_s: wall,
-        lower_bound_s: bound,
-        ratio_to_bound: wall / bound,
-        aws_calls: stats.calls.values().sum(),
-        aws_calls_by_operation: stats.calls,
-        throttled: stats.throttled,
+        mode: if args.notify { "notify" } else { "scan" },
+        wall_s: first.wall_s,
+        floor_any_s: first.floor_any_s,
+        floor_keywarden_s: first.floor_keywarden_s,
+        ratio_any: first.ratio_any,
+        ratio_keywarden: first.ratio_keywarden,
+        aws_calls: first.aws_calls,
+        aws_calls_by_operation: first.aws_calls_by_operation,
+        calls_per_account: first.calls_per_account,
+        throttled: first.throttled,
+        throttled_by: first.throttled_by,
         peak_rss_mib: peak_rss_children_mib(),
-        findings: report["summary"]["findings"].as_u64().unwrap_or(0),
+        findings: first.findings,
         expected_findings: spec.expected_findings(),
-        accounts_failed: report["summary"]["accounts_failed"].as_u64().unwrap_or(0),
+        accounts_failed: first.accounts_failed,
         expected_unreachable,
-        exit_code: status.code().unwrap_or(-1),
+        owners_checked: first.owners_checked,
+        owners_wrong: first.owners_wrong,
+        messages_sent: first.messages_sent,
+        exit_code: first.exit_code,
         limits: knobs.limits,
+        days,
     })
+}
+
+/// RFC 3339 for `--now`.
+fn iso_now(secs: i64) -> String {
+    server::iso(secs)
+}
+
+/// Accounts with findings and an `owner` tag, and how many of them the
+/// report gives another owner.
+fn owners(spec: &OrgSpec, report: &serde_json::Value) -> (u64, u64) {
+    let (mut checked, mut wrong) = (0, 0);
+    for a in report["accounts"].as_array().into_iter().flatten() {
+        let Some(index) = a["account_id"].as_str().and_then(org::account_index) else {
+            continue;
+        };
+        let Some(tag) = spec.owner_tag(index) else {
+            continue;
+        };
+        if spec.unreachable(index) || spec.flagged_in(index) == 0 {
+            continue;
+        }
+        checked += 1;
+        if a["owner"]["email"].as_str() != Some(tag.as_str()) {
+            wrong += 1;
+        }
+    }
+    (checked, wrong)
 }
 
 fn sub(args: &[String]) -> anyhow::Result<serde_json::Value> {
@@ -544,6 +739,23 @@ async fn main() -> anyhow::Result<()> {
             sizes,
             keywarden,
         } => matrix(out, &sizes, keywarden)?,
+        Command::Greedy(args) => {
+            let (spec, knobs) = (args.spec(), args.knobs());
+            let endpoint = server::start(spec, knobs).await?;
+            let wall = greedy::scan(endpoint.addr, &spec, &knobs.limits).await?;
+            let stats = endpoint.stats();
+            let (floor_any, _) = floors(&spec, &knobs, &stats, 0);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "accounts": spec.accounts,
+                    "wall_s": wall,
+                    "floor_any_s": floor_any,
+                    "aws_calls": stats.calls.values().sum::<u64>(),
+                    "throttled": stats.throttled,
+                }))?
+            );
+        }
         Command::Spec(args) => println!(
             "{}",
             serde_json::to_string_pretty(&server::seed_spec(&args.spec()))?

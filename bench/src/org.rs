@@ -6,10 +6,22 @@
 #[derive(Debug, Clone, Copy)]
 pub struct OrgSpec {
     pub accounts: usize,
+    /// Users per account; with `users_max` > 0, the smallest account's users
+    /// (a skewed distribution: many small accounts, a few large ones).
     pub users: usize,
+    /// 0: every account has `users` users. Otherwise users per account follow
+    /// a Pareto distribution (minimum `users`, shape [`PARETO_SHAPE`]) capped
+    /// at `users_max`.
+    pub users_max: usize,
     pub seed: u64,
     /// Share of users (percent) whose key is overdue for rotation.
     pub flagged_pct: u64,
+    /// `None`: users are flagged independently (`flagged_pct`), so almost
+    /// every large account has a finding. `Some(p)`: only p % of accounts have
+    /// findings (at least one flagged user each); the others none.
+    pub accounts_with_findings_pct: Option<u64>,
+    /// Share of accounts (percent) with an `owner` tag in Organizations.
+    pub owner_tag_pct: u64,
     /// Every n-th member account denies AssumeRole (0: none).
     pub unreachable_every: usize,
     /// Seconds since the epoch that ages are measured from.
@@ -43,9 +55,37 @@ pub struct Key {
     pub flagged: bool,
 }
 
+/// The Pareto shape of skewed accounts: ~70 % of accounts within 3× the
+/// minimum, ~1 % above 50×.
+pub const PARETO_SHAPE: f64 = 1.1;
+
 impl OrgSpec {
     fn h(&self, account: usize, user: usize, salt: u64) -> u64 {
         mix(self.seed ^ mix((account as u64) << 32 ^ user as u64 ^ salt << 56))
+    }
+
+    /// How many users account `account` has.
+    pub fn users_in(&self, account: usize) -> usize {
+        if self.users_max == 0 {
+            return self.users;
+        }
+        // u in (0, 1]; x = min / u^(1/shape).
+        let u = (self.h(account, 0, 11) % 1_000_000 + 1) as f64 / 1_000_000.0;
+        let x = self.users as f64 / u.powf(1.0 / PARETO_SHAPE);
+        (x as usize).clamp(self.users, self.users_max.max(self.users))
+    }
+
+    /// Whether the account is one of those with findings (with
+    /// `accounts_with_findings_pct`); `None` without it.
+    fn has_findings(&self, account: usize) -> Option<bool> {
+        self.accounts_with_findings_pct
+            .map(|p| self.h(account, 0, 12) % 100 < p)
+    }
+
+    /// The account's `owner` tag, if it has one.
+    pub fn owner_tag(&self, account: usize) -> Option<String> {
+        (self.h(account, 0, 13) % 100 < self.owner_tag_pct)
+            .then(|| format!("team-{}@example.com", account_id(account)))
     }
 
     pub fn unreachable(&self, account: usize) -> bool {
@@ -61,7 +101,16 @@ impl OrgSpec {
     /// The user's key: flagged users' keys are 100-499 days old (overdue);
     /// the others are 0-59 days old and were used within the last 10 days.
     pub fn key(&self, account: usize, user: usize) -> Key {
-        let flagged = self.h(account, user, 1) % 100 < self.flagged_pct;
+        let by_chance = self.h(account, user, 1) % 100 < self.flagged_pct;
+        let flagged = match self.has_findings(account) {
+            None => by_chance,
+            Some(false) => false,
+            // At least one: the user the hash picks.
+            Some(true) => {
+                by_chance
+                    || user as u64 == self.h(account, 0, 14) % self.users_in(account).max(1) as u64
+            }
+        };
         let day = 86_400;
         let age_days = if flagged {
             100 + self.h(account, user, 2) % 400
@@ -85,7 +134,14 @@ impl OrgSpec {
     pub fn expected_findings(&self) -> u64 {
         (0..self.accounts)
             .filter(|a| !self.unreachable(*a))
-            .map(|a| (0..self.users).filter(|u| self.key(a, *u).flagged).count() as u64)
+            .map(|a| self.flagged_in(a))
             .sum()
+    }
+
+    /// Flagged users of one account.
+    pub fn flagged_in(&self, account: usize) -> u64 {
+        (0..self.users_in(account))
+            .filter(|u| self.key(account, *u).flagged)
+            .count() as u64
     }
 }

@@ -39,6 +39,8 @@ pub struct Limits {
     pub iam: Limit,
     /// Organizations, for the whole Organization.
     pub organizations: Limit,
+    /// SES v2 SendEmail: the account's maximum send rate.
+    pub ses: Limit,
 }
 
 impl Default for Limits {
@@ -56,6 +58,10 @@ impl Default for Limits {
                 rate: 10.0,
                 burst: 20.0,
             },
+            ses: Limit {
+                rate: 14.0,
+                burst: 14.0,
+            },
         }
     }
 }
@@ -66,7 +72,17 @@ pub struct Knobs {
     pub latency: Duration,
     pub jitter: Duration,
     pub limits: Limits,
+    /// Credential report generation: this long for any account…
     pub report_delay: Duration,
+    /// …plus this long per user (large accounts take longer, as in AWS).
+    pub report_per_user: Duration,
+}
+
+impl Knobs {
+    /// How long account `users` users' credential report takes to generate.
+    pub fn report_time(&self, users: usize) -> Duration {
+        self.report_delay + self.report_per_user * users as u32
+    }
 }
 
 struct Bucket {
@@ -79,6 +95,38 @@ struct Bucket {
 pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     pub throttled: u64,
+    /// Throttled answers by budget: organizations, sts, iam, ses.
+    pub throttled_by: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// What was counted after `earlier` (one day's calls).
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        let diff = |now: &BTreeMap<String, u64>, then: &BTreeMap<String, u64>| {
+            now.iter()
+                .map(|(k, v)| (k.clone(), v - then.get(k).copied().unwrap_or(0)))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        Stats {
+            calls: diff(&self.calls, &earlier.calls),
+            throttled: self.throttled - earlier.throttled,
+            throttled_by: diff(&self.throttled_by, &earlier.throttled_by),
+        }
+    }
+
+    /// Calls of a class (`organizations`, `sts`, `iam`, `ses`) that were
+    /// answered, not throttled.
+    pub fn admitted(&self, class: &str) -> u64 {
+        let prefix = format!("{class}:");
+        let all: u64 = self
+            .calls
+            .iter()
+            .filter(|(op, _)| op.starts_with(&prefix))
+            .map(|(_, n)| n)
+            .sum();
+        all - self.throttled_by.get(class).copied().unwrap_or(0)
+    }
 }
 
 struct State {
@@ -88,6 +136,7 @@ struct State {
     reports: Mutex<HashMap<usize, Instant>>,
     calls: Mutex<BTreeMap<String, u64>>,
     throttled: AtomicU64,
+    throttled_by: Mutex<BTreeMap<String, u64>>,
     counter: AtomicU64,
 }
 
@@ -107,6 +156,20 @@ impl Endpoint {
                 .map(|c| c.clone())
                 .unwrap_or_default(),
             throttled: self.state.throttled.load(Ordering::Relaxed),
+            throttled_by: self
+                .state
+                .throttled_by
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A new day: credential reports generated before are gone (AWS keeps
+    /// one for 4 hours; daily runs generate a new one).
+    pub fn new_day(&self) {
+        if let Ok(mut r) = self.state.reports.lock() {
+            r.clear();
         }
     }
 }
@@ -122,6 +185,7 @@ pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
         reports: Mutex::new(HashMap::new()),
         calls: Mutex::new(BTreeMap::new()),
         throttled: AtomicU64::new(0),
+        throttled_by: Mutex::new(BTreeMap::new()),
         counter: AtomicU64::new(0),
     });
     let shared = state.clone();
@@ -177,7 +241,7 @@ fn json_error(code: &str, message: &str) -> Reply {
 const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
-fn iso(secs: i64) -> String {
+pub fn iso(secs: i64) -> String {
     // Days-from-civil inverse (Howard Hinnant): UTC, no leap seconds.
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -273,7 +337,9 @@ impl State {
         }
     }
 
-    /// Takes a token from `bucket`; false when it is empty (throttled).
+    /// Takes a token from `bucket`; false when it is empty (throttled). A
+    /// throttled call costs a token too (down to minus the burst): a client
+    /// that keeps asking while throttled delays itself, as with AWS.
     fn admit(&self, bucket: &str, limit: Limit) -> bool {
         let Ok(mut buckets) = self.buckets.lock() else {
             return true;
@@ -290,7 +356,12 @@ impl State {
             b.tokens -= 1.0;
             true
         } else {
+            b.tokens = (b.tokens - 1.0).max(-limit.burst);
             self.throttled.fetch_add(1, Ordering::Relaxed);
+            let class = bucket.split(':').next().unwrap_or(bucket).to_owned();
+            if let Ok(mut t) = self.throttled_by.lock() {
+                *t.entry(class).or_default() += 1;
+            }
             false
         }
     }
@@ -364,8 +435,13 @@ fn organizations(state: &State, op: &str, body: &[u8]) -> Reply {
             }
             reply(200, "application/x-amz-json-1.1", out.to_string())
         }
-        "ListTagsForResource" => reply(200, "application/x-amz-json-1.1", serde_json::json!({"Tags": [
-            {"Key": "security-contact", "Value": format!("team-{}@example.com", input["ResourceId"].as_str().unwrap_or(""))}]}).to_string()),
+        "ListTagsForResource" => {
+            let tags: Vec<serde_json::Value> = input["ResourceId"].as_str().and_then(account_index)
+                .and_then(|a| org.owner_tag(a))
+                .map(|owner| serde_json::json!({"Key": "owner", "Value": owner}))
+                .into_iter().collect();
+            reply(200, "application/x-amz-json-1.1", serde_json::json!({"Tags": tags}).to_string())
+        }
         _ => json_error("InvalidInputException", "operation not supported by the benchmark endpoint"),
     }
 }
@@ -399,6 +475,12 @@ fn wrap(op: &str, result: &str) -> Reply {
         "<{op}Response xmlns=\"{IAM_NS}\"><{op}Result>{result}</{op}Result><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></{op}Response>"))
 }
 
+/// `None`: never generated (today); `Some(done)`: generating or done.
+fn report_ready(state: &State, account: usize) -> Option<bool> {
+    let started = *state.reports.lock().ok()?.get(&account)?;
+    Some(started.elapsed() >= state.knobs.report_time(state.org.users_in(account)))
+}
+
 fn user_index(p: &HashMap<String, String>) -> Option<usize> {
     p.get("UserName")?.strip_prefix("user-")?.parse().ok()
 }
@@ -413,16 +495,26 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
     match action.as_str() {
         "ListAccountAliases" => wrap(&action, &format!("<AccountAliases><member>alias-{account:05}</member></AccountAliases><IsTruncated>false</IsTruncated>")),
         "GenerateCredentialReport" => {
-            let ready = match state.reports.lock() {
-                Ok(mut r) => r.entry(account).or_insert_with(Instant::now).elapsed() >= state.knobs.report_delay,
-                Err(_) => true,
-            };
-            wrap(&action, &format!("<State>{}</State>", if ready { "COMPLETE" } else { "STARTED" }))
+            let ready = report_ready(state, account);
+            wrap(&action, &format!("<State>{}</State>", match ready {
+                Some(true) => "COMPLETE",
+                _ => {
+                    if let Ok(mut r) = state.reports.lock() {
+                        r.entry(account).or_insert_with(Instant::now);
+                    }
+                    "STARTED"
+                }
+            }))
         }
         "GetCredentialReport" => {
+            match report_ready(state, account) {
+                None => return query_error(IAM_NS, 410, "ReportNotPresent", "Credential report not present."),
+                Some(false) => return query_error(IAM_NS, 404, "ReportInProgress", "Credential report is being generated."),
+                Some(true) => {}
+            }
             let mut csv = String::from("user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n");
             csv.push_str(&format!("<root_account>,arn:aws:iam::{}:root,2020-01-01T00:00:00+00:00,not_supported,no_information,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", account_id(account)));
-            for u in 0..org.users {
+            for u in 0..org.users_in(account) {
                 let k = org.key(account, u);
                 let t = |s: i64| iso(s).replace('Z', "+00:00");
                 csv.push_str(&format!("{},arn:aws:iam::{}:user/{},{},false,N/A,N/A,N/A,false,true,{},{},us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n",
@@ -433,7 +525,7 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
             wrap(&action, &format!("<Content>{content}</Content><ReportFormat>text/csv</ReportFormat><GeneratedTime>{}</GeneratedTime>", iso(org.now)))
         }
         "ListAccessKeys" => {
-            let Some(u) = user_index(p).filter(|u| *u < org.users) else {
+            let Some(u) = user_index(p).filter(|u| *u < org.users_in(account)) else {
                 return query_error(IAM_NS, 404, "NoSuchEntity", "The user with name cannot be found.");
             };
             let k = org.key(account, u);
@@ -441,22 +533,22 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
                 org.user_name(u), k.id, iso(k.created)))
         }
         "ListUserTags" => {
-            let Some(u) = user_index(p).filter(|u| *u < org.users) else {
+            let Some(u) = user_index(p).filter(|u| *u < org.users_in(account)) else {
                 return query_error(IAM_NS, 404, "NoSuchEntity", "The user with name cannot be found.");
             };
             wrap(&action, &format!("<Tags><member><Key>owner</Key><Value>owner-{account}-{u}@example.com</Value></member></Tags><IsTruncated>false</IsTruncated>"))
         }
         "ListUsers" => {
             let start: usize = p.get("Marker").and_then(|m| m.parse().ok()).unwrap_or(0);
-            let end = (start + 100).min(org.users);
+            let end = (start + 100).min(org.users_in(account));
             let members: String = (start..end).map(|u| format!("<member><Path>/</Path><UserName>{0}</UserName><UserId>AIDA{1:016}</UserId><Arn>arn:aws:iam::{2}:user/{0}</Arn><CreateDate>{3}</CreateDate></member>",
                 org.user_name(u), u, account_id(account), iso(org.now - 86_400 * 500))).collect();
-            let more = if end < org.users { format!("<IsTruncated>true</IsTruncated><Marker>{end}</Marker>") } else { "<IsTruncated>false</IsTruncated>".into() };
+            let more = if end < org.users_in(account) { format!("<IsTruncated>true</IsTruncated><Marker>{end}</Marker>") } else { "<IsTruncated>false</IsTruncated>".into() };
             wrap(&action, &format!("<Users>{members}</Users>{more}"))
         }
         "GetAccessKeyLastUsed" => {
             let id = p.get("AccessKeyId").cloned().unwrap_or_default();
-            let user = (0..org.users).find(|u| org.key(account, *u).id == id);
+            let user = (0..org.users_in(account)).find(|u| org.key(account, *u).id == id);
             match user {
                 Some(u) => {
                     let k = org.key(account, u);
@@ -475,7 +567,7 @@ fn ses(state: &State, method: &str, path: &str) -> Reply {
     match (method, path) {
         ("GET", "/v2/email/account") => {
             state.count("ses:GetAccount");
-            reply(200, "application/json", serde_json::json!({"SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
+            reply(200, "application/json", serde_json::json!({"SendQuota": {"Max24HourSend": 200000.0, "MaxSendRate": state.knobs.limits.ses.rate, "SentLast24Hours": 0.0},
                 "SendingEnabled": true, "ProductionAccessEnabled": true, "EnforcementStatus": "HEALTHY"}).to_string())
         }
         ("GET", p) if p.starts_with("/v2/email/identities/") => {
@@ -484,6 +576,18 @@ fn ses(state: &State, method: &str, path: &str) -> Reply {
         }
         ("POST", "/v2/email/outbound-emails") => {
             state.count("ses:SendEmail");
+            if !state.admit("ses", state.knobs.limits.ses) {
+                let mut r = reply(
+                    429,
+                    "application/json",
+                    serde_json::json!({"message": "Maximum sending rate exceeded."}).to_string(),
+                );
+                r.headers_mut().insert(
+                    "x-amzn-errortype",
+                    hyper::header::HeaderValue::from_static("TooManyRequestsException"),
+                );
+                return r;
+            }
             let n = state.counter.fetch_add(1, Ordering::Relaxed);
             reply(
                 200,
@@ -501,7 +605,7 @@ pub fn seed_spec(org: &OrgSpec) -> serde_json::Value {
     let day = 86_400;
     let accounts: Vec<serde_json::Value> = (0..org.accounts)
         .map(|a| {
-            let users: Vec<serde_json::Value> = (0..org.users)
+            let users: Vec<serde_json::Value> = (0..org.users_in(a))
                 .map(|u| {
                     let k = org.key(a, u);
                     serde_json::json!({
@@ -518,7 +622,7 @@ pub fn seed_spec(org: &OrgSpec) -> serde_json::Value {
             let mut acct = serde_json::json!({
                 "name": format!("account-{a:05}"),
                 "email": format!("aws+{a}@example.com"),
-                "tags": {"security-contact": format!("team-{}@example.com", account_id(a))},
+                "tags": org.owner_tag(a).map(|o| serde_json::json!({"owner": o})).unwrap_or_else(|| serde_json::json!({})),
                 "users": users,
             });
             if a == 0 {

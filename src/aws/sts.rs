@@ -29,6 +29,10 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Sts {
     client: aws_sdk_sts::Client,
+    /// One attempt per call: AssumeRole is retried by `gate`, which paces
+    /// the caller's shared STS budget.
+    once: aws_sdk_sts::Client,
+    gate: std::sync::Arc<super::gate::Gate>,
     /// For the first call of a run: two attempts, so that missing credentials
     /// or an unreachable endpoint are said in a second, not after 10 retries.
     first: aws_sdk_sts::Client,
@@ -36,14 +40,24 @@ pub struct Sts {
 
 impl Sts {
     pub fn new(config: &SdkConfig) -> Self {
+        Self::with_ceiling(config, 32)
+    }
+
+    /// At most `ceiling` AssumeRole calls in flight (the run's concurrency).
+    pub fn with_ceiling(config: &SdkConfig, ceiling: usize) -> Self {
         let conf = aws_sdk_sts::config::Builder::from(config)
             .retry_partition(super::unlimited_retries("keywarden-sts".to_owned()))
+            .build();
+        let once = aws_sdk_sts::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
             .build();
         let first = aws_sdk_sts::config::Builder::from(config)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
             .build();
         Self {
             client: aws_sdk_sts::Client::from_conf(conf),
+            once: aws_sdk_sts::Client::from_conf(once),
+            gate: std::sync::Arc::new(super::gate::Gate::new(ceiling)),
             first: aws_sdk_sts::Client::from_conf(first),
         }
     }
@@ -51,6 +65,8 @@ impl Sts {
     pub fn from_client(client: aws_sdk_sts::Client) -> Self {
         Self {
             first: client.clone(),
+            once: client.clone(),
+            gate: std::sync::Arc::new(super::gate::Gate::new(32)),
             client,
         }
     }
@@ -93,15 +109,19 @@ impl Sts {
     ) -> Result<Credentials, AwsError> {
         let op = "sts:AssumeRole";
         let out = self
-            .client
-            .assume_role()
-            .role_arn(role_arn)
-            .role_session_name("keywarden-scan")
-            .set_external_id(external_id.map(str::to_owned))
-            .duration_seconds(SESSION_SECS)
-            .send()
-            .await
-            .map_err(|e| classify(op, e))?;
+            .gate
+            .call(|| async {
+                self.once
+                    .assume_role()
+                    .role_arn(role_arn)
+                    .role_session_name("keywarden-scan")
+                    .set_external_id(external_id.map(str::to_owned))
+                    .duration_seconds(SESSION_SECS)
+                    .send()
+                    .await
+                    .map_err(|e| classify(op, e))
+            })
+            .await?;
         let c = out.credentials().ok_or_else(|| {
             AwsError::new(op, "InvalidResponse", "AssumeRole returned no credentials")
         })?;

@@ -1,0 +1,275 @@
+//! Pacing for one AWS budget the whole run shares (STS AssumeRole for the
+//! caller, Organizations for the Organization): additive increase,
+//! multiplicative decrease, so a run finds the budget instead of assuming it.
+//!
+//! At most `ceiling` calls are in flight, and they start at most at the pace.
+//! The pace starts at [`INITIAL_RATE`] calls a second and, until the first
+//! throttling answer, doubles every second (each answered call adds one: a
+//! slow start, so a run never opens with a herd that empties the budget). A
+//! throttling answer cuts the pace to 70 % of what was answered over the
+//! last second (at most one cut a second: one burst of answers is one
+//! signal) and the call is retried after a backoff; after that every answered
+//! call adds [`INCREASE_PER_CALL`] calls a second (about 5 % a second at any
+//! pace), so the run climbs back to the budget and probes slightly above it.
+//! Throttling that AWS counts against the budget (a retry storm can keep a
+//! budget empty for good) is what this avoids.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::AwsError;
+
+/// The pace at the start, calls per second.
+pub const INITIAL_RATE: f64 = 8.0;
+/// Pace added per answered call after the first cut, in calls per second.
+pub const INCREASE_PER_CALL: f64 = 0.05;
+/// The cut on throttling.
+pub const DECREASE: f64 = 0.7;
+/// The pace never goes below this (calls per second).
+pub const MIN_RATE: f64 = 1.0;
+/// Attempts per call (the first and the retries).
+pub const ATTEMPTS: u32 = 12;
+
+#[derive(Debug)]
+struct Pace {
+    /// Calls per second.
+    rate: f64,
+    /// Until the first throttling answer: doubling every second.
+    slow_start: bool,
+    /// When the next call may start.
+    next: Instant,
+    last_cut: Option<Instant>,
+    /// Answered calls within the last second.
+    answered: VecDeque<Instant>,
+}
+
+fn trim(q: &mut VecDeque<Instant>, now: Instant) {
+    while q
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+    {
+        q.pop_front();
+    }
+}
+
+/// One shared budget; see the module docs.
+#[derive(Debug)]
+pub struct Gate {
+    slots: Semaphore,
+    pace: Mutex<Pace>,
+    /// The first retry's backoff (doubling, at most 5 s).
+    first_backoff: Duration,
+}
+
+impl Gate {
+    pub fn new(ceiling: usize) -> Self {
+        Self {
+            slots: Semaphore::new(ceiling.max(1)),
+            pace: Mutex::new(Pace {
+                rate: INITIAL_RATE,
+                slow_start: true,
+                next: Instant::now(),
+                last_cut: None,
+                answered: VecDeque::new(),
+            }),
+            first_backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// The current pace, calls per second.
+    pub fn rate(&self) -> f64 {
+        self.pace.lock().map(|p| p.rate).unwrap_or(INITIAL_RATE)
+    }
+
+    /// Waits for this call's turn and records its start.
+    async fn turn(&self) {
+        let wait = {
+            let Ok(mut p) = self.pace.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let start = p.next.max(now);
+            p.next = start + Duration::from_secs_f64(1.0 / p.rate);
+            start - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn throttled(&self) {
+        let Ok(mut p) = self.pace.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if p.last_cut
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        trim(&mut p.answered, now);
+        let answered = p.answered.len() as f64;
+        p.rate = (p.rate.min(answered) * DECREASE).max(MIN_RATE);
+        p.slow_start = false;
+        p.last_cut = Some(now);
+        // The next call waits for the new pace.
+        p.next = now + Duration::from_secs_f64(1.0 / p.rate);
+    }
+
+    fn answered(&self) {
+        if let Ok(mut p) = self.pace.lock() {
+            let now = Instant::now();
+            trim(&mut p.answered, now);
+            p.answered.push_back(now);
+            p.rate += if p.slow_start { 1.0 } else { INCREASE_PER_CALL };
+        }
+    }
+
+    /// Runs `op` (one attempt, no SDK retries) within the budget: retried
+    /// with backoff on throttling and service errors, up to [`ATTEMPTS`].
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, AwsError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AwsError>>,
+    {
+        let mut backoff = self.first_backoff;
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let _slot = self.slots.acquire().await;
+                self.turn().await;
+                op().await
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    if e.is_throttling() {
+                        self.throttled();
+                    }
+                    // Jitter from the clock's nanoseconds: no shared RNG needed.
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos())
+                        .unwrap_or(0);
+                    let jitter = f64::from(nanos % 1000) / 1000.0;
+                    tokio::time::sleep(backoff.mul_f64(0.5 + jitter / 2.0)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+                other => {
+                    if other.is_ok() {
+                        self.answered();
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Retries after a millisecond: the tests run on the real clock.
+    fn quick(ceiling: usize) -> Gate {
+        let mut g = Gate::new(ceiling);
+        g.first_backoff = Duration::from_micros(100);
+        g
+    }
+
+    fn throttle() -> AwsError {
+        AwsError::new("sts:AssumeRole", "Throttling", "Rate exceeded")
+    }
+
+    #[tokio::test]
+    async fn slow_start_doubles_then_a_throttle_cuts_to_what_was_answered_and_it_climbs_back() {
+        let gate = quick(8);
+        for _ in 0..10 {
+            gate.call(|| async { Ok::<_, AwsError>(()) }).await.unwrap();
+        }
+        assert_eq!(
+            gate.rate(),
+            INITIAL_RATE + 10.0,
+            "slow start: one more per answer"
+        );
+        let n = AtomicU32::new(0);
+        gate.call(|| async {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(throttle())
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        // 10 answered in the last second (the calls take ~100 ms at 8-18/s),
+        // cut to 70 %, then one answered call.
+        let cut = gate.rate();
+        assert!(
+            (cut - (10.0 * DECREASE + INCREASE_PER_CALL)).abs() < 1e-9,
+            "{cut}"
+        );
+        for _ in 0..20 {
+            gate.call(|| async { Ok::<_, AwsError>(()) }).await.unwrap();
+        }
+        assert!((gate.rate() - (cut + 20.0 * INCREASE_PER_CALL)).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn a_paced_gate_spaces_its_calls() {
+        let gate = quick(8);
+        gate.pace.lock().unwrap().rate = 40.0;
+        let started = Instant::now();
+        for _ in 0..5 {
+            gate.call(|| async { Ok::<_, AwsError>(()) }).await.unwrap();
+        }
+        // Five starts at 40/s (the pace rising by one with each, slow start):
+        // four gaps of at least 1/44 s.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(90), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn one_burst_of_throttling_is_one_cut_and_the_floor_holds() {
+        let gate = quick(8);
+        gate.pace.lock().unwrap().rate = 2.0;
+        gate.throttled();
+        gate.throttled();
+        gate.throttled();
+        assert_eq!(
+            gate.rate(),
+            MIN_RATE,
+            "nothing answered: cut once, to the floor"
+        );
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_attempts_and_returns_other_errors_at_once() {
+        let gate = quick(1);
+        let n = AtomicU32::new(0);
+        let err = gate
+            .call(|| async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(throttle())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "Throttling");
+        assert_eq!(n.load(Ordering::SeqCst), ATTEMPTS);
+        let m = AtomicU32::new(0);
+        let err = gate
+            .call(|| async {
+                m.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(AwsError::new("sts:AssumeRole", "AccessDenied", "no"))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "AccessDenied");
+        assert_eq!(m.load(Ordering::SeqCst), 1);
+    }
+}
