@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: PathBuf,
         /// Account counts to run (comma-separated).
-        #[arg(long, default_value = "100,1000,5000")]
+        #[arg(long, default_value = "1000,5000,20000")]
         sizes: String,
         #[arg(long, default_value = "target/release/keywarden")]
         keywarden: PathBuf,
@@ -580,138 +580,138 @@ fn f(v: &serde_json::Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(f64::NAN)
 }
 
-/// A bar chart of wall times (log scale), as SVG.
-fn chart(rows: &[(usize, f64, f64, f64, f64)]) -> String {
-    let (w, row_h) = (760.0, 86.0);
+/// The realistic Organization and endpoint of the matrix (docs/benchmarks.md).
+const REALISTIC: &[&str] = &[
+    "--users",
+    "5",
+    "--users-max",
+    "5000",
+    "--latency-ms",
+    "50",
+    "--jitter-ms",
+    "10",
+    "--report-delay-ms",
+    "1000",
+    "--report-us-per-user",
+    "2000",
+    "--accounts-with-findings-pct",
+    "30",
+    "--owner-tag-pct",
+    "80",
+];
+
+/// A bar chart of wall times against the two floors (log scale), as SVG.
+fn chart(rows: &[(String, f64, f64, f64)]) -> String {
+    let (w, row_h) = (760.0, 62.0);
     let h = 40.0 + row_h * rows.len() as f64;
     let max = rows
         .iter()
-        .map(|r| r.3.max(r.4))
-        .fold(1.0, f64::max)
+        .map(|r| r.1.max(r.2).max(r.3))
+        .fold(10.0, f64::max)
         .log10();
-    let x = |s: f64| 150.0 + (s.max(1.0).log10() / max) * (w - 330.0);
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Wall time, seconds (log scale): 100 users per account, 50 ms latency</text>\n");
-    for (i, (n, kw, bound, seq, art)) in rows.iter().enumerate() {
+    let x = |s: f64| 200.0 + (s.max(1.0).log10() / max) * (w - 380.0);
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Wall time against the floors, seconds (log scale), realistic endpoint</text>\n");
+    for (i, (label, wall, kw, any)) in rows.iter().enumerate() {
         let y0 = 36.0 + row_h * i as f64;
-        svg.push_str(&format!(
-            "<text x=\"10\" y=\"{}\">{n} accounts</text>\n",
-            y0 + 36.0
-        ));
-        for (j, (label, v, colour)) in [
-            ("keywarden", kw, "#2da44e"),
-            ("lower bound", bound, "#8c959f"),
-            ("report, sequential*", seq, "#bf8700"),
-            ("article*", art, "#cf222e"),
+        svg.push_str(&format!("<text x=\"10\" y=\"{}\">{label}</text>\n", y0 + 24.0));
+        for (j, (name, v, colour)) in [
+            ("keywarden", wall, "#2da44e"),
+            ("keywarden's floor", kw, "#8c959f"),
+            ("any scanner's floor", any, "#d0d7de"),
         ]
         .iter()
         .enumerate()
         {
-            let y = y0 + 18.0 * j as f64;
-            svg.push_str(&format!("<rect x=\"150\" y=\"{y}\" width=\"{:.1}\" height=\"14\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{}\">{label}: {:.0} s</text>\n", x(**v) - 150.0, x(**v) + 6.0, y + 11.0, v));
+            let y = y0 + 17.0 * j as f64;
+            svg.push_str(&format!("<rect x=\"200\" y=\"{y}\" width=\"{:.1}\" height=\"13\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{}\">{name}: {:.0} s</text>\n", x(**v) - 200.0, x(**v) + 6.0, y + 10.0, v));
         }
     }
-    svg.push_str(&format!("<text x=\"10\" y=\"{}\" font-size=\"11\">* measured on fewer accounts and extrapolated linearly</text>\n</svg>\n", h - 6.0));
+    svg.push_str("</svg>\n");
     svg
 }
 
 fn matrix(out: PathBuf, sizes: &str, keywarden: PathBuf) -> anyhow::Result<()> {
     let kw = keywarden.display().to_string();
-    let mut runs = Vec::new();
+    let started = Instant::now();
+    let mut rows: Vec<(usize, &'static str, serde_json::Value)> = Vec::new();
     for n in sizes
         .split(',')
         .map(|s| s.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()?
     {
-        let base = |acc: usize, extra: &[&str]| -> Vec<String> {
-            let mut a: Vec<String> = [
-                "run",
-                "--accounts",
-                &acc.to_string(),
-                "--users",
-                "100",
-                "--latency-ms",
-                "50",
-                "--keywarden",
-                &kw,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            a.extend(extra.iter().map(|s| s.to_string()));
-            a
-        };
-        let main = sub(&base(n, &[]))?;
-        let seq_n = n.min(50);
-        let seq = sub(&base(seq_n, &["--concurrency", "1"]))?;
-        let art_n = n.min(5);
-        let art = sub(&[
-            "article",
-            "--accounts",
-            &art_n.to_string(),
-            "--users",
-            "100",
-            "--latency-ms",
-            "50",
-        ]
-        .map(String::from))?;
-        eprintln!(
-            "{n} accounts: keywarden {:.1} s (bound {:.1} s)",
-            f(&main, "wall_s"),
-            f(&main, "lower_bound_s")
-        );
-        runs.push((n, main, seq_n, seq, art_n, art));
+        for (mode, extra) in [("scan", &[][..]), ("notify", &["--notify", "--days", "2"][..])] {
+            let mut args: Vec<String> = ["run", "--accounts", &n.to_string(), "--keywarden", &kw]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            args.extend(REALISTIC.iter().map(|s| s.to_string()));
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let r = sub(&args)?;
+            eprintln!(
+                "{n} accounts, {mode}: {:.1} s (keywarden's floor {:.1} s, any scanner's {:.1} s) after {:.0} s",
+                f(&r, "wall_s"),
+                f(&r, "floor_keywarden_s"),
+                f(&r, "floor_any_s"),
+                started.elapsed().as_secs_f64()
+            );
+            rows.push((n, mode, r));
+        }
     }
     let mut md = String::from(include_str!("../benchmarks-head.md"));
-    md.push_str("\n## Results\n\n| accounts × users | wall s | lower bound s | wall / bound | AWS calls | calls / account | throttled | peak RSS MiB | findings (expected) | failed accounts (expected) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str(&format!(
+        "\n## Results\n\nOne sitting: {} runs in {:.0} min on this machine (release build).\n\n| accounts (users) | run | wall s | keywarden's floor s | wall / keywarden's floor | any scanner's floor s | wall / any floor | AWS calls / account | throttled | messages | peak RSS MiB | findings (expected) | failed (expected) | owners checked (wrong) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        rows.len(),
+        started.elapsed().as_secs_f64() / 60.0
+    ));
     let mut bars = Vec::new();
-    for (n, m, _, _, _, _) in &runs {
-        md.push_str(&format!(
-            "| {n} × 100 | {:.1} | {:.1} | {:.2} | {} | {:.2} | {} | {:.1} | {} ({}) | {} ({}) |\n",
-            f(m, "wall_s"),
-            f(m, "lower_bound_s"),
-            f(m, "ratio_to_bound"),
-            m["aws_calls"],
-            f(m, "aws_calls") / *n as f64,
-            m["throttled"],
-            f(m, "peak_rss_mib"),
-            m["findings"],
-            m["expected_findings"],
-            m["accounts_failed"],
-            m["expected_unreachable"]
-        ));
+    for (n, mode, r) in &rows {
+        for d in r["days"].as_array().into_iter().flatten() {
+            let run = match (*mode, d["day"].as_u64()) {
+                ("scan", _) => "scan, first run (no ledger)".to_owned(),
+                (_, Some(0)) => "notify, first run".to_owned(),
+                (_, Some(k)) => format!("notify, day {k}: steady state"),
+                _ => String::new(),
+            };
+            md.push_str(&format!(
+                "| {n} ({}) | {run} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {} ({}) | {} ({}) | {} ({}) |\n",
+                r["users_total"],
+                f(d, "wall_s"),
+                f(d, "floor_keywarden_s"),
+                f(d, "ratio_keywarden"),
+                f(d, "floor_any_s"),
+                f(d, "ratio_any"),
+                f(d, "calls_per_account"),
+                d["throttled"],
+                d["messages_sent"],
+                f(r, "peak_rss_mib"),
+                d["findings"],
+                r["expected_findings"],
+                d["accounts_failed"],
+                r["expected_unreachable"],
+                d["owners_checked"],
+                d["owners_wrong"],
+            ));
+            bars.push((
+                format!("{n}: {run}"),
+                f(d, "wall_s"),
+                f(d, "floor_keywarden_s"),
+                f(d, "floor_any_s"),
+            ));
+        }
     }
-    md.push_str("\n### Against the baselines\n\n| accounts | keywarden s | report per account, sequential s (measured on) | article's approach s (measured on) | speed-up vs sequential | speed-up vs article |\n|---|---|---|---|---|---|\n");
-    for (n, m, seq_n, seq, art_n, art) in &runs {
-        let seq_s = f(seq, "wall_s") * *n as f64 / *seq_n as f64;
-        let art_s = f(art, "wall_s") * *n as f64 / *art_n as f64;
-        md.push_str(&format!(
-            "| {n} | {:.1} | {:.0} ({seq_n}{}) | {:.0} ({art_n}{}) | {:.1}× | {:.0}× |\n",
-            f(m, "wall_s"),
-            seq_s,
-            if seq_n < n { ", extrapolated" } else { "" },
-            art_s,
-            if art_n < n { ", extrapolated" } else { "" },
-            seq_s / f(m, "wall_s"),
-            art_s / f(m, "wall_s")
-        ));
-        bars.push((*n, f(m, "wall_s"), f(m, "lower_bound_s"), seq_s, art_s));
-    }
-    md.push_str("\n![wall times](benchmarks.svg)\n\n### AWS calls by operation (keywarden)\n\n");
-    for (n, m, _, _, _, _) in &runs {
-        md.push_str(&format!(
-            "- {n} accounts: `{}`\n",
-            m["aws_calls_by_operation"]
-        ));
+    md.push_str("\n![wall times against the floors](benchmarks.svg)\n\n### AWS calls by operation and throttled answers by budget\n\n");
+    for (n, mode, r) in &rows {
+        for d in r["days"].as_array().into_iter().flatten() {
+            md.push_str(&format!(
+                "- {n} accounts, {mode}, day {}: `{}`; throttled `{}`\n",
+                d["day"], d["aws_calls_by_operation"], d["throttled_by"]
+            ));
+        }
     }
     let out_dir = out.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(out_dir)?;
     std::fs::write(out_dir.join("benchmarks.svg"), chart(&bars))?;
-    let raw: Vec<_> = runs
-        .iter()
-        .map(
-            |(_, m, _, s, _, a)| serde_json::json!({"keywarden": m, "sequential": s, "article": a}),
-        )
-        .collect();
+    let raw: Vec<_> = rows.iter().map(|(_, _, r)| r.clone()).collect();
     md.push_str(&format!(
         "\n### Raw results\n\n```json\n{}\n```\n",
         serde_json::to_string_pretty(&raw)?

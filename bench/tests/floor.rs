@@ -1,0 +1,90 @@
+//! The floors are lower bounds: nothing beats them. Two challengers on a
+//! small skewed Organization with tight budgets (so the budgets, not the
+//! round trips, set the floor): keywarden itself with no concurrency limit
+//! to speak of, and `keywarden-bench greedy`, a minimal scanner that knows
+//! the endpoint's budgets and spends them exactly. Each run's wall time must
+//! be at least its floor (a slow machine only adds); the floors must also
+//! mean something (the budgets make them seconds, not milliseconds), and the
+//! greedy client must come close to the any-scanner floor, so the floor is
+//! not merely a loose number far below any real run.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const ORG: &[&str] = &[
+    "--accounts",
+    "40",
+    "--users",
+    "5",
+    "--users-max",
+    "400",
+    "--latency-ms",
+    "5",
+    "--jitter-ms",
+    "2",
+    "--report-delay-ms",
+    "200",
+    "--report-us-per-user",
+    "1000",
+    "--org-rate",
+    "8",
+    "--sts-rate",
+    "10",
+    "--accounts-with-findings-pct",
+    "50",
+    "--owner-tag-pct",
+    "80",
+];
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .args(args)
+        .args(ORG)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"))
+}
+
+#[test]
+fn no_run_beats_its_floor() {
+    let greedy = bench(&["greedy"]);
+    let any = f(&greedy, "floor_any_s");
+    assert!(any > 2.5, "the STS budget makes the floor seconds: {any}");
+    assert!(f(&greedy, "wall_s") >= any, "{greedy}");
+    assert!(
+        f(&greedy, "wall_s") <= 1.5 * any,
+        "a client that spends the budgets exactly comes close: {greedy}"
+    );
+
+    let kw = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .parent()
+        .unwrap()
+        .join("keywarden");
+    assert!(kw.exists(), "{} is not built", kw.display());
+    let kw = kw.display().to_string();
+    for concurrency in ["32", "1024"] {
+        let r = bench(&["run", "--keywarden", &kw, "--concurrency", concurrency]);
+        assert_eq!(r["accounts_failed"], 0, "{r}");
+        assert_eq!(r["findings"], r["expected_findings"], "{r}");
+        assert_eq!(r["owners_wrong"], 0, "{r}");
+        assert!(r["owners_checked"].as_u64().unwrap() > 0);
+        assert!(f(&r, "wall_s") >= f(&r, "floor_any_s"), "{r}");
+        assert!(f(&r, "wall_s") >= f(&r, "floor_keywarden_s"), "{r}");
+        assert_eq!(
+            f(&r, "floor_any_s"),
+            any,
+            "the same Organization and budgets"
+        );
+    }
+}
