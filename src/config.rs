@@ -55,7 +55,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("max_age_days", Some("90")),
     ("unused_days", Some("45")),
     ("stale_inactive_days", Some("30")),
-    ("concurrency", Some("32")),
+    ("concurrency", Some("128")),
     ("account_timeout_secs", Some("120")),
     ("report_wait_secs", Some("60")),
     ("deadline_reserve_secs", Some("60")),
@@ -875,7 +875,7 @@ mod tests {
         let s = RawSettings::defaults().validate().unwrap();
         assert_eq!(s.role_name, "KeywardenScanRole");
         assert_eq!(s.policy, Policy::default());
-        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.concurrency, 128);
         assert_eq!(s.account_timeout, Duration::from_secs(120));
         assert_eq!(s.exemptions.tag_key, "keywarden:exempt");
         assert_eq!(s.owners.owner_tag_keys, ["owner", "email", "contact"]);

@@ -151,8 +151,8 @@ impl EndpointArgs {
 struct RunArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// keywarden's `concurrency` setting (accounts in flight).
-    #[arg(long, default_value_t = 32)]
+    /// keywarden's `concurrency` setting (accounts in flight; its default).
+    #[arg(long, default_value_t = 128)]
     concurrency: usize,
     #[arg(long, default_value = "target/release/keywarden")]
     keywarden: PathBuf,
@@ -613,7 +613,10 @@ fn chart(rows: &[(String, f64, f64, f64)]) -> String {
     let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Wall time against the floors, seconds (log scale), realistic endpoint</text>\n");
     for (i, (label, wall, kw, any)) in rows.iter().enumerate() {
         let y0 = 36.0 + row_h * i as f64;
-        svg.push_str(&format!("<text x=\"10\" y=\"{}\">{label}</text>\n", y0 + 24.0));
+        svg.push_str(&format!(
+            "<text x=\"10\" y=\"{}\">{label}</text>\n",
+            y0 + 24.0
+        ));
         for (j, (name, v, colour)) in [
             ("keywarden", wall, "#2da44e"),
             ("keywarden's floor", kw, "#8c959f"),
@@ -639,7 +642,10 @@ fn matrix(out: PathBuf, sizes: &str, keywarden: PathBuf) -> anyhow::Result<()> {
         .map(|s| s.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()?
     {
-        for (mode, extra) in [("scan", &[][..]), ("notify", &["--notify", "--days", "2"][..])] {
+        for (mode, extra) in [
+            ("scan", &[][..]),
+            ("notify", &["--notify", "--days", "2"][..]),
+        ] {
             let mut args: Vec<String> = ["run", "--accounts", &n.to_string(), "--keywarden", &kw]
                 .iter()
                 .map(|s| s.to_string())

@@ -3,9 +3,12 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
+
 use aws_config::SdkConfig;
 use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 
+use super::gate::Gate;
 use super::{classify, AwsError};
 use crate::core::model::{Account, AccountId};
 
@@ -22,7 +25,16 @@ pub const ORGANIZATIONS_ACTIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Organizations {
     client: aws_sdk_organizations::Client,
+    /// One attempt per call, for the paced calls (the listing and the
+    /// account tags): retried by `gate`, which paces the Organization's
+    /// shared budget, at most [`IN_FLIGHT`] at once.
+    once: aws_sdk_organizations::Client,
+    gate: Arc<Gate>,
 }
+
+/// Organizations calls in flight at once (its budget is small and shared by
+/// the listing and the account-tag look-ups).
+pub const IN_FLIGHT: usize = 4;
 
 /// Where to list accounts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,11 +83,22 @@ impl Organizations {
                 "keywarden-organizations".to_owned(),
             ))
             .build();
-        Self::from_client(aws_sdk_organizations::Client::from_conf(conf))
+        let once = aws_sdk_organizations::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .build();
+        Self {
+            client: aws_sdk_organizations::Client::from_conf(conf),
+            once: aws_sdk_organizations::Client::from_conf(once),
+            gate: Arc::new(Gate::new(IN_FLIGHT)),
+        }
     }
 
     pub fn from_client(client: aws_sdk_organizations::Client) -> Self {
-        Self { client }
+        Self {
+            once: client.clone(),
+            client,
+            gate: Arc::new(Gate::new(IN_FLIGHT)),
+        }
     }
 
     /// The Organization's id and its management account's id; fails with
@@ -107,7 +130,8 @@ impl Organizations {
     /// Lists accounts page by page: `next_page` returns `None` when done.
     pub fn pages(&self, listing: Listing) -> AccountPages {
         AccountPages {
-            client: self.client.clone(),
+            client: self.once.clone(),
+            gate: self.gate.clone(),
             listing,
             token: None,
             done: false,
@@ -162,21 +186,33 @@ impl Organizations {
     ) -> Result<Vec<(String, String)>, AwsError> {
         let op = "organizations:ListTagsForResource";
         let mut tags = Vec::new();
-        let mut pages = self
-            .client
-            .list_tags_for_resource()
-            .resource_id(account.as_str())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify(op, e))?;
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .gate
+                .call(|| async {
+                    self.once
+                        .list_tags_for_resource()
+                        .resource_id(account.as_str())
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| classify(op, e))
+                })
+                .await?;
             tags.extend(
-                page.tags()
+                out.tags()
                     .iter()
                     .map(|t| (t.key().to_owned(), t.value().to_owned())),
             );
+            token = out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(tags);
+            }
         }
-        Ok(tags)
     }
 }
 
@@ -184,6 +220,7 @@ impl Organizations {
 #[derive(Debug)]
 pub struct AccountPages {
     client: aws_sdk_organizations::Client,
+    gate: Arc<Gate>,
     listing: Listing,
     token: Option<String>,
     done: bool,
@@ -200,24 +237,32 @@ impl AccountPages {
             Listing::All => {
                 let op = "organizations:ListAccounts";
                 let out = self
-                    .client
-                    .list_accounts()
-                    .set_next_token(self.token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify(op, e))?;
+                    .gate
+                    .call(|| async {
+                        self.client
+                            .list_accounts()
+                            .set_next_token(self.token.clone())
+                            .send()
+                            .await
+                            .map_err(|e| classify(op, e))
+                    })
+                    .await?;
                 (out.accounts, out.next_token)
             }
             Listing::Parent(parent) => {
                 let op = "organizations:ListAccountsForParent";
                 let out = self
-                    .client
-                    .list_accounts_for_parent()
-                    .parent_id(parent)
-                    .set_next_token(self.token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify(op, e))?;
+                    .gate
+                    .call(|| async {
+                        self.client
+                            .list_accounts_for_parent()
+                            .parent_id(parent)
+                            .set_next_token(self.token.clone())
+                            .send()
+                            .await
+                            .map_err(|e| classify(op, e))
+                    })
+                    .await?;
                 (out.accounts, out.next_token)
             }
         };
