@@ -108,7 +108,9 @@ pub async fn execute(
     // digest can name an account not exported or a failed post. Findings
     // resolved this run are archived there (they are in the report).
     if let (Some((_, delivery)), Some(export)) = (plan.notify, plan.securityhub) {
-        let notes = export.export(&report, delivery, &identity.caller).await;
+        let notes = export
+            .export(&report, delivery, &identity.caller, opts.deadline)
+            .await;
         report.notifications.extend(notes);
     }
 

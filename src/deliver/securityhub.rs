@@ -24,6 +24,7 @@ use crate::aws::AwsError;
 use crate::core::asff::{self, AsffFinding, Target};
 use crate::core::model::AccountId;
 use crate::core::report::{DeliveryOutcome, MessageKind, Notification, Report};
+use crate::scan::Deadline;
 
 /// Batches a second per account.
 pub const RATE_PER_SEC: u32 = 5;
@@ -73,6 +74,7 @@ impl SecurityHubExport {
         report: &Report,
         delivery: &Delivery,
         caller: &Caller,
+        deadline: Option<Deadline>,
     ) -> Vec<Notification> {
         let target = Target {
             partition: caller.partition.clone(),
@@ -101,7 +103,14 @@ impl SecurityHubExport {
                     error: None,
                     file: None,
                 };
+                // The Lambda's reserve is the mail's: no account is started in it.
+                let late = deadline
+                    .is_some_and(|d| tokio::time::Instant::now() + d.reserve >= d.at);
                 let result = match delivery {
+                    _ if late => Err(
+                        "not exported this run: the invocation deadline was near (the next run exports it)"
+                            .to_owned(),
+                    ),
                     Delivery::DryRun => Ok(()),
                     Delivery::Outbox(dir) => write(dir, &account, &findings).map(|path| {
                         note.outcome = DeliveryOutcome::Outbox;
@@ -255,6 +264,34 @@ mod tests {
             line.contains("100 of 150 findings were imported before"),
             "{line}"
         );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_started_inside_the_mail_reserve_and_each_account_says_why() {
+        let report: Report = serde_json::from_str(crate::core::templates::SAMPLE_REPORT).unwrap();
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let export = SecurityHubExport::new(&config, Some("eu-west-1"), "KeywardenScanRole", None);
+        let caller = Caller {
+            account: account(),
+            partition: "aws".to_owned(),
+        };
+        let deadline = Deadline {
+            at: tokio::time::Instant::now() + std::time::Duration::from_secs(30),
+            reserve: std::time::Duration::from_secs(60),
+        };
+        let notes = export
+            .export(&report, &Delivery::Ses, &caller, Some(deadline))
+            .await;
+        assert!(!notes.is_empty());
+        for n in &notes {
+            assert_eq!(n.outcome, DeliveryOutcome::Failed);
+            assert!(
+                n.error.as_deref().unwrap().contains("deadline was near"),
+                "{n:?}"
+            );
+        }
     }
 
     #[test]
