@@ -39,6 +39,17 @@ pub enum Command {
     Scan(ScanArgs),
     /// Scan, then email every owner once and the security team a digest (SES v2).
     Notify(NotifyArgs),
+    /// Run one step of the Step Functions workflow (plan, shard, finish,
+    /// deliver, close) with the Lambda's settings: the event is JSON, its
+    /// output is printed. For replays and the local driver.
+    Workflow(WorkflowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// The step's event (JSON), or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub event: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +134,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 (false, None) => Delivery::Ses,
             };
             scan(cli.config, args.scan, Some(delivery)).await
+        }
+        Command::Workflow(args) => {
+            let event = if args.event.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .context("cannot read the event from standard input")?
+            } else {
+                std::fs::read_to_string(&args.event)
+                    .with_context(|| format!("cannot read the event {}", args.event.display()))?
+            };
+            match Box::pin(crate::lambda::step_cli(cli.config, &event)).await {
+                Ok(out) => {
+                    println!("{out}");
+                    Ok(0)
+                }
+                // A close whose run was incomplete: the summary is in the message.
+                Err(e) if e.to_string().starts_with(crate::lambda::INCOMPLETE) => {
+                    println!("{}", &e.to_string()[crate::lambda::INCOMPLETE.len()..]);
+                    Ok(3)
+                }
+                Err(e) => Err(e),
+            }
         }
     }
 }

@@ -72,10 +72,11 @@ struct State {
     sdk_config: aws_config::SdkConfig,
 }
 
-fn settings() -> anyhow::Result<Settings> {
+fn settings_from(config: Option<&std::path::Path>) -> anyhow::Result<Settings> {
     let mut raw = RawSettings::defaults();
-    if let Some(path) = std::env::var_os("KEYWARDEN_CONFIG") {
-        raw.merge_file(std::path::Path::new(&path))?;
+    let from_env = std::env::var_os("KEYWARDEN_CONFIG").map(std::path::PathBuf::from);
+    if let Some(path) = config.map(std::path::Path::to_path_buf).or(from_env) {
+        raw.merge_file(&path)?;
     }
     raw.merge_env(std::env::vars())?;
     Ok(raw.validate()?)
@@ -130,22 +131,13 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         securityhub: state.securityhub.as_ref(),
     };
     let report = crate::run::execute(&state.scanner, plan, opts, &|_| {}).await?;
+    finished(&report)
+}
 
-    let summary = RunSummary {
-        schema: "keywarden.summary/v1",
-        evaluated_at: report.evaluated_at,
-        incomplete: report.is_incomplete(),
-        failed_accounts: report
-            .accounts
-            .iter()
-            .filter(|a| a.status == AccountStatus::Failed)
-            .cloned()
-            .collect(),
-        summary: report.summary,
-        unknown_accounts: report.unknown_accounts,
-        errors: report.errors,
-        notifications: report.notifications,
-    };
+/// The run summary of a finished run; an error (carrying it) when the run
+/// was incomplete, so the function's Errors alarm fires.
+fn finished(report: &crate::core::report::Report) -> anyhow::Result<RunSummary> {
+    let summary = RunSummary::of(report);
     info!(
         findings = summary.summary.findings,
         accounts_failed = summary.summary.accounts_failed,
@@ -162,6 +154,98 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
     Ok(summary)
 }
 
+impl RunSummary {
+    /// The summary of a finished run.
+    pub fn of(report: &crate::core::report::Report) -> Self {
+        RunSummary {
+            schema: "keywarden.summary/v1",
+            evaluated_at: report.evaluated_at,
+            incomplete: report.is_incomplete(),
+            failed_accounts: report
+                .accounts
+                .iter()
+                .filter(|a| a.status == AccountStatus::Failed)
+                .cloned()
+                .collect(),
+            summary: report.summary.clone(),
+            unknown_accounts: report.unknown_accounts.clone(),
+            errors: report.errors.clone(),
+            notifications: report.notifications.clone(),
+        }
+    }
+}
+
+/// One invocation: a workflow step when the event names one (`step`),
+/// else the whole run.
+async fn dispatch(
+    state: &State,
+    event: LambdaEvent<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let (payload, ctx) = event.into_parts();
+    if payload.get("step").is_none() {
+        let event: Event = serde_json::from_value(payload)
+            .map_err(|e| anyhow::anyhow!("the invocation event is not a keywarden event: {e}"))?;
+        let summary = Box::pin(handle(state, LambdaEvent::new(event, ctx))).await?;
+        return Ok(serde_json::to_value(summary)?);
+    }
+    let event: crate::workflow::StepEvent = serde_json::from_value(payload)
+        .map_err(|e| anyhow::anyhow!("the workflow step's event: {e}"))?;
+    let left = ctx
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let deadline = Deadline {
+        at: tokio::time::Instant::now() + left,
+        reserve: state.reserve,
+    };
+    Box::pin(workflow_step(state, event, Some(deadline))).await
+}
+
+/// Runs one workflow step with this cold start's parts; `close` fails like
+/// an incomplete run when its run was incomplete.
+async fn workflow_step(
+    state: &State,
+    event: crate::workflow::StepEvent,
+    deadline: Option<Deadline>,
+) -> anyhow::Result<serde_json::Value> {
+    let store = state.store.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the workflow needs the state bucket: KEYWARDEN_STATE (s3://bucket/prefix) is not set"
+        )
+    })?;
+    let chat = match (&event, &state.chat) {
+        (crate::workflow::StepEvent::Finish { .. }, Some(c)) => {
+            Some(crate::deliver::webhook::Chat::open(&state.sdk_config, c).await)
+        }
+        _ => None,
+    };
+    let parts = crate::workflow::Parts {
+        scanner: &state.scanner,
+        notifier: &state.notifier,
+        store,
+        cadence: state.cadence,
+        enforcer: &state.enforcer,
+        chat: chat.as_ref(),
+        securityhub: state.securityhub.as_ref(),
+    };
+    let (out, report) = Box::pin(crate::workflow::step(&parts, event, deadline)).await?;
+    match report {
+        Some(report) => Ok(serde_json::to_value(finished(&report)?)?),
+        None => Ok(out),
+    }
+}
+
+/// `keywarden workflow`: one workflow step from the command line, with the
+/// Lambda's settings (`KEYWARDEN_*`, the config file); prints its output.
+/// The local driver of the tests runs the state machine through this.
+pub async fn step_cli(config: Option<std::path::PathBuf>, event: &str) -> anyhow::Result<String> {
+    let event: crate::workflow::StepEvent = serde_json::from_str(event)
+        .map_err(|e| anyhow::anyhow!("the workflow step's event: {e}"))?;
+    let state = init_with(settings_from(config.as_deref())?).await?;
+    let out = workflow_step(&state, event, None).await?;
+    Ok(serde_json::to_string(&out)?)
+}
+
 /// Runs the Lambda runtime loop; returns when the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     crate::logging::init_lambda();
@@ -174,17 +258,22 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         }
     };
     let state = &state;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        handle(state, event).await.map_err(|e| {
-            error!(error = format!("{e:#}"), "keywarden run failed");
-            lambda_runtime::Error::from(format!("{e:#}"))
-        })
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            dispatch(state, event).await.map_err(|e| {
+                error!(error = format!("{e:#}"), "keywarden run failed");
+                lambda_runtime::Error::from(format!("{e:#}"))
+            })
+        },
+    ))
     .await
 }
 
 async fn init() -> anyhow::Result<State> {
-    let settings = settings()?;
+    init_with(settings_from(None)?).await
+}
+
+async fn init_with(settings: Settings) -> anyhow::Result<State> {
     let ns = settings.notify()?;
     let templates = Templates::load(
         &ns.template_overrides()?,

@@ -15,6 +15,8 @@
 //! - [`notify`]: plans and renders each run's messages; [`deliver`]: the
 //!   transports that send them (SES v2, outbox, dry run), one file each.
 //! - [`output`]: table, JSON, CSV and OCSF rendering.
+//! - [`run`]: one whole run (ledger, scan, enforcement, exports, mail);
+//!   [`workflow`]: the same run split into Step Functions steps.
 //! - [`cli`]: the `keywarden` command line; `main.rs` only calls it.
 
 pub mod aws;
@@ -30,3 +32,4 @@ pub mod output;
 pub mod run;
 pub mod scan;
 pub mod state;
+pub mod workflow;

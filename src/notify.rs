@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::aws::ses::{Identity, Ses};
 use crate::aws::AwsError;
 use crate::config::NotifySettings;
 use crate::core::enforce::EnforcePolicy;
-use crate::core::ledger::{Cadence, Changes, Notice, Stage};
+use crate::core::ledger::{Cadence, Changes, Ledger, Notice, Stage};
 use crate::core::model::EmailAddress;
 use crate::core::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DeliveryMode,
@@ -146,106 +147,20 @@ impl Notifier {
         changes: Option<&Changes>,
         deadline: Option<Deadline>,
     ) {
-        let link = |f: &Finding| self.templates.link(f);
         // Owner mail stops in time for the digest (and the ledger save): the
         // digest always goes out, naming whoever was not reached.
         let stop_at = deadline.map(|d| d.at - (d.reserve / 3).min(Duration::from_secs(20)));
-        let memory = session.as_deref().map(|s| Memory {
-            ledger: &s.ledger,
-            cadence: self.cadence,
-            enforce: self.enforce,
-        });
-        let people = plan_people(report, &self.policy, memory);
-        let contact = self
-            .security
-            .iter()
-            .map(|a| a.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut checkpoint_failed = false;
-        let mut transport = Transport::open(
-            delivery,
-            &self.ses,
-            self.configuration_set.clone(),
-            self.fallback_rate,
-        )
-        .await;
+        let outgoing = self.prepare(report, session.as_deref().map(|s| &s.ledger));
+        let mut transport = self.transport(delivery, 1).await;
         // Anything delivered before the mail (the chat summary) stays, and a
         // failure there is named in the digest too.
         let mut notes = std::mem::take(&mut report.notifications);
-        let failure = |n: &Notification| DeliveryFailure {
-            recipients: n.recipients.join(", "),
-            error: n.error.clone().unwrap_or_default(),
-        };
-        let earlier_failures = notes
-            .iter()
-            .filter(|n| n.outcome == DeliveryOutcome::Failed);
-        let mut failures: Vec<DeliveryFailure> = earlier_failures
-            .clone()
-            .filter(|n| n.kind != MessageKind::SecurityHub)
-            .map(failure)
-            .collect();
-        let export_failures: Vec<DeliveryFailure> = earlier_failures
-            .filter(|n| n.kind == MessageKind::SecurityHub)
-            .map(failure)
-            .collect();
-        for (i, person) in people.iter().enumerate() {
-            let view = owner_view(report, person, &contact, &link);
-            let to = std::slice::from_ref(&person.recipient);
-            // This message waits for its turn (the pacer) and the digest for one
-            // more: both must fit before `stop_at`.
-            let turn = transport.turn();
-            let out_of_time =
-                stop_at.is_some_and(|stop| tokio::time::Instant::now() + turn >= stop);
-            let note = match self.templates.owner(&view) {
-                _ if out_of_time => failed(
-                    MessageKind::Owner,
-                    to,
-                    String::new(),
-                    person.finding_count(),
-                    "not sent this run: the invocation deadline was near (it goes out on the next run)"
-                        .to_owned(),
-                ),
-                Ok(rendered) => {
-                    let message = self.message(
-                        MessageKind::Owner,
-                        i + 1,
-                        to,
-                        rendered,
-                        None,
-                        person.finding_count(),
-                        report.evaluated_at,
-                    );
-                    send(&mut transport, &message).await
-                }
-                Err(e) => failed(
-                    MessageKind::Owner,
-                    to,
-                    String::new(),
-                    person.finding_count(),
-                    format!("cannot render the message: {e}"),
-                ),
-            };
-            if note.outcome == DeliveryOutcome::Failed {
-                failures.push(DeliveryFailure {
-                    recipients: note.recipients.join(", "),
-                    error: note.error.clone().unwrap_or_default(),
-                });
-            }
+        let mut checkpoint_failed = false;
+        for out in &outgoing {
+            let note = self.send_owner(&mut transport, out, stop_at).await;
             if let Some(s) = session.as_deref_mut() {
-                if matches!(
-                    note.outcome,
-                    DeliveryOutcome::Sent | DeliveryOutcome::Outbox
-                ) {
-                    s.record(
-                        &person.notices(),
-                        &Notice {
-                            at: report.evaluated_at,
-                            stage: Stage::First,
-                            recipients: note.recipients.clone(),
-                            message_id: note.message_id.clone(),
-                        },
-                    );
+                if note.outcome.delivered() {
+                    s.record(&out.notices, &out.notice(report.evaluated_at, &note));
                 }
                 if let Err(e) = s.checkpoint().await {
                     if !checkpoint_failed {
@@ -260,16 +175,152 @@ impl Notifier {
             }
             notes.push(note);
         }
+        report.notifications = notes;
+        let ledger = session.as_deref().map(|s| &s.ledger);
+        self.send_digest(
+            report,
+            ledger,
+            changes,
+            delivery,
+            &mut transport,
+            outgoing.len(),
+        )
+        .await;
+    }
 
+    /// A transport for `delivery`; `senders` transports send side by side
+    /// and share the send rate.
+    pub async fn transport(&self, delivery: &Delivery, senders: u32) -> Transport {
+        Transport::open(
+            delivery,
+            &self.ses,
+            self.configuration_set.clone(),
+            self.fallback_rate,
+            senders,
+        )
+        .await
+    }
+
+    /// Plans and renders one message per person due for `report` (with the
+    /// ledger's memory, when there is one), numbered from 1 in sending order.
+    pub fn prepare(&self, report: &Report, ledger: Option<&Ledger>) -> Vec<Outgoing> {
+        let link = |f: &Finding| self.templates.link(f);
+        let memory = ledger.map(|ledger| Memory {
+            ledger,
+            cadence: self.cadence,
+            enforce: self.enforce,
+        });
+        let contact = self.contact();
+        plan_people(report, &self.policy, memory)
+            .iter()
+            .enumerate()
+            .map(|(i, person)| {
+                let view = owner_view(report, person, &contact, &link);
+                let to = std::slice::from_ref(&person.recipient);
+                let findings = person.finding_count();
+                Outgoing {
+                    recipient: person.recipient.clone(),
+                    findings,
+                    notices: person.notices(),
+                    message: self
+                        .templates
+                        .owner(&view)
+                        .map(|rendered| {
+                            self.message(
+                                MessageKind::Owner,
+                                i + 1,
+                                to,
+                                rendered,
+                                None,
+                                findings,
+                                report.evaluated_at,
+                            )
+                        })
+                        .map_err(|e| format!("cannot render the message: {e}")),
+                }
+            })
+            .collect()
+    }
+
+    fn contact(&self) -> String {
+        self.security
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Sends one prepared owner message, unless it could not be rendered
+    /// or its turn would come after `stop_at`.
+    pub async fn send_owner(
+        &self,
+        transport: &mut Transport,
+        out: &Outgoing,
+        stop_at: Option<tokio::time::Instant>,
+    ) -> Notification {
+        let to = std::slice::from_ref(&out.recipient);
+        // This message waits for its turn (the pacer) and the digest for one
+        // more: both must fit before `stop_at`.
+        let turn = transport.turn();
+        let out_of_time = stop_at.is_some_and(|stop| tokio::time::Instant::now() + turn >= stop);
+        match &out.message {
+            _ if out_of_time => failed(
+                MessageKind::Owner,
+                to,
+                String::new(),
+                out.findings,
+                "not sent this run: the invocation deadline was near (it goes out on the next run)"
+                    .to_owned(),
+            ),
+            Ok(message) => send(transport, message).await,
+            Err(e) => failed(
+                MessageKind::Owner,
+                to,
+                String::new(),
+                out.findings,
+                e.clone(),
+            ),
+        }
+    }
+
+    /// Renders and sends the security digest last, naming every failure in
+    /// `report.notifications` (owner mail, chat, Security Hub), and appends
+    /// it there. `owners` is how many owner messages were planned (the
+    /// digest's number follows theirs).
+    pub async fn send_digest(
+        &self,
+        report: &mut Report,
+        ledger: Option<&Ledger>,
+        changes: Option<&Changes>,
+        delivery: &Delivery,
+        transport: &mut Transport,
+        owners: usize,
+    ) {
+        let link = |f: &Finding| self.templates.link(f);
+        let failure = |n: &Notification| DeliveryFailure {
+            recipients: n.recipients.join(", "),
+            error: n.error.clone().unwrap_or_default(),
+        };
+        let notes = std::mem::take(&mut report.notifications);
+        let failed_notes = notes
+            .iter()
+            .filter(|n| n.outcome == DeliveryOutcome::Failed);
         let extras = DigestExtras {
             people_notified: notes
                 .iter()
                 .filter(|n| n.kind == MessageKind::Owner && n.outcome != DeliveryOutcome::Failed)
                 .count(),
-            delivery_failures: failures,
-            export_failures,
-            history: match (session.as_deref(), changes) {
-                (Some(s), Some(c)) => Some(history_view(report, &s.ledger, c, &self.policy, &link)),
+            delivery_failures: failed_notes
+                .clone()
+                .filter(|n| n.kind != MessageKind::SecurityHub)
+                .map(failure)
+                .collect(),
+            export_failures: failed_notes
+                .filter(|n| n.kind == MessageKind::SecurityHub)
+                .map(failure)
+                .collect(),
+            history: match (ledger, changes) {
+                (Some(l), Some(c)) => Some(history_view(report, l, c, &self.policy, &link)),
                 _ => None,
             },
             enforce_mode: self.enforce.mode.as_str(),
@@ -288,19 +339,20 @@ impl Notifier {
             content: csv,
         };
         let total = report.findings.len();
+        let mut notes = notes;
         match self.templates.digest(&view) {
             Ok(rendered) => {
                 for (j, chunk) in self.security.chunks(MAX_RECIPIENTS).enumerate() {
                     let message = self.message(
                         MessageKind::Digest,
-                        people.len() + j + 1,
+                        owners + j + 1,
                         chunk,
                         rendered.clone(),
                         Some(attachment.clone()),
                         total,
                         report.evaluated_at,
                     );
-                    notes.push(send(&mut transport, &message).await);
+                    notes.push(send(transport, &message).await);
                 }
             }
             Err(e) => notes.push(failed(
@@ -338,6 +390,32 @@ impl Notifier {
             attachment,
             findings,
             date: now,
+        }
+    }
+}
+
+/// One owner message of a run, planned and rendered but not sent yet: what
+/// the workflow's finish step stores and its delivery batches send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub recipient: EmailAddress,
+    /// How many findings the message shows.
+    pub findings: usize,
+    /// The due findings it carries, with their stage: recorded in the ledger
+    /// once it is delivered.
+    pub notices: Vec<(String, Stage)>,
+    /// The message, or why it could not be rendered.
+    pub message: Result<Message, String>,
+}
+
+impl Outgoing {
+    /// The ledger's record of this message, delivered as `note` says.
+    pub fn notice(&self, at: Timestamp, note: &Notification) -> Notice {
+        Notice {
+            at,
+            stage: Stage::First,
+            recipients: note.recipients.clone(),
+            message_id: note.message_id.clone(),
         }
     }
 }

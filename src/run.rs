@@ -15,7 +15,7 @@ use crate::deliver::securityhub::SecurityHubExport;
 use crate::deliver::webhook::Chat;
 use crate::enforce::Enforcer;
 use crate::notify::{Delivery, Notifier};
-use crate::scan::{Progress, RunOptions, ScanError, Scanner};
+use crate::scan::{Identity, Progress, RunOptions, ScanError, Scanner};
 use crate::state::{LedgerSession, Store, StoreError};
 
 /// A failure that stops the run before anything was sent or saved.
@@ -44,7 +44,7 @@ pub struct Plan<'a> {
 
 impl Plan<'_> {
     /// Only a notify run that really delivers (not a dry run) writes state.
-    fn writes_state(&self) -> bool {
+    pub fn writes_state(&self) -> bool {
         matches!(self.notify, Some((_, d)) if *d != Delivery::DryRun)
     }
 }
@@ -58,7 +58,7 @@ pub async fn execute(
 ) -> Result<Report, RunError> {
     let identity = scanner.identify(opts.mode).await?;
     let writes = plan.writes_state();
-    let mut session = match plan.state {
+    let mut session = match plan.state.clone() {
         Some(store) => {
             if writes {
                 store.check_writable()?;
@@ -72,16 +72,53 @@ pub async fn execute(
         opts.account_tags = std::sync::Arc::new(s.ledger.account_tags.clone());
     }
     let mut report = scanner.run_as(&identity, &opts, progress).await?;
+    let changes = Box::pin(settle(
+        &plan,
+        &identity,
+        &mut report,
+        session.as_mut(),
+        opts.deadline,
+        scanner.settings().account_tags_max_age_days,
+    ))
+    .await;
+
+    if let Some((notifier, delivery)) = plan.notify {
+        notifier
+            .deliver(
+                &mut report,
+                delivery,
+                session.as_mut(),
+                changes.as_ref(),
+                opts.deadline,
+            )
+            .await;
+    }
+    conclude(session.as_mut(), &identity.organization, &mut report).await;
+    Ok(report)
+}
+
+/// Everything between the scan and the mail: the ledger brought up to date
+/// (lifecycle, account-tag cache), enforcement, the Security Hub export and
+/// the chat summary. Returns what changed since the last run (with a ledger).
+pub async fn settle(
+    plan: &Plan<'_>,
+    identity: &Identity,
+    report: &mut Report,
+    mut session: Option<&mut LedgerSession>,
+    deadline: Option<crate::scan::Deadline>,
+    tags_max_age_days: u32,
+) -> Option<Changes> {
+    let writes = plan.writes_state();
     let observed = std::mem::take(&mut report.observed);
     let changes = session
-        .as_mut()
-        .map(|s| reconcile(&mut s.ledger, &mut report, &observed, &plan.cadence));
-    if let Some(s) = session.as_mut() {
+        .as_deref_mut()
+        .map(|s| reconcile(&mut s.ledger, report, &observed, &plan.cadence));
+    if let Some(s) = session.as_deref_mut() {
         crate::core::tag_cache::remember(
             &mut s.ledger.account_tags,
             &std::mem::take(&mut report.account_tags_read),
             report.evaluated_at,
-            scanner.settings().account_tags_max_age_days,
+            tags_max_age_days,
         );
     }
     report.observed = observed;
@@ -90,12 +127,10 @@ pub async fn execute(
     // says what was done. Only a delivering notify run acts; scan and
     // --dry-run say what `apply` would do.
     if let Some(enforcer) = plan.enforcer {
-        match session.as_mut() {
+        match session.as_deref_mut() {
             Some(s) => {
                 let acting = enforcer.for_run(writes);
-                acting
-                    .run(&mut report, &mut s.ledger, &identity.caller)
-                    .await;
+                acting.run(report, &mut s.ledger, &identity.caller).await;
             }
             None if enforcer.policy().mode != EnforceMode::Off => {
                 warn!("enforcement needs the ledger (the notices delivered): nothing is enforced without state");
@@ -109,37 +144,32 @@ pub async fn execute(
     // resolved this run are archived there (they are in the report).
     if let (Some((_, delivery)), Some(export)) = (plan.notify, plan.securityhub) {
         let notes = export
-            .export(&report, delivery, &identity.caller, opts.deadline)
+            .export(report, delivery, &identity.caller, deadline)
             .await;
         report.notifications.extend(notes);
     }
 
-    // The chat summary goes out before the mail, so the digest can name a
-    // failed post like any undelivered message.
     if let (Some((_, delivery)), Some(chat)) = (plan.notify, plan.chat) {
-        let location = session.as_ref().map(|s| {
+        let location = session.as_deref().map(|s| {
             s.store().describe(&format!(
                 "{}.json",
                 crate::state::archive_stem(&identity.organization, report.evaluated_at)
             ))
         });
-        let note = post_summary(chat, delivery, &report, changes.as_ref(), location).await;
+        let note = post_summary(chat, delivery, report, changes.as_ref(), location).await;
         report.notifications.push(note);
     }
+    changes
+}
 
-    if let Some((notifier, delivery)) = plan.notify {
-        notifier
-            .deliver(
-                &mut report,
-                delivery,
-                session.as_mut(),
-                changes.as_ref(),
-                opts.deadline,
-            )
-            .await;
-    }
-
-    if let Some(s) = session.as_mut().filter(|s| s.writable()) {
+/// Saves the ledger and archives the report (a writable session only); a
+/// failure of either is recorded in the report.
+pub async fn conclude(
+    session: Option<&mut LedgerSession>,
+    organization: &str,
+    report: &mut Report,
+) {
+    if let Some(s) = session.filter(|s| s.writable()) {
         if let Err(e) = s.save().await {
             report.errors.push(StageError {
                 stage: "state".to_owned(),
@@ -147,9 +177,8 @@ pub async fn execute(
                 message: e.to_string(),
             });
         }
-        archive(s.store(), &identity.organization, &mut report).await;
+        archive(s.store(), organization, report).await;
     }
-    Ok(report)
 }
 
 /// Posts (or, for an outbox or a dry run, writes or skips) the run summary.

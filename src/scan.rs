@@ -136,6 +136,24 @@ pub enum Progress {
     Finished,
 }
 
+/// The accounts in scope, listed but not scanned (the workflow's plan).
+#[derive(Debug, Clone)]
+pub struct ScopeList {
+    pub accounts: Vec<Account>,
+    /// The listing broke off (the run is incomplete).
+    pub errors: Vec<StageError>,
+    /// Requested ids that are not ACTIVE accounts of the Organization.
+    pub unknown: Vec<AccountId>,
+}
+
+/// A listing whose first page was read.
+struct OpenListing {
+    excluded_by_ou: BTreeSet<AccountId>,
+    listings: Vec<Listing>,
+    pages: crate::aws::organizations::AccountPages,
+    first: Option<crate::aws::organizations::AccountPage>,
+}
+
 /// What the ledger remembers about one account, for its scan.
 #[derive(Debug, Clone, Copy, Default)]
 struct Remembered<'a> {
@@ -185,6 +203,15 @@ impl Scanner {
             polling,
             org_tag_slots: Arc::new(tokio::sync::Semaphore::new(4)),
         }
+    }
+
+    /// This scanner for one of `shards` workflow shards that run side by
+    /// side: its ceiling is its share of `concurrency` (at least 1); the
+    /// adaptive gates find the rest.
+    pub fn share(&self, shards: u32) -> Scanner {
+        let mut settings = (*self.settings).clone();
+        settings.concurrency = (settings.concurrency / shards.max(1) as usize).max(1);
+        Scanner::new(self.sdk_config.clone(), settings)
     }
 
     /// Identifies the caller and, for an Organization run, the Organization.
@@ -255,6 +282,68 @@ impl Scanner {
         builder: &mut ReportBuilder,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), ScanError> {
+        let listing = self.open_listing().await?;
+        let (tx, rx) = futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
+        let consumer = rx
+            .map(|account| self.start_account(caller, account, opts, true))
+            .buffer_unordered(self.settings.concurrency)
+            .for_each(|outcome| {
+                progress(Progress::Finished);
+                builder.add(outcome);
+                futures::future::ready(())
+            });
+        let ((errors, listed), ()) =
+            futures::join!(self.produce(listing, opts, tx, progress), consumer);
+        let unknown = self.unknown(opts, &errors, &listed);
+        if builder.is_empty() && errors.is_empty() {
+            return Err(ScanError::NothingInScope { unknown });
+        }
+        for e in errors {
+            builder.add_error(e);
+        }
+        builder.set_unknown_accounts(unknown);
+        Ok(())
+    }
+
+    /// Lists the accounts in scope without scanning them (the workflow's
+    /// plan): what [`Scanner::run_as`] would scan, with the listing's errors
+    /// and the requested ids that are not ACTIVE accounts.
+    pub async fn list_scope(&self, opts: &RunOptions) -> Result<ScopeList, ScanError> {
+        let listing = self.open_listing().await?;
+        let (tx, rx) = futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
+        let ((errors, listed), accounts) = futures::join!(
+            self.produce(listing, opts, tx, &|_| {}),
+            rx.collect::<Vec<Account>>()
+        );
+        let unknown = self.unknown(opts, &errors, &listed);
+        if accounts.is_empty() && errors.is_empty() {
+            return Err(ScanError::NothingInScope { unknown });
+        }
+        Ok(ScopeList {
+            accounts,
+            errors,
+            unknown,
+        })
+    }
+
+    /// Scans these accounts of the Organization (a workflow shard), at most
+    /// `concurrency` at once, each within its budget; never fails.
+    pub async fn scan_accounts(
+        &self,
+        caller: &Caller,
+        accounts: Vec<Account>,
+        opts: &RunOptions,
+    ) -> Vec<AccountOutcome> {
+        futures::stream::iter(accounts)
+            .map(|account| self.start_account(caller, account, opts, true))
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await
+    }
+
+    /// Resolves the scope's OUs and reads the first page of the listing:
+    /// failing to list at all is fatal (no permission), and says so clearly.
+    async fn open_listing(&self) -> Result<OpenListing, ScanError> {
         let scope = &self.settings.scope;
         let excluded_by_ou: BTreeSet<AccountId> = if scope.exclude_ous.is_empty() {
             BTreeSet::new()
@@ -281,6 +370,34 @@ impl Scanner {
                 .map(Listing::Parent)
                 .collect()
         };
+        let mut pages = self.orgs.pages(listings[0].clone());
+        let first = next_page_patiently(&mut pages)
+            .await
+            .map_err(list_accounts_error)?;
+        Ok(OpenListing {
+            excluded_by_ou,
+            listings,
+            pages,
+            first,
+        })
+    }
+
+    /// Sends every in-scope ACTIVE account of the listing to `tx`, page by
+    /// page; returns the listing's errors and every id listed.
+    async fn produce(
+        &self,
+        listing: OpenListing,
+        opts: &RunOptions,
+        mut tx: futures::channel::mpsc::Sender<Account>,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> (Vec<StageError>, BTreeSet<AccountId>) {
+        let scope = &self.settings.scope;
+        let OpenListing {
+            excluded_by_ou,
+            listings,
+            mut pages,
+            first,
+        } = listing;
         let in_scope = |a: &Account| {
             (scope.include_accounts.is_empty() || scope.include_accounts.contains(&a.id))
                 && opts
@@ -290,100 +407,81 @@ impl Scanner {
                 && !scope.exclude_accounts.contains(&a.id)
                 && !excluded_by_ou.contains(&a.id)
         };
-
-        // The first page is read up front: failing to list at all is fatal
-        // (no permission), and says so clearly.
-        let mut pages = self.orgs.pages(listings[0].clone());
-        let first = next_page_patiently(&mut pages)
-            .await
-            .map_err(list_accounts_error)?;
-
-        let (mut tx, rx) =
-            futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
-        let producer = async move {
-            let mut errors = Vec::new();
-            let mut seen = BTreeSet::new();
-            let mut listed = BTreeSet::new();
-            let mut page = first;
-            let mut rest = listings.into_iter().skip(1);
-            loop {
-                match page.take() {
-                    Some(p) => {
-                        if p.inactive > 0 {
-                            info!(skipped = p.inactive, "accounts not ACTIVE are not scanned");
-                        }
-                        listed.extend(p.active.iter().map(|a| a.id.clone()));
-                        let accounts: Vec<Account> = p
-                            .active
-                            .into_iter()
-                            .filter(|a| in_scope(a) && seen.insert(a.id.clone()))
-                            .collect();
-                        progress(Progress::Discovered(accounts.len()));
-                        for a in accounts {
-                            if tx.send(a).await.is_err() {
-                                return (errors, listed);
-                            }
+        let mut errors = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut listed = BTreeSet::new();
+        let mut page = first;
+        let mut rest = listings.into_iter().skip(1);
+        loop {
+            match page.take() {
+                Some(p) => {
+                    if p.inactive > 0 {
+                        info!(skipped = p.inactive, "accounts not ACTIVE are not scanned");
+                    }
+                    listed.extend(p.active.iter().map(|a| a.id.clone()));
+                    let accounts: Vec<Account> = p
+                        .active
+                        .into_iter()
+                        .filter(|a| in_scope(a) && seen.insert(a.id.clone()))
+                        .collect();
+                    progress(Progress::Discovered(accounts.len()));
+                    for a in accounts {
+                        if tx.send(a).await.is_err() {
+                            return (errors, listed);
                         }
                     }
-                    None => match rest.next() {
+                }
+                None => match rest.next() {
+                    Some(l) => pages = self.orgs.pages(l),
+                    None => return (errors, listed),
+                },
+            }
+            match next_page_patiently(&mut pages).await {
+                Ok(p) => page = p,
+                Err(e) => {
+                    warn!(error = %e, "account listing broke off: the run is incomplete");
+                    errors.push(StageError {
+                        stage: "list_accounts".to_owned(),
+                        code: e.code,
+                        message: format!("{}: {}", e.operation, e.message),
+                    });
+                    // Try the next listing (OU), if any; pages of this one are lost.
+                    match rest.next() {
                         Some(l) => pages = self.orgs.pages(l),
                         None => return (errors, listed),
-                    },
-                }
-                match next_page_patiently(&mut pages).await {
-                    Ok(p) => page = p,
-                    Err(e) => {
-                        warn!(error = %e, "account listing broke off: the run is incomplete");
-                        errors.push(StageError {
-                            stage: "list_accounts".to_owned(),
-                            code: e.code,
-                            message: format!("{}: {}", e.operation, e.message),
-                        });
-                        // Try the next listing (OU), if any; pages of this one are lost.
-                        match rest.next() {
-                            Some(l) => pages = self.orgs.pages(l),
-                            None => return (errors, listed),
-                        }
                     }
                 }
             }
-        };
-        let consumer = rx
-            .map(|account| self.start_account(caller, account, opts, true))
-            .buffer_unordered(self.settings.concurrency)
-            .for_each(|outcome| {
-                progress(Progress::Finished);
-                builder.add(outcome);
-                futures::future::ready(())
-            });
-        let ((errors, listed), ()) = futures::join!(producer, consumer);
-        // Ids asked for by name that the listing never showed: with an OU
-        // scope only the scoped part was listed, so ask about the whole.
+        }
+    }
+
+    /// Ids asked for by name that the listing never showed. With an OU
+    /// scope only the scoped part was listed, and a broken listing proves
+    /// nothing: then none is called unknown.
+    fn unknown(
+        &self,
+        opts: &RunOptions,
+        errors: &[StageError],
+        listed: &BTreeSet<AccountId>,
+    ) -> Vec<AccountId> {
+        let scope = &self.settings.scope;
+        if !errors.is_empty() || !scope.include_ous.is_empty() {
+            return Vec::new();
+        }
         let requested: BTreeSet<&AccountId> = scope
             .include_accounts
             .iter()
             .chain(opts.only_accounts.iter().flatten())
             .collect();
-        let unknown: Vec<AccountId> = if errors.is_empty() && scope.include_ous.is_empty() {
-            requested
-                .into_iter()
-                .filter(|id| !listed.contains(*id))
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if builder.is_empty() && errors.is_empty() {
-            return Err(ScanError::NothingInScope { unknown });
-        }
-        for e in errors {
-            builder.add_error(e);
-        }
+        let unknown: Vec<AccountId> = requested
+            .into_iter()
+            .filter(|id| !listed.contains(*id))
+            .cloned()
+            .collect();
         if !unknown.is_empty() {
             warn!(unknown = ?unknown, "requested accounts are not ACTIVE accounts of the Organization");
         }
-        builder.set_unknown_accounts(unknown);
-        Ok(())
+        unknown
     }
 
     /// Scans one account within its time budget, or records that the

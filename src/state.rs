@@ -45,7 +45,8 @@ pub enum StoreError {
 }
 
 /// What a save expects the stored ledger to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Version {
     /// Nothing was stored.
     Absent,
@@ -99,6 +100,15 @@ impl Store {
             return Err(StoreError::Location(location.to_owned()));
         }
         Ok(Store::Local(PathBuf::from(location)))
+    }
+
+    /// The bucket and full object key of `key`, for a store in S3 (what a
+    /// Step Functions ItemReader reads); `None` for a local directory.
+    pub fn s3_object(&self, key: &str) -> Option<(String, String)> {
+        match self {
+            Store::Local(_) => None,
+            Store::S3 { bucket, prefix, .. } => Some((bucket.clone(), self.s3_key(prefix, key))),
+        }
     }
 
     /// Where `key` is, for messages.
@@ -165,6 +175,52 @@ impl Store {
                     reason: format!("{}: {}", e.code, e.message),
                 }),
             },
+        }
+    }
+
+    /// The keys under `folder` (relative to the store, like `load`'s), in
+    /// key order; none when the folder does not exist.
+    pub async fn list(&self, folder: &str) -> Result<Vec<String>, StoreError> {
+        let location = self.describe(folder);
+        let read = |reason: String| StoreError::Read {
+            location: location.clone(),
+            reason,
+            hint: "",
+        };
+        match self {
+            Store::Local(dir) => {
+                let mut keys = Vec::new();
+                let entries = match std::fs::read_dir(dir.join(folder)) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+                    Err(e) => return Err(read(e.to_string())),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| read(e.to_string()))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !name.contains(".tmp-") && !name.ends_with(".lock") {
+                        keys.push(format!("{}/{name}", folder.trim_end_matches('/')));
+                    }
+                }
+                keys.sort();
+                Ok(keys)
+            }
+            Store::S3 { s3, bucket, prefix } => {
+                let full = format!("{}/", self.s3_key(prefix, folder.trim_end_matches('/')));
+                let strip = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                };
+                let keys = s3
+                    .list(bucket, &full)
+                    .await
+                    .map_err(|e| read(format!("{}: {}", e.code, e.message)))?;
+                Ok(keys
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&strip).map(str::to_owned))
+                    .collect())
+            }
         }
     }
 
@@ -426,6 +482,27 @@ impl LedgerSession {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The ledger as it stands and the stored version it was read as: what
+    /// the workflow's finish step hands to its close step.
+    pub fn snapshot(&self) -> (&Ledger, &Version) {
+        (&self.ledger, &self.version)
+    }
+
+    /// A session resumed from a [`LedgerSession::snapshot`]: its save
+    /// still expects the version read at the start of the run, so a run
+    /// that saved in between is a conflict, never overwritten.
+    pub fn resume(store: Store, ledger: Ledger, version: Version, writable: bool) -> Self {
+        Self {
+            key: ledger_key(&ledger.organization),
+            store,
+            ledger,
+            version,
+            writable,
+            unsaved: 0,
+            broken: None,
+        }
     }
 
     pub fn writable(&self) -> bool {

@@ -18,7 +18,7 @@ pub const STS_ACTIONS: &[&str] = &["sts:AssumeRole"];
 pub const SESSION_SECS: i32 = 900;
 
 /// The identity the run uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     pub account: AccountId,
     /// `aws`, `aws-us-gov`, `aws-cn`: taken from the caller's ARN.

@@ -325,7 +325,7 @@ pub fn is_overdue(severity: Severity) -> bool {
 }
 
 /// A key as the scan saw it this run, for telling how a finding ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedKey {
     pub access_key_id: Option<AccessKeyId>,
     pub status: KeyStatus,
@@ -355,7 +355,7 @@ pub struct Resolved {
 }
 
 /// What one run changed, for the digest's "since the last run".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     /// Finding ids seen for the first time (or again after being resolved).
     pub new: Vec<String>,

@@ -170,7 +170,7 @@ impl fmt::Display for EmailAddress {
 
 /// An account of the Organization, as listed (or as the caller's own account
 /// in single-account mode).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
     pub name: String,

@@ -203,6 +203,14 @@ pub enum DeliveryOutcome {
     Outbox,
 }
 
+impl DeliveryOutcome {
+    /// The message reached its recipients (or the outbox): the ledger
+    /// records it.
+    pub fn delivered(self) -> bool {
+        matches!(self, DeliveryOutcome::Sent | DeliveryOutcome::Outbox)
+    }
+}
+
 /// Which kind of message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -302,7 +310,7 @@ pub struct Report {
 }
 
 /// The outcome of one account, reduced to what the report keeps.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountOutcome {
     pub account: Account,
     pub alias: Option<String>,

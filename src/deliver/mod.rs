@@ -105,15 +105,19 @@ pub enum Transport {
 impl Transport {
     /// Opens the transport `delivery` names. For SES this reads the account's
     /// send rate (or falls back to `fallback_rate`), so it is done once per run.
+    /// `senders` transports send side by side (the workflow's delivery
+    /// batches): each paces to its share of the rate.
     pub async fn open(
         delivery: &Delivery,
         ses: &Ses,
         configuration_set: Option<String>,
         fallback_rate: f64,
+        senders: u32,
     ) -> Self {
         match delivery {
             Delivery::Ses => Transport::Ses(
-                ses::SesTransport::open(ses.clone(), configuration_set, fallback_rate).await,
+                ses::SesTransport::open(ses.clone(), configuration_set, fallback_rate, senders)
+                    .await,
             ),
             Delivery::Outbox(dir) => Transport::Outbox(outbox::Outbox::new(dir.clone())),
             Delivery::DryRun => Transport::DryRun(dry_run::DryRun),

@@ -50,8 +50,15 @@ pub struct SesTransport {
 }
 
 impl SesTransport {
-    pub async fn open(ses: Ses, configuration_set: Option<String>, fallback_rate: f64) -> Self {
-        let rate = send_rate(&ses, fallback_rate).await;
+    /// Paces to the account's send rate, or to its `senders`-th share when
+    /// that many transports send at once.
+    pub async fn open(
+        ses: Ses,
+        configuration_set: Option<String>,
+        fallback_rate: f64,
+        senders: u32,
+    ) -> Self {
+        let rate = send_rate(&ses, fallback_rate).await / f64::from(senders.max(1));
         Self {
             ses,
             configuration_set,

@@ -1,0 +1,613 @@
+//! The Step Functions workflow, for Organizations that outgrow one Lambda
+//! invocation: the same binary, one step per invocation, the run's files
+//! in the state bucket under `<organization>/workflow/<run>/`.
+//!
+//! - `plan`: identify, list the accounts in scope, write `accounts.json`
+//!   (the scan map's ItemReader) and `plan.json`.
+//! - `shard`: scan one batch of accounts (the map's ItemBatcher), write
+//!   `shards/<first account>.json`. A retried shard whose file exists is done.
+//! - `finish`: merge the shards (an account no shard reported is failed,
+//!   named), bring the ledger up to date, enforce, export, post the chat
+//!   summary, render every owner message into `mail/NNNNN.json` and the
+//!   delivery map's `mail.json`, keep the ledger as `ledger.json` with the
+//!   version it was read as; `report.json` last (a retried finish that
+//!   finds it is done).
+//! - `deliver`: send one mail batch at its share of the SES rate, write
+//!   `sent/NNNNN.json`. A retried batch whose file exists is done.
+//! - `close`: record what was delivered in the ledger, send the digest
+//!   (naming every message not delivered, a batch that never ran included),
+//!   save the ledger (conditional on the version `finish` read: a run that
+//!   saved in between is a conflict, nothing is overwritten), archive the
+//!   report, write `closed.json`.
+//!
+//! Nothing here decides what a finding is or who is told: `scan`, `run` and
+//! `notify` do, exactly as in a single invocation, so the results are equal.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::aws::sts::Caller;
+use crate::core::ledger::{Changes, Ledger, Stage};
+use crate::core::model::{Account, AccountId};
+use crate::core::report::{
+    AccountOutcome, DeliveryOutcome, MessageKind, Notification, Report, ReportBuilder, StageError,
+};
+use crate::notify::{Delivery, Notifier, Outgoing};
+use crate::run::Plan;
+use crate::scan::{Deadline, Identity, Mode, RunOptions, Scanner};
+use crate::state::{LedgerSession, Store, StoreError, Version};
+
+/// Owner messages per delivery batch (one `mail/NNNNN.json`).
+pub const MAIL_BATCH: usize = 50;
+
+/// One run of the workflow: what every step is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRef {
+    /// `2026-11-30T101500Z`: the folder of this run's files.
+    pub id: String,
+    pub organization: String,
+    pub evaluated_at: Timestamp,
+    /// Render every message, send nothing, save nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl RunRef {
+    fn folder(&self) -> String {
+        format!("{}/workflow/{}", self.organization, self.id)
+    }
+    fn file(&self, name: &str) -> String {
+        format!("{}/{name}", self.folder())
+    }
+    fn delivery(&self) -> Delivery {
+        if self.dry_run {
+            Delivery::DryRun
+        } else {
+            Delivery::Ses
+        }
+    }
+}
+
+/// What the execution was started with (EventBridge passes `{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInput {
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// Only these accounts (within the configured scope).
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+    /// Evaluate as of this instant instead of now (replays and tests).
+    #[serde(default)]
+    pub now: Option<Timestamp>,
+}
+
+/// A mail batch, as the delivery map's ItemReader hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRef {
+    pub key: String,
+}
+
+/// One step's event.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StepEvent {
+    Plan {
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    Shard {
+        run: RunRef,
+        accounts: Vec<Account>,
+        /// How many shards run side by side (the map's MaxConcurrency).
+        #[serde(default = "one")]
+        shards: u32,
+    },
+    Finish {
+        run: RunRef,
+    },
+    Deliver {
+        run: RunRef,
+        batch: BatchRef,
+        /// How many batches send side by side (the map's MaxConcurrency).
+        #[serde(default = "one")]
+        senders: u32,
+    },
+    Close {
+        run: RunRef,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What the plan step keeps for the finish step.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlanFile {
+    schema: String,
+    run: RunRef,
+    caller: Caller,
+    management: Option<AccountId>,
+    accounts: usize,
+    errors: Vec<StageError>,
+    unknown: Vec<AccountId>,
+}
+
+/// What the finish step keeps for the close step.
+#[derive(Debug, Serialize, Deserialize)]
+struct FinishFile {
+    schema: String,
+    report: Report,
+    changes: Option<Changes>,
+    /// Owner messages planned (the digest is numbered after them).
+    owners: usize,
+    batches: Vec<BatchRef>,
+}
+
+/// The ledger between finish and close.
+#[derive(Debug, Serialize, Deserialize)]
+struct LedgerFile {
+    ledger: Ledger,
+    /// The stored version finish read: close saves only over it.
+    version: Version,
+}
+
+/// One owner message as its delivery batch fared.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sent {
+    note: Notification,
+    notices: Vec<(String, Stage)>,
+}
+
+const SCHEMA: &str = "keywarden.workflow/v1";
+
+/// A step that cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("the workflow keeps its files in S3: set `state` to s3://bucket/prefix (it is {0})")]
+    NotS3(String),
+    #[error("{location}: {reason}")]
+    File { location: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Scan(#[from] crate::scan::ScanError),
+    #[error("event field `{field}`: {reason}")]
+    Event { field: &'static str, reason: String },
+}
+
+/// What every step needs: built once per cold start.
+pub struct Parts<'a> {
+    pub scanner: &'a Scanner,
+    pub notifier: &'a Notifier,
+    pub store: &'a Store,
+    pub cadence: crate::core::ledger::Cadence,
+    pub enforcer: &'a crate::enforce::Enforcer,
+    pub chat: Option<&'a crate::deliver::webhook::Chat>,
+    pub securityhub: Option<&'a crate::deliver::securityhub::SecurityHubExport>,
+}
+
+/// Runs one step; its JSON output is the Lambda's result (the state
+/// machine passes it on) and the CLI's `keywarden workflow` output. `close`
+/// returns the run's [`Report`] too, for the caller's exit status.
+pub async fn step(
+    parts: &Parts<'_>,
+    event: StepEvent,
+    deadline: Option<Deadline>,
+) -> Result<(serde_json::Value, Option<Report>), StepError> {
+    let out = match event {
+        StepEvent::Plan { input } => Box::pin(plan(parts, input)).await?,
+        StepEvent::Shard {
+            run,
+            accounts,
+            shards,
+        } => Box::pin(shard(parts, &run, accounts, shards, deadline)).await?,
+        StepEvent::Finish { run } => Box::pin(finish(parts, &run, deadline)).await?,
+        StepEvent::Deliver {
+            run,
+            batch,
+            senders,
+        } => Box::pin(deliver(parts, &run, &batch, senders, deadline)).await?,
+        StepEvent::Close { run } => {
+            return Box::pin(close(parts, &run))
+                .await
+                .map(|(v, r)| (v, Some(r)))
+        }
+    };
+    Ok((out, None))
+}
+
+async fn read<T: for<'de> Deserialize<'de>>(
+    store: &Store,
+    key: &str,
+) -> Result<Option<T>, StepError> {
+    let (bytes, _) = store.load(key).await?;
+    bytes
+        .map(|b| {
+            serde_json::from_slice(&b).map_err(|e| StepError::File {
+                location: store.describe(key),
+                reason: format!("not a file this version of keywarden wrote: {e}"),
+            })
+        })
+        .transpose()
+}
+
+async fn need<T: for<'de> Deserialize<'de>>(store: &Store, key: &str) -> Result<T, StepError> {
+    read(store, key).await?.ok_or_else(|| StepError::File {
+        location: store.describe(key),
+        reason: "missing (did the step before this one finish?)".to_owned(),
+    })
+}
+
+/// Writes a run file. Files of a run are written once; a retried step
+/// rewrites the same content (only `finish`'s, before its `report.json`).
+async fn write<T: Serialize>(store: &Store, key: &str, value: &T) -> Result<(), StepError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StepError::File {
+        location: store.describe(key),
+        reason: e.to_string(),
+    })?;
+    let version = store.load(key).await?.1;
+    store.save(key, bytes, &version).await?;
+    Ok(())
+}
+
+fn object(store: &Store, key: &str) -> Result<serde_json::Value, StepError> {
+    let (bucket, key) = store
+        .s3_object(key)
+        .ok_or_else(|| StepError::NotS3(store.describe("")))?;
+    Ok(serde_json::json!({ "Bucket": bucket, "Key": key }))
+}
+
+async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    let input: PlanInput = match input {
+        serde_json::Value::Null => PlanInput::default(),
+        v => serde_json::from_value(v).map_err(|e| StepError::Event {
+            field: "input",
+            reason: e.to_string(),
+        })?,
+    };
+    let store = parts.store;
+    if store.s3_object("").is_none() {
+        return Err(StepError::NotS3(store.describe("")));
+    }
+    let identity = parts.scanner.identify(Mode::Organization).await?;
+    let now = input.now.unwrap_or_else(Timestamp::now);
+    let mut opts = RunOptions::new(Mode::Organization, now);
+    if let Some(ids) = &input.accounts {
+        opts.only_accounts = Some(
+            ids.iter()
+                .map(|id| AccountId::parse(id))
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|e| StepError::Event {
+                    field: "input.accounts",
+                    reason: e.to_string(),
+                })?,
+        );
+    }
+    let scope = parts.scanner.list_scope(&opts).await?;
+    let run = RunRef {
+        id: now.strftime("%Y-%m-%dT%H%M%SZ").to_string(),
+        organization: identity.organization.clone(),
+        evaluated_at: now,
+        dry_run: input.dry_run.unwrap_or(false),
+    };
+    let manifest = run.file("accounts.json");
+    write(store, &manifest, &scope.accounts).await?;
+    write(
+        store,
+        &run.file("plan.json"),
+        &PlanFile {
+            schema: SCHEMA.to_owned(),
+            run: run.clone(),
+            caller: identity.caller,
+            management: identity.management,
+            accounts: scope.accounts.len(),
+            errors: scope.errors,
+            unknown: scope.unknown,
+        },
+    )
+    .await?;
+    info!(run = %run.id, accounts = scope.accounts.len(), "workflow planned");
+    Ok(serde_json::json!({
+        "run": run,
+        "manifest": object(store, &manifest)?,
+        "accounts": scope.accounts.len(),
+    }))
+}
+
+/// The ledger's memory for the scan (read only): users with open findings
+/// and the cached account tags.
+async fn remembered(
+    parts: &Parts<'_>,
+    run: &RunRef,
+    opts: &mut RunOptions,
+) -> Result<(), StepError> {
+    let session = LedgerSession::load(parts.store.clone(), &run.organization, false).await?;
+    opts.open_users = std::sync::Arc::new(session.ledger.open_users());
+    opts.account_tags = std::sync::Arc::new(session.ledger.account_tags.clone());
+    Ok(())
+}
+
+async fn shard(
+    parts: &Parts<'_>,
+    run: &RunRef,
+    accounts: Vec<Account>,
+    shards: u32,
+    deadline: Option<Deadline>,
+) -> Result<serde_json::Value, StepError> {
+    let Some(first) = accounts.iter().map(|a| a.id.clone()).min() else {
+        return Ok(serde_json::json!({ "accounts": 0 }));
+    };
+    let key = run.file(&format!("shards/{first}.json"));
+    if let Some(done) = read::<Vec<AccountOutcome>>(parts.store, &key).await? {
+        info!(key, "shard already scanned (a retry): kept");
+        return Ok(shard_summary(&key, &done));
+    }
+    let plan: PlanFile = need(parts.store, &run.file("plan.json")).await?;
+    let mut opts = RunOptions::new(Mode::Organization, run.evaluated_at);
+    opts.deadline = deadline;
+    remembered(parts, run, &mut opts).await?;
+    let scanner = parts.scanner.share(shards);
+    let outcomes = scanner.scan_accounts(&plan.caller, accounts, &opts).await;
+    write(parts.store, &key, &outcomes).await?;
+    Ok(shard_summary(&key, &outcomes))
+}
+
+fn shard_summary(key: &str, outcomes: &[AccountOutcome]) -> serde_json::Value {
+    serde_json::json!({
+        "key": key,
+        "accounts": outcomes.len(),
+        "failed": outcomes.iter().filter(|o| o.error.is_some()).count(),
+    })
+}
+
+/// Merges the shards into the run's report; an account of the manifest no
+/// shard reported is failed, and says why.
+async fn merge(parts: &Parts<'_>, run: &RunRef, plan: PlanFile) -> Result<Report, StepError> {
+    let store = parts.store;
+    let accounts: Vec<Account> = need(store, &run.file("accounts.json")).await?;
+    let mut builder = ReportBuilder::new(run.evaluated_at, parts.scanner.settings().policy);
+    let mut reported = BTreeSet::new();
+    for key in store.list(&run.file("shards")).await? {
+        let outcomes: Vec<AccountOutcome> = need(store, &key).await?;
+        for o in outcomes {
+            if reported.insert(o.account.id.clone()) {
+                builder.add(o);
+            }
+        }
+    }
+    for account in accounts {
+        if !reported.contains(&account.id) {
+            warn!(account_id = %account.id, "no shard reported this account");
+            builder.add(AccountOutcome::failed(
+                account,
+                StageError {
+                    stage: "workflow".to_owned(),
+                    code: "ShardNotFinished".to_owned(),
+                    message: "not scanned: its shard of the workflow did not finish (see the execution's scan map run; the next run scans it)".to_owned(),
+                },
+            ));
+        }
+    }
+    for e in plan.errors {
+        builder.add_error(e);
+    }
+    builder.set_unknown_accounts(plan.unknown);
+    Ok(builder.finish())
+}
+
+async fn finish(
+    parts: &Parts<'_>,
+    run: &RunRef,
+    deadline: Option<Deadline>,
+) -> Result<serde_json::Value, StepError> {
+    let store = parts.store;
+    let report_key = run.file("report.json");
+    let finished = |owners: usize, batches: usize| -> Result<serde_json::Value, StepError> {
+        Ok(serde_json::json!({
+            "run": run,
+            "mail": object(store, &run.file("mail.json"))?,
+            "messages": owners,
+            "batches": batches,
+        }))
+    };
+    if let Some(done) = read::<FinishFile>(store, &report_key).await? {
+        info!("run already finished (a retry): kept");
+        return finished(done.owners, done.batches.len());
+    }
+    let plan: PlanFile = need(store, &run.file("plan.json")).await?;
+    let identity = Identity {
+        caller: plan.caller.clone(),
+        organization: run.organization.clone(),
+        management: plan.management.clone(),
+    };
+    let mut report = merge(parts, run, plan).await?;
+    let delivery = run.delivery();
+    let writes = !run.dry_run;
+    let mut session = LedgerSession::load(store.clone(), &run.organization, writes).await?;
+    let settle_plan = Plan {
+        notify: Some((parts.notifier, &delivery)),
+        state: Some(store.clone()),
+        cadence: parts.cadence,
+        enforcer: Some(parts.enforcer),
+        chat: parts.chat,
+        securityhub: parts.securityhub,
+    };
+    let changes = Box::pin(crate::run::settle(
+        &settle_plan,
+        &identity,
+        &mut report,
+        Some(&mut session),
+        deadline,
+        parts.scanner.settings().account_tags_max_age_days,
+    ))
+    .await;
+    let outgoing = parts.notifier.prepare(&report, Some(&session.ledger));
+    let mut batches = Vec::new();
+    for (i, chunk) in outgoing.chunks(MAIL_BATCH).enumerate() {
+        let key = run.file(&format!("mail/{:05}.json", i + 1));
+        write(store, &key, &chunk).await?;
+        batches.push(BatchRef { key });
+    }
+    write(store, &run.file("mail.json"), &batches).await?;
+    let (ledger, version) = session.snapshot();
+    write(
+        store,
+        &run.file("ledger.json"),
+        &LedgerFile {
+            ledger: ledger.clone(),
+            version: version.clone(),
+        },
+    )
+    .await?;
+    let owners = outgoing.len();
+    let count = batches.len();
+    write(
+        store,
+        &report_key,
+        &FinishFile {
+            schema: SCHEMA.to_owned(),
+            report,
+            changes,
+            owners,
+            batches,
+        },
+    )
+    .await?;
+    info!(run = %run.id, messages = owners, batches = count, "workflow finished the scan");
+    finished(owners, count)
+}
+
+/// The name of a mail batch's outcome file.
+fn sent_key(run: &RunRef, batch: &BatchRef) -> Result<String, StepError> {
+    let name = batch
+        .key
+        .strip_prefix(&run.file("mail/"))
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .ok_or_else(|| StepError::Event {
+            field: "batch.key",
+            reason: format!("{:?} is not a mail batch of run {}", batch.key, run.id),
+        })?;
+    Ok(run.file(&format!("sent/{name}")))
+}
+
+async fn deliver(
+    parts: &Parts<'_>,
+    run: &RunRef,
+    batch: &BatchRef,
+    senders: u32,
+    deadline: Option<Deadline>,
+) -> Result<serde_json::Value, StepError> {
+    let store = parts.store;
+    let key = sent_key(run, batch)?;
+    let summary = |sent: &[Sent]| {
+        serde_json::json!({
+            "key": key,
+            "messages": sent.len(),
+            "failed": sent.iter().filter(|s| s.note.outcome == DeliveryOutcome::Failed).count(),
+        })
+    };
+    if let Some(done) = read::<Vec<Sent>>(store, &key).await? {
+        info!(key, "batch already delivered (a retry): not sent again");
+        return Ok(summary(&done));
+    }
+    let outgoing: Vec<Outgoing> = need(store, &batch.key).await?;
+    let mut transport = parts.notifier.transport(&run.delivery(), senders).await;
+    // Keep the last seconds for writing what was sent.
+    let stop_at = deadline.map(|d| d.at - d.reserve.min(std::time::Duration::from_secs(10)));
+    let mut sent = Vec::with_capacity(outgoing.len());
+    for out in outgoing {
+        let note = parts
+            .notifier
+            .send_owner(&mut transport, &out, stop_at)
+            .await;
+        sent.push(Sent {
+            note,
+            notices: out.notices,
+        });
+    }
+    write(store, &key, &sent).await?;
+    Ok(summary(&sent))
+}
+
+async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Report), StepError> {
+    let store = parts.store;
+    let closed_key = run.file("closed.json");
+    if let Some(report) = read::<Report>(store, &closed_key).await? {
+        info!("run already closed (a retry): the digest is not sent again");
+        return Ok((
+            serde_json::to_value(crate::lambda::RunSummary::of(&report)).unwrap_or_default(),
+            report,
+        ));
+    }
+    let FinishFile {
+        mut report,
+        changes,
+        owners,
+        batches,
+        ..
+    } = need(store, &run.file("report.json")).await?;
+    let LedgerFile { ledger, version } = need(store, &run.file("ledger.json")).await?;
+    let mut session = LedgerSession::resume(store.clone(), ledger, version, !run.dry_run);
+    for batch in &batches {
+        let sent: Vec<Sent> = match read(store, &sent_key(run, batch)?).await? {
+            Some(sent) => sent,
+            None => {
+                warn!(batch = %batch.key, "a mail batch was not delivered: its messages are named in the digest");
+                let outgoing: Vec<Outgoing> = need(store, &batch.key).await?;
+                outgoing
+                    .into_iter()
+                    .map(|out| Sent {
+                        note: Notification {
+                            kind: MessageKind::Owner,
+                            recipients: vec![out.recipient.to_string()],
+                            subject: out.message.as_ref().map(|m| m.subject.clone()).unwrap_or_default(),
+                            findings: out.findings as u64,
+                            outcome: DeliveryOutcome::Failed,
+                            message_id: None,
+                            error: Some("not sent this run: its delivery batch of the workflow did not finish (it goes out on the next run)".to_owned()),
+                            file: None,
+                        },
+                        notices: out.notices,
+                    })
+                    .collect()
+            }
+        };
+        for s in sent {
+            if s.note.outcome.delivered() {
+                let notice = crate::core::ledger::Notice {
+                    at: report.evaluated_at,
+                    stage: Stage::First,
+                    recipients: s.note.recipients.clone(),
+                    message_id: s.note.message_id.clone(),
+                };
+                session.record(&s.notices, &notice);
+            }
+            report.notifications.push(s.note);
+        }
+    }
+    let delivery = run.delivery();
+    let mut transport = parts.notifier.transport(&delivery, 1).await;
+    parts
+        .notifier
+        .send_digest(
+            &mut report,
+            Some(&session.ledger),
+            changes.as_ref(),
+            &delivery,
+            &mut transport,
+            owners,
+        )
+        .await;
+    crate::run::conclude(Some(&mut session), &run.organization, &mut report).await;
+    if let Err(e) = write(store, &closed_key, &report).await {
+        warn!(error = %e, "cannot mark the run closed: a retried close would send the digest again");
+    }
+    info!(run = %run.id, findings = report.findings.len(), "workflow closed");
+    let summary = serde_json::to_value(crate::lambda::RunSummary::of(&report)).unwrap_or_default();
+    Ok((summary, report))
+}
