@@ -71,9 +71,9 @@ impl RunRef {
     }
 }
 
-/// What the execution was started with (EventBridge passes `{}`).
+/// What the execution was started with. The schedule passes
+/// `{"source": "keywarden.schedule"}`: other fields are ignored.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PlanInput {
     #[serde(default)]
     pub dry_run: Option<bool>,

@@ -252,17 +252,18 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:keywarden only calls AWS APIs; a VPC would need NAT or endpoints for Organizations, IAM, STS and SES and adds nothing
   #checkov:skip=CKV_AWS_116:a failed run raises the Errors alarm (to var.alarm_sns_topic_arn) and is retried; the archived reports in the state bucket are the record, a DLQ would add nothing
   #checkov:skip=CKV_AWS_272:code signing needs a signing profile this module cannot create for you; enable it in your own pipeline if required
-  function_name                  = var.name
-  description                    = "keywarden: stale, unused and dangerous IAM access keys across the Organization"
-  role                           = aws_iam_role.execution.arn
-  filename                       = var.lambda_zip_path
-  source_code_hash               = filebase64sha256(var.lambda_zip_path)
-  handler                        = "bootstrap"
-  runtime                        = "provided.al2023"
-  architectures                  = [var.architecture]
-  memory_size                    = var.memory_size
-  timeout                        = var.timeout
-  reserved_concurrent_executions = 1
+  function_name    = var.name
+  description      = "keywarden: stale, unused and dangerous IAM access keys across the Organization"
+  role             = aws_iam_role.execution.arn
+  filename         = var.lambda_zip_path
+  source_code_hash = filebase64sha256(var.lambda_zip_path)
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = [var.architecture]
+  memory_size      = var.memory_size
+  timeout          = var.timeout
+  # One run at a time; the workflow's map children run side by side.
+  reserved_concurrent_executions = var.workflow ? max(var.workflow_scan_concurrency, var.workflow_mail_concurrency) + 1 : 1
   kms_key_arn                    = var.kms_key_arn
 
   environment {
@@ -315,10 +316,21 @@ resource "aws_iam_role" "scheduler" {
 }
 
 data "aws_iam_policy_document" "scheduler" {
-  statement {
-    sid       = "InvokeKeywarden"
-    actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.this.arn]
+  dynamic "statement" {
+    for_each = var.workflow ? [] : [aws_lambda_function.this.arn]
+    content {
+      sid       = "InvokeKeywarden"
+      actions   = ["lambda:InvokeFunction"]
+      resources = [statement.value]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.workflow ? [local.workflow_arn] : []
+    content {
+      sid       = "StartWorkflow"
+      actions   = ["states:StartExecution"]
+      resources = [statement.value]
+    }
   }
 }
 
@@ -330,7 +342,7 @@ resource "aws_iam_role_policy" "scheduler" {
 
 resource "aws_scheduler_schedule" "daily" {
   name                         = "${var.name}-daily"
-  description                  = "Runs keywarden (scan and notify)."
+  description                  = "Runs keywarden (scan and notify), or starts its workflow."
   state                        = var.schedule_enabled ? "ENABLED" : "DISABLED"
   schedule_expression          = var.schedule_expression
   schedule_expression_timezone = var.schedule_timezone
@@ -341,7 +353,7 @@ resource "aws_scheduler_schedule" "daily" {
   }
 
   target {
-    arn      = aws_lambda_function.this.arn
+    arn      = var.workflow ? aws_sfn_state_machine.workflow[0].arn : aws_lambda_function.this.arn
     role_arn = aws_iam_role.scheduler.arn
     input    = jsonencode({ source = "keywarden.schedule" })
 

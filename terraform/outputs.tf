@@ -42,3 +42,8 @@ output "state_uri" {
   description = "Where keywarden keeps its state (KEYWARDEN_STATE): s3://<bucket>/<prefix>."
   value       = local.state_uri
 }
+
+output "workflow_arn" {
+  description = "ARN of the Step Functions workflow (var.workflow), or null."
+  value       = var.workflow ? aws_sfn_state_machine.workflow[0].arn : null
+}

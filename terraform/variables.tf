@@ -338,3 +338,42 @@ variable "securityhub_region" {
     error_message = "securityhub_region must be an AWS region such as eu-west-1, or empty."
   }
 }
+
+variable "workflow" {
+  description = "Run each day as a Step Functions workflow (plan, scan shards, finish, deliver batches, close) instead of one invocation: for Organizations whose run does not fit 15 minutes (README: where the crossover is). The schedule then starts the workflow."
+  type        = bool
+  default     = false
+}
+
+variable "workflow_accounts_per_batch" {
+  description = "Accounts per scan shard (the Distributed Map's ItemBatcher). One shard must finish within the function's timeout."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.workflow_accounts_per_batch >= 1 && var.workflow_accounts_per_batch <= 1000
+    error_message = "workflow_accounts_per_batch must be between 1 and 1000."
+  }
+}
+
+variable "workflow_scan_concurrency" {
+  description = "Scan shards at once (MaxConcurrency). Each shard takes its share of the concurrency setting and paces itself to the STS and Organizations budgets, which the shards share."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.workflow_scan_concurrency >= 1 && var.workflow_scan_concurrency <= 100
+    error_message = "workflow_scan_concurrency must be between 1 and 100."
+  }
+}
+
+variable "workflow_mail_concurrency" {
+  description = "Mail batches sent at once (MaxConcurrency); each paces to its share of the SES send rate, so together they keep to it."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.workflow_mail_concurrency >= 1 && var.workflow_mail_concurrency <= 40
+    error_message = "workflow_mail_concurrency must be between 1 and 40."
+  }
+}

@@ -402,10 +402,11 @@ fn the_function_is_wired_for_a_safe_daily_run() {
         attr(f, "handler"),
         Some(&Expression::String("bootstrap".into()))
     );
-    assert_eq!(
-        attr(f, "reserved_concurrent_executions"),
-        Some(&Expression::Number(1.into()))
-    );
+    // One run at a time; with the workflow, its map children side by side.
+    assert!(file("terraform/main.tf").contains(
+        "reserved_concurrent_executions = var.workflow ? max(var.workflow_scan_concurrency, var.workflow_mail_concurrency) + 1 : 1"
+    ));
+    assert!(attr(f, "reserved_concurrent_executions").is_some());
     let invoke = labelled(
         &main,
         "resource",
@@ -607,4 +608,91 @@ fn the_readme_iam_policies_for_the_cli_list_exactly_the_actions_the_code_calls()
             .iter()
             .copied())
     );
+}
+
+#[test]
+fn the_workflow_is_off_by_default_and_its_role_reaches_only_the_function_and_its_manifests() {
+    let vars = terraform("terraform/variables.tf");
+    let workflow = labelled(&vars, "variable", &["workflow"]).body();
+    assert_eq!(attr(workflow, "default"), Some(&Expression::Bool(false)));
+    for (name, default) in [
+        ("workflow_accounts_per_batch", 100),
+        ("workflow_scan_concurrency", 8),
+        ("workflow_mail_concurrency", 4),
+    ] {
+        let body = labelled(&vars, "variable", &[name]).body();
+        assert_eq!(
+            attr(body, "default"),
+            Some(&Expression::Number(default.into())),
+            "{name}"
+        );
+    }
+    let tf = terraform("terraform/workflow.tf");
+    let text = file("terraform/workflow.tf");
+    // Every template variable of the definition is filled by templatefile, and nothing else is.
+    let asl = file("terraform/workflow.asl.json");
+    let placeholders: BTreeSet<String> = asl
+        .split("${")
+        .skip(1)
+        .map(|rest| rest.split('}').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        placeholders,
+        set([
+            "function_arn",
+            "accounts_per_batch",
+            "scan_concurrency",
+            "mail_concurrency"
+        ])
+    );
+    for p in &placeholders {
+        assert!(text.contains(&format!("    {p} ")), "templatefile sets {p}");
+    }
+    for resource in [
+        ["aws_sfn_state_machine", "workflow"],
+        ["aws_iam_role", "workflow"],
+        ["aws_iam_role_policy", "workflow"],
+        ["aws_cloudwatch_log_group", "workflow"],
+        ["aws_cloudwatch_metric_alarm", "workflow_failed"],
+    ] {
+        let body = labelled(&tf, "resource", &resource).body();
+        assert!(
+            matches!(attr(body, "count"), Some(Expression::Conditional(_))),
+            "{resource:?} exists only with var.workflow"
+        );
+    }
+    let machine = labelled(&tf, "resource", &["aws_sfn_state_machine", "workflow"]).body();
+    assert_eq!(
+        attr(machine, "type"),
+        Some(&Expression::String("STANDARD".into()))
+    );
+    // The role: invoke this function only, read manifests under the state prefix, run its own map children.
+    let policy = labelled(&tf, "data", &["aws_iam_policy_document", "workflow"]).body();
+    let statements: Vec<&Body> = blocks(policy, "statement").map(|b| b.body()).collect();
+    let sid = |s: &Body| match attr(s, "sid") {
+        Some(Expression::String(s)) => s.clone(),
+        other => panic!("sid {other:?}"),
+    };
+    let by_sid: BTreeMap<String, &Body> = statements.iter().map(|s| (sid(s), *s)).collect();
+    assert_eq!(
+        by_sid.keys().cloned().collect::<BTreeSet<_>>(),
+        set([
+            "InvokeKeywarden",
+            "ReadManifests",
+            "RunMapChildren",
+            "DeliverLogs",
+            "Trace"
+        ])
+    );
+    assert!(text.contains(
+        "resources = [aws_lambda_function.this.arn, \"${aws_lambda_function.this.arn}:*\"]"
+    ));
+    assert!(text.contains("*/workflow/*\"]"), "manifests only");
+    assert!(text.contains("workflow_read_actions   = [\"s3:GetObject\"]"));
+    // The schedule starts the workflow instead of the function when it is on.
+    let main = file("terraform/main.tf");
+    assert!(main.contains(
+        "arn      = var.workflow ? aws_sfn_state_machine.workflow[0].arn : aws_lambda_function.this.arn"
+    ));
+    assert!(main.contains("actions   = [\"states:StartExecution\"]"));
 }

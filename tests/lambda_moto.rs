@@ -330,3 +330,49 @@ fn with_a_slow_send_rate_owner_mail_stops_in_time_and_the_digest_names_who_was_n
     }
     assert!(inv.result.is_err(), "incomplete: the alarm fires");
 }
+
+#[test]
+fn an_event_naming_a_workflow_step_runs_that_step_and_returns_its_output() {
+    let moto = Moto::start();
+    let mut spec = org_spec();
+    spec["buckets"] = json!(["kw-state"]);
+    spec["enforce_auth"] = json!(false);
+    let seeded = moto.seed(&spec);
+    let state = [("KEYWARDEN_STATE", "s3://kw-state/flow")];
+    let plan = invoke(
+        &moto,
+        &seeded,
+        json!({"step": "plan", "input": {"now": support::NOW, "source": "keywarden.schedule"}}),
+        Duration::from_secs(300),
+        &state,
+    );
+    let out = plan.result.unwrap_or_else(|e| panic!("{e}\n{}", plan.logs));
+    assert_eq!(out["accounts"], 4, "{out}");
+    assert_eq!(out["manifest"]["Bucket"], "kw-state");
+    assert!(
+        out["manifest"]["Key"]
+            .as_str()
+            .unwrap()
+            .starts_with("flow/o-"),
+        "{out}"
+    );
+    assert_eq!(out["run"]["evaluated_at"], support::NOW);
+    assert!(sent_to(&moto).is_empty(), "planning sends nothing");
+
+    // A step's event that is not one: the invocation fails and says why.
+    let bad = invoke(
+        &moto,
+        &seeded,
+        json!({"step": "finish"}),
+        Duration::from_secs(60),
+        &state,
+    );
+    let e = bad.result.expect_err("a finish without its run");
+    assert!(
+        e["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `run`"),
+        "{e}"
+    );
+}

@@ -210,13 +210,20 @@ iam_models.IAMBackend.generate_report = generate_report
 # that breaks REST requests such as SES v2 GetEmailIdentity("a@b.com"), from
 # boto3 as from the Rust SDK: it hashes the parsed parameters of a body-less
 # GET instead of the empty body, and signs the percent-decoded path. Real AWS
-# hashes the empty body and signs the encoded path: do the same.
+# hashes the empty body and signs the encoded path: do the same. It also
+# signs the query as it arrived, percent-decoded ("prefix=a/b/" for S3
+# ListObjectsV2), where SigV4 signs each name and value encoded ("a%2Fb%2F").
 _create_aws_request = access_control.IAMRequestBase._create_aws_request
 
 
 def create_aws_request_as_aws(self):
     original_path, original_data = self._path, self._data
     path, sep, query = self._path.partition("?")
+    query = urllib.parse.urlencode(
+        urllib.parse.parse_qsl(query, keep_blank_values=True),
+        quote_via=urllib.parse.quote,
+        safe="-_.~",
+    )
     self._path = urllib.parse.quote(path, safe="/~") + sep + query
     if not self._body and self._method in ("GET", "HEAD", "DELETE"):
         self._data = b""

@@ -6,3 +6,4 @@ delete_inactive_after_days = 60
 webhook_url_parameter      = "/keywarden/webhook-url"
 securityhub_export         = true
 securityhub_region         = "eu-west-1"
+workflow                   = true
