@@ -154,6 +154,61 @@ struct OpenListing {
     first: Option<crate::aws::organizations::AccountPage>,
 }
 
+/// A few slots, where urgent requests go before routine ones: a routine
+/// request waits while any urgent one is waiting.
+#[derive(Debug)]
+pub struct PrioritySlots {
+    slots: tokio::sync::Semaphore,
+    urgent_waiting: std::sync::atomic::AtomicUsize,
+    calm: tokio::sync::Notify,
+}
+
+/// Counts an urgent request as waiting until it holds its slot.
+struct Waiting<'a>(&'a PrioritySlots);
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.urgent_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.calm.notify_waiters();
+        }
+    }
+}
+
+impl PrioritySlots {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots: tokio::sync::Semaphore::new(slots),
+            urgent_waiting: std::sync::atomic::AtomicUsize::new(0),
+            calm: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A slot; `urgent` ones are served before any routine one waiting.
+    pub async fn acquire(&self, urgent: bool) -> tokio::sync::SemaphorePermit<'_> {
+        use std::sync::atomic::Ordering;
+        if urgent {
+            self.urgent_waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(self);
+            return self.slots.acquire().await.expect("never closed");
+        }
+        loop {
+            let calm = self.calm.notified();
+            tokio::pin!(calm);
+            calm.as_mut().enable();
+            if self.urgent_waiting.load(Ordering::SeqCst) == 0 {
+                let permit = self.slots.acquire().await.expect("never closed");
+                if self.urgent_waiting.load(Ordering::SeqCst) == 0 {
+                    return permit;
+                }
+                // An urgent request arrived while this one queued: let it go first.
+                drop(permit);
+                continue;
+            }
+            calm.await;
+        }
+    }
+}
+
 /// What the ledger remembers about one account, for its scan.
 #[derive(Debug, Clone, Copy, Default)]
 struct Remembered<'a> {
@@ -174,7 +229,7 @@ pub struct Scanner {
     own_iam: Iam,
     polling: ReportPolling,
     /// Account-tag look-ups in flight at once.
-    org_tag_slots: Arc<tokio::sync::Semaphore>,
+    org_tag_slots: Arc<PrioritySlots>,
 }
 
 impl Scanner {
@@ -201,7 +256,7 @@ impl Scanner {
             settings: Arc::new(settings),
             rules: Arc::new(rules),
             polling,
-            org_tag_slots: Arc::new(tokio::sync::Semaphore::new(4)),
+            org_tag_slots: Arc::new(PrioritySlots::new(4)),
         }
     }
 
@@ -668,7 +723,10 @@ impl Scanner {
                 TagSource::Read { fallback } => {
                     // Few at a time: Organizations' budget is small and shared with the
                     // listing; as patient as the listing, since the owner depends on it.
-                    let _permit = self.org_tag_slots.acquire().await;
+                    // Accounts with no usable tags (never read, or stale past twice the
+                    // max age: the owner is unknown without them) go before routine
+                    // refreshes.
+                    let _permit = self.org_tag_slots.acquire(fallback.is_none()).await;
                     match patiently(|| self.orgs.account_tags(&account.id)).await {
                         Ok(t) => {
                             tags_read = Some(t.clone());
@@ -808,4 +866,36 @@ fn observe(keys: &[crate::core::model::KeyFacts]) -> Vec<ObservedKey> {
             created_at: k.created_at,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn urgent_requests_get_slots_before_routine_ones_waiting() {
+        let slots = Arc::new(PrioritySlots::new(1));
+        let held = slots.acquire(false).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, urgent) in [(0, false), (1, false), (2, true), (3, true)] {
+            let (slots, order) = (slots.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = slots.acquire(urgent).await;
+                order.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }));
+            // Queue them in this order.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(&order[..2], &[2, 3], "the urgent ones first: {order:?}");
+        let mut rest = order[2..].to_vec();
+        rest.sort();
+        assert_eq!(rest, [0, 1], "then every routine one: {order:?}");
+    }
 }
