@@ -243,15 +243,27 @@ async fn need<T: for<'de> Deserialize<'de>>(store: &Store, key: &str) -> Result<
     })
 }
 
-/// Writes a run file. Files of a run are written once; a retried step
-/// rewrites the same content (only `finish`'s, before its `report.json`).
-async fn write<T: Serialize>(store: &Store, key: &str, value: &T) -> Result<(), StepError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StepError::File {
+fn to_json<T: Serialize>(store: &Store, key: &str, value: &T) -> Result<Vec<u8>, StepError> {
+    serde_json::to_vec(value).map_err(|e| StepError::File {
         location: store.describe(key),
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Writes a run file a retried step may write again (with the same
+/// content: a shard's, a batch's, `finish`'s before its `report.json`).
+async fn write<T: Serialize>(store: &Store, key: &str, value: &T) -> Result<(), StepError> {
+    let bytes = to_json(store, key, value)?;
     let version = store.load(key).await?.1;
     store.save(key, bytes, &version).await?;
+    Ok(())
+}
+
+/// Writes a file that must not exist yet (a new run's): another execution
+/// that planned a run with the same id is a conflict, never overwritten.
+async fn create<T: Serialize>(store: &Store, key: &str, value: &T) -> Result<(), StepError> {
+    let bytes = to_json(store, key, value)?;
+    store.save(key, bytes, &Version::Absent).await?;
     Ok(())
 }
 
@@ -296,7 +308,7 @@ async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json:
         dry_run: input.dry_run.unwrap_or(false),
     };
     let manifest = run.file("accounts.json");
-    write(store, &manifest, &scope.accounts).await?;
+    create(store, &manifest, &scope.accounts).await?;
     write(
         store,
         &run.file("plan.json"),

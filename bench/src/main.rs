@@ -463,7 +463,14 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "600")
             .env("KEYWARDEN_SENDER", "keywarden@example.com")
             .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
-            .stderr(std::process::Stdio::null())
+            // BENCH_LOG_DIR: keep each day's log (with KEYWARDEN_LOG) to see where time goes.
+            .stderr(match std::env::var_os("BENCH_LOG_DIR") {
+                Some(dir) => std::fs::File::create(
+                    std::path::Path::new(&dir).join(format!("day-{day}.log")),
+                )?
+                .into(),
+                None => std::process::Stdio::null(),
+            })
             .status()
             .await
             .context("run keywarden")?;

@@ -40,8 +40,9 @@ struct Pace {
     rate: f64,
     /// Until the first throttling answer: doubling every second.
     slow_start: bool,
-    /// When the next call may start.
-    next: Instant,
+    /// When the last call started (or a throttling answer held the pace
+    /// back): the next may start one interval at the current pace later.
+    last_start: Option<Instant>,
     last_cut: Option<Instant>,
     /// Answered calls within the last second.
     answered: VecDeque<Instant>,
@@ -61,6 +62,8 @@ fn trim(q: &mut VecDeque<Instant>, now: Instant) {
 pub struct Gate {
     slots: Semaphore,
     pace: Mutex<Pace>,
+    /// Callers waiting for their start, first come first served.
+    queue: tokio::sync::Mutex<()>,
     /// The first retry's backoff (doubling, at most 5 s).
     first_backoff: Duration,
 }
@@ -69,10 +72,11 @@ impl Gate {
     pub fn new(ceiling: usize) -> Self {
         Self {
             slots: Semaphore::new(ceiling.max(1)),
+            queue: tokio::sync::Mutex::new(()),
             pace: Mutex::new(Pace {
                 rate: INITIAL_RATE,
                 slow_start: true,
-                next: Instant::now(),
+                last_start: None,
                 last_cut: None,
                 answered: VecDeque::new(),
             }),
@@ -85,18 +89,29 @@ impl Gate {
         self.pace.lock().map(|p| p.rate).unwrap_or(INITIAL_RATE)
     }
 
-    /// Waits for this call's turn and records its start.
+    /// Waits for this call's turn and records its start. One caller waits
+    /// at a time (in order), and its start is worked out from the pace as it
+    /// is when its turn comes, not when it queued: callers that queued at
+    /// the opening pace go as fast as the pace has risen since (reserving
+    /// every queued start up front spread the first `ceiling` calls over
+    /// `ceiling / INITIAL_RATE` seconds, 16 s for 128).
     async fn turn(&self) {
-        let wait = {
-            let Ok(mut p) = self.pace.lock() else {
-                return;
+        let _first_in_line = self.queue.lock().await;
+        loop {
+            let wait = {
+                let Ok(mut p) = self.pace.lock() else {
+                    return;
+                };
+                let now = Instant::now();
+                let due = p
+                    .last_start
+                    .map_or(now, |t| t + Duration::from_secs_f64(1.0 / p.rate));
+                if due <= now {
+                    p.last_start = Some(now);
+                    return;
+                }
+                due - now
             };
-            let now = Instant::now();
-            let start = p.next.max(now);
-            p.next = start + Duration::from_secs_f64(1.0 / p.rate);
-            start - now
-        };
-        if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
     }
@@ -117,7 +132,7 @@ impl Gate {
         p.slow_start = false;
         p.last_cut = Some(now);
         // The next call waits for the new pace.
-        p.next = now + Duration::from_secs_f64(1.0 / p.rate);
+        p.last_start = Some(now);
     }
 
     fn answered(&self) {
@@ -232,6 +247,30 @@ mod tests {
         // four gaps of at least 1/44 s.
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(90), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn callers_queued_at_the_opening_pace_go_as_fast_as_the_pace_rises() {
+        // 200 callers at once, opening at 40/s, one more per answer: as
+        // the pace rises they take about ln(240/40) = 1.8 s; starts reserved
+        // when they queued would take 200 / 40 = 5 s.
+        let gate = std::sync::Arc::new(quick(256));
+        gate.pace.lock().unwrap().rate = 40.0;
+        let started = Instant::now();
+        let calls: Vec<_> = (0..200)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    gate.call(|| async { Ok::<_, AwsError>(()) }).await.unwrap();
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap();
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(3500), "{took:?}");
+        assert!(took >= Duration::from_millis(1500), "still paced: {took:?}");
     }
 
     #[tokio::test]
