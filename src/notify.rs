@@ -20,7 +20,7 @@ use crate::core::ledger::{Cadence, Changes, Ledger, Notice, Stage};
 use crate::core::model::EmailAddress;
 use crate::core::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DeliveryMode,
-    DigestExtras, Memory, NotifyPolicy,
+    DigestExtras, Memory, NotifyPolicy, PersonPlan,
 };
 use crate::core::report::{
     DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
@@ -150,14 +150,16 @@ impl Notifier {
         // Owner mail stops in time for the digest (and the ledger save): the
         // digest always goes out, naming whoever was not reached.
         let stop_at = deadline.map(|d| d.at - (d.reserve / 3).min(Duration::from_secs(20)));
-        let outgoing = self.prepare(report, session.as_deref().map(|s| &s.ledger));
+        let people = self.plan(report, session.as_deref().map(|s| &s.ledger));
         let mut transport = self.transport(delivery, 1).await;
         // Anything delivered before the mail (the chat summary) stays, and a
         // failure there is named in the digest too.
         let mut notes = std::mem::take(&mut report.notifications);
         let mut checkpoint_failed = false;
-        for out in &outgoing {
-            let note = self.send_owner(&mut transport, out, stop_at).await;
+        for (i, person) in people.iter().enumerate() {
+            // Rendered one at a time, dropped once sent.
+            let out = self.render(report, person, i);
+            let note = self.send_owner(&mut transport, &out, stop_at).await;
             if let Some(s) = session.as_deref_mut() {
                 if note.outcome.delivered() {
                     s.record(&out.notices, &out.notice(report.evaluated_at, &note));
@@ -183,7 +185,7 @@ impl Notifier {
             changes,
             delivery,
             &mut transport,
-            outgoing.len(),
+            people.len(),
         )
         .await;
     }
@@ -201,45 +203,46 @@ impl Notifier {
         .await
     }
 
-    /// Plans and renders one message per person due for `report` (with the
-    /// ledger's memory, when there is one), numbered from 1 in sending order.
-    pub fn prepare(&self, report: &Report, ledger: Option<&Ledger>) -> Vec<Outgoing> {
-        let link = |f: &Finding| self.templates.link(f);
+    /// Everyone due a message for `report` (with the ledger's memory, when
+    /// there is one), in sending order. Render each with [`Notifier::render`]
+    /// just before it goes: at 20,000 accounts a first run has some 15,000
+    /// messages, too many to hold rendered at once.
+    pub fn plan(&self, report: &Report, ledger: Option<&Ledger>) -> Vec<PersonPlan> {
         let memory = ledger.map(|ledger| Memory {
             ledger,
             cadence: self.cadence,
             enforce: self.enforce,
         });
-        let contact = self.contact();
         plan_people(report, &self.policy, memory)
-            .iter()
-            .enumerate()
-            .map(|(i, person)| {
-                let view = owner_view(report, person, &contact, &link);
-                let to = std::slice::from_ref(&person.recipient);
-                let findings = person.finding_count();
-                Outgoing {
-                    recipient: person.recipient.clone(),
-                    findings,
-                    notices: person.notices(),
-                    message: self
-                        .templates
-                        .owner(&view)
-                        .map(|rendered| {
-                            self.message(
-                                MessageKind::Owner,
-                                i + 1,
-                                to,
-                                rendered,
-                                None,
-                                findings,
-                                report.evaluated_at,
-                            )
-                        })
-                        .map_err(|e| format!("cannot render the message: {e}")),
-                }
-            })
-            .collect()
+    }
+
+    /// The message of the `i`-th person (from 0) of [`Notifier::plan`], or
+    /// why it could not be rendered.
+    pub fn render(&self, report: &Report, person: &PersonPlan, i: usize) -> Outgoing {
+        let link = |f: &Finding| self.templates.link(f);
+        let view = owner_view(report, person, &self.contact(), &link);
+        let to = std::slice::from_ref(&person.recipient);
+        let findings = person.finding_count();
+        Outgoing {
+            recipient: person.recipient.clone(),
+            findings,
+            notices: person.notices(),
+            message: self
+                .templates
+                .owner(&view)
+                .map(|rendered| {
+                    self.message(
+                        MessageKind::Owner,
+                        i + 1,
+                        to,
+                        rendered,
+                        None,
+                        findings,
+                        report.evaluated_at,
+                    )
+                })
+                .map_err(|e| format!("cannot render the message: {e}")),
+        }
     }
 
     fn contact(&self) -> String {

@@ -458,11 +458,17 @@ async fn finish(
         parts.scanner.settings().account_tags_max_age_days,
     ))
     .await;
-    let outgoing = parts.notifier.prepare(&report, Some(&session.ledger));
+    // Rendered a batch at a time (a first run at scale has thousands).
+    let people = parts.notifier.plan(&report, Some(&session.ledger));
     let mut batches = Vec::new();
-    for (i, chunk) in outgoing.chunks(MAIL_BATCH).enumerate() {
+    for (i, chunk) in people.chunks(MAIL_BATCH).enumerate() {
+        let outgoing: Vec<Outgoing> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, person)| parts.notifier.render(&report, person, i * MAIL_BATCH + j))
+            .collect();
         let key = run.file(&format!("mail/{:05}.json", i + 1));
-        write(store, &key, &chunk).await?;
+        write(store, &key, &outgoing).await?;
         batches.push(BatchRef { key });
     }
     write(store, &run.file("mail.json"), &batches).await?;
@@ -476,7 +482,7 @@ async fn finish(
         },
     )
     .await?;
-    let owners = outgoing.len();
+    let owners = people.len();
     let count = batches.len();
     write(
         store,
