@@ -99,14 +99,7 @@ async fn handle(state: &State, event: LambdaEvent<Event>) -> anyhow::Result<RunS
         Delivery::Ses
     };
     // The deadline as an Instant: how far away it is now, from now.
-    let left = ctx
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    let deadline = Deadline {
-        at: tokio::time::Instant::now() + left,
-        reserve: state.reserve,
-    };
+    let (deadline, left) = deadline(&ctx, state.reserve);
     info!(request_id = %ctx.request_id, time_left_ms = left.as_millis() as u64, ?delivery, "keywarden run");
 
     state.notifier.preflight(&delivery).await?;
@@ -190,14 +183,7 @@ async fn dispatch(
     }
     let event: crate::workflow::StepEvent = serde_json::from_value(payload)
         .map_err(|e| anyhow::anyhow!("the workflow step's event: {e}"))?;
-    let left = ctx
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    let deadline = Deadline {
-        at: tokio::time::Instant::now() + left,
-        reserve: state.reserve,
-    };
+    let (deadline, _) = deadline(&ctx, state.reserve);
     Box::pin(workflow_step(state, event, Some(deadline))).await
 }
 
@@ -244,6 +230,23 @@ pub async fn step_cli(config: Option<std::path::PathBuf>, event: &str) -> anyhow
     let state = init_with(settings_from(config.as_deref())?).await?;
     let out = workflow_step(&state, event, None).await?;
     Ok(serde_json::to_string(&out)?)
+}
+
+/// The invocation's deadline as an Instant (how far away it is now, from
+/// now), and how far away that is.
+fn deadline(
+    ctx: &lambda_runtime::Context,
+    reserve: std::time::Duration,
+) -> (Deadline, std::time::Duration) {
+    let left = ctx
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let deadline = Deadline {
+        at: tokio::time::Instant::now() + left,
+        reserve,
+    };
+    (deadline, left)
 }
 
 /// Runs the Lambda runtime loop; returns when the runtime stops.

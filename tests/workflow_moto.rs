@@ -12,7 +12,6 @@
 mod mail;
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Stdio;
 
@@ -20,38 +19,27 @@ use keywarden::state::Store;
 use serde_json::{json, Value};
 use support::{Moto, Seeded, NOW};
 
-const SCANNER_ACTIONS: &[&str] = &[
-    "organizations:DescribeOrganization",
-    "organizations:ListAccounts",
-    "organizations:ListAccountsForParent",
-    "organizations:ListChildren",
-    "organizations:ListTagsForResource",
-    "sts:AssumeRole",
-    "sts:GetCallerIdentity",
-    "ses:GetAccount",
-    "ses:GetEmailIdentity",
-    "ses:SendEmail",
-    "ses:SendRawEmail",
-    "iam:GenerateCredentialReport",
-    "iam:GetCredentialReport",
-    "iam:GetAccessKeyLastUsed",
-    "iam:GetAccountSummary",
-    "iam:ListAccessKeys",
-    "iam:ListAccountAliases",
-    "iam:ListUserTags",
-    "iam:ListUsers",
-    // The state bucket, as the Terraform module grants it.
-    "s3:GetObject",
-    "s3:PutObject",
-    "s3:ListBucket",
-];
+/// What the function's role may do (the lists the infra tests hold the
+/// Terraform role to), and GetCallerIdentity.
+fn scanner_actions() -> Vec<&'static str> {
+    use keywarden::aws::{iam, organizations, s3, ses, sts};
+    [
+        organizations::ORGANIZATIONS_ACTIONS,
+        sts::STS_ACTIONS,
+        ses::SES_ACTIONS,
+        iam::IAM_ACTIONS,
+        s3::S3_ACTIONS,
+        &["sts:GetCallerIdentity"],
+    ]
+    .concat()
+}
 
 fn org_spec() -> Value {
     let mut spec: Value =
         serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON");
     spec["buckets"] = json!(["kw-state"]);
     spec["ses_identities"] = json!(["example.com"]);
-    spec["scanner_actions"] = json!(SCANNER_ACTIONS);
+    spec["scanner_actions"] = json!(scanner_actions());
     spec
 }
 
@@ -134,26 +122,8 @@ impl World {
         }
     }
 
-    fn s3_json(&self, bucket: &str, key: &str) -> Value {
-        let (ak, sk) = self.creds();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let bytes = rt.block_on(async {
-            let creds = aws_credential_types::Credentials::new(ak, sk, None, None, "test");
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .endpoint_url(&self.moto.endpoint)
-                .region(aws_config::Region::new("us-east-1"))
-                .credentials_provider(creds)
-                .load()
-                .await;
-            let store = Store::open(&format!("s3://{bucket}"), &sdk).unwrap();
-            store.load(key).await.unwrap().0
-        });
-        serde_json::from_slice(&bytes.unwrap_or_else(|| panic!("s3://{bucket}/{key} exists")))
-            .expect("JSON")
-    }
-
-    /// Every object under `prefix` of the state bucket, by key.
-    fn objects(&self, prefix: &str) -> BTreeMap<String, Value> {
+    /// The state bucket as the scanner sees it (keys from the bucket's root).
+    fn bucket<T>(&self, bucket: &str, f: impl AsyncFnOnce(Store) -> T) -> T {
         let (ak, sk) = self.creds();
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
@@ -164,12 +134,20 @@ impl World {
                 .credentials_provider(creds)
                 .load()
                 .await;
-            let store = Store::open("s3://kw-state", &sdk).unwrap();
-            let mut out = BTreeMap::new();
-            for org in store.list(prefix).await.unwrap_or_default() {
-                out.insert(org.clone(), Value::Null);
-            }
-            out
+            f(Store::open(&format!("s3://{bucket}"), &sdk).unwrap()).await
+        })
+    }
+
+    fn s3_json(&self, bucket: &str, key: &str) -> Value {
+        let bytes = self.bucket(bucket, async |store| store.load(key).await.unwrap().0);
+        serde_json::from_slice(&bytes.unwrap_or_else(|| panic!("s3://{bucket}/{key} exists")))
+            .expect("JSON")
+    }
+
+    /// Every key under `prefix` of the state bucket.
+    fn objects(&self, prefix: &str) -> Vec<String> {
+        self.bucket("kw-state", async |store| {
+            store.list(prefix).await.unwrap_or_default()
         })
     }
 }
@@ -357,7 +335,7 @@ fn comparable(report: &Value) -> Value {
 fn ledger(world: &World, prefix: &str) -> Value {
     let org = world.objects(prefix);
     let key = org
-        .keys()
+        .iter()
         .find(|k| k.ends_with("/ledger.json") && !k.contains("/workflow/"))
         .unwrap_or_else(|| panic!("a ledger under {prefix}: {org:?}"))
         .clone();
@@ -388,7 +366,7 @@ fn archived(world: &World, prefix: &str, now: &str) -> Value {
         .to_string();
     let org = world.objects(prefix);
     let key = org
-        .keys()
+        .iter()
         .find(|k| k.contains("/reports/") && k.ends_with(&format!("{stem}.json")))
         .unwrap_or_else(|| panic!("the report of {now} under {prefix}: {org:?}"))
         .clone();
