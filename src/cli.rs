@@ -59,7 +59,9 @@ pub struct NotifyArgs {
     /// Render every message, send nothing.
     #[arg(long, conflicts_with = "outbox")]
     pub dry_run: bool,
-    /// Write each message as .eml plus an .html preview into DIR instead of sending.
+    /// Write each message as .eml plus an .html preview into DIR instead of
+    /// sending. Keeps a ledger only where --state (or KEYWARDEN_STATE, or the
+    /// file) names one, never in the default state directory.
     #[arg(long, value_name = "DIR")]
     pub outbox: Option<PathBuf>,
 }
@@ -143,14 +145,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 std::fs::read_to_string(&args.event)
                     .with_context(|| format!("cannot read the event {}", args.event.display()))?
             };
-            match Box::pin(crate::lambda::step_cli(cli.config, &event)).await {
+            match Box::pin(crate::app::step_cli(cli.config, &event)).await {
                 Ok(out) => {
                     println!("{out}");
                     Ok(0)
                 }
                 // A close whose run was incomplete: the summary is in the message.
-                Err(e) if e.to_string().starts_with(crate::lambda::INCOMPLETE) => {
-                    println!("{}", &e.to_string()[crate::lambda::INCOMPLETE.len()..]);
+                Err(e) if e.to_string().starts_with(crate::run::INCOMPLETE) => {
+                    println!("{}", &e.to_string()[crate::run::INCOMPLETE.len()..]);
                     Ok(3)
                 }
                 Err(e) => Err(e),
@@ -201,7 +203,10 @@ async fn scan(
     delivery: Option<Delivery>,
 ) -> anyhow::Result<u8> {
     let settings = settings(config, &args)?;
-    let now = args.now.unwrap_or_else(Timestamp::now);
+    let now = args
+        .now
+        .or(settings.clock_override)
+        .unwrap_or_else(Timestamp::now);
     let format = args.format.unwrap_or(
         if std::io::stdout().is_terminal() && args.output.is_none() {
             Format::Table
@@ -209,15 +214,28 @@ async fn scan(
             Format::Json
         },
     );
+    // An outbox run delivers nothing for real: it must not change what real
+    // runs send or enforce, so it keeps a ledger only where one is named
+    // explicitly (--state, KEYWARDEN_STATE, the file), never in the default
+    // directory real runs share.
+    let outbox = matches!(delivery, Some(Delivery::Outbox(_)));
     let state_location = if args.no_state {
         None
+    } else if outbox {
+        if settings.state.is_none() {
+            tracing::info!("an outbox run keeps no ledger unless --state (or KEYWARDEN_STATE) names one: real runs' notices and enforcement are not affected");
+        }
+        settings.state.clone()
     } else {
         settings.state.clone().or_else(default_state_dir)
     };
-    if state_location.is_none() && !args.no_state {
+    if state_location.is_none() && !args.no_state && !outbox {
         tracing::warn!(
             "no state directory (neither XDG_STATE_HOME nor HOME is set): running without a ledger"
         );
+    }
+    if let (Some(flag), Some(location)) = (args.now, &state_location) {
+        check_clock(flag, Timestamp::now(), location)?;
     }
     if let Some(path) = &args.output {
         check_output(path)?;
@@ -250,7 +268,7 @@ async fn scan(
     // The chat summary goes with notify only; a channel that cannot be opened
     // is recorded as undelivered, it does not stop the run.
     let chat = match (&delivery, &settings.chat) {
-        (Some(_), Some(c)) => Some(Chat::open(&sdk_config, c).await),
+        (Some(_), Some(c)) => Some(Chat::open(&sdk_config, c).await?),
         _ => None,
     };
     let cadence = settings.cadence;
@@ -331,6 +349,39 @@ async fn scan(
         None => print!("{text}"),
     }
     Ok(exit_code(&report, args.fail_on))
+}
+
+/// How far `--now` may be from the wall clock and still count as now.
+pub const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+/// A run whose clock is not the wall clock never uses the shared S3 ledger:
+/// `--now 2030-01-01` saved there would silence reminders and enforcement
+/// for the real days after, and `--now` day 0, 3, 6, 9 would let enforcement
+/// act within seconds. With a local directory, the outbox or `--no-state`
+/// it stays usable (tests, demos, what-ifs on the operator's own machine).
+/// Checked before any AWS call.
+pub fn check_clock(flag: Timestamp, wall: Timestamp, state: &str) -> anyhow::Result<()> {
+    let off = flag.duration_since(wall).abs();
+    if state.starts_with("s3://") && off > CLOCK_SKEW {
+        anyhow::bail!(
+            "--now {flag} is {} from the wall clock and the ledger is the shared one in S3 ({state}): \
+             a run with another clock never reads or saves it. Use a local --state directory, \
+             --no-state, or drop --now",
+            friendly(off)
+        );
+    }
+    Ok(())
+}
+
+fn friendly(d: jiff::SignedDuration) -> String {
+    let secs = d.as_secs();
+    if secs >= 2 * 86_400 {
+        format!("{} days", secs / 86_400)
+    } else if secs >= 2 * 3_600 {
+        format!("{} hours", secs / 3_600)
+    } else {
+        format!("{} minutes", secs / 60)
+    }
 }
 
 /// Fails before any scanning when the report could not be written: its

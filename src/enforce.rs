@@ -12,9 +12,11 @@ use tracing::{info, warn};
 use crate::aws::iam::Iam;
 use crate::aws::sts::{Caller, Sts};
 use crate::aws::AwsError;
-use crate::core::enforce::{select, Action, ActionRecord, EnforcePolicy, Mode, Outcome, Selected};
-use crate::core::ledger::{How, Ledger};
+use crate::core::enforce::{select, EnforcePolicy, Mode, Selected};
+use crate::core::ledger::Ledger;
 use crate::core::model::{AccessKeyId, KeyStatus};
+use crate::core::record::How;
+use crate::core::record::{Action, ActionRecord, Outcome};
 use crate::core::report::Report;
 
 /// The enforcement side of a run.
@@ -78,8 +80,8 @@ impl Enforcer {
         if selection.waiting > 0 {
             warn!(
                 waiting = selection.waiting,
-                cap = self.policy.max_per_run,
-                "more keys are eligible than enforce_max_per_run: the rest wait for the next run"
+                cap = self.policy.max_per_day,
+                "more keys are eligible than enforce_max_per_day: the rest wait for the next run"
             );
         }
         for s in selection.selected {
@@ -169,6 +171,7 @@ impl Enforcer {
             Action::Delete => How::KeyDeleted,
         };
         if let Some(e) = ledger.entries.get_mut(&s.finding_id) {
+            e.enforced_at = Some(now);
             report.resolved.push(e.resolve(&s.finding_id, now, how));
         }
     }

@@ -26,8 +26,8 @@ use crate::core::report::{
     DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
 };
 use crate::core::templates::{Rendered, Templates};
+use crate::deadline::Deadline;
 use crate::deliver::{Attached, Message, Transport};
-use crate::scan::Deadline;
 use crate::state::LedgerSession;
 
 /// SES accepts at most 50 recipients per message.

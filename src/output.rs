@@ -55,7 +55,20 @@ fn ts(t: Option<jiff::Timestamp>) -> String {
         .unwrap_or_default()
 }
 
-/// All findings as CSV, one row each (also the digest's attachment).
+/// A text cell from IAM or Organizations, neutralised for spreadsheets: a
+/// value starting with `=`, `+`, `-`, `@`, a tab or a carriage return is a
+/// formula to Excel, LibreOffice and Google Sheets (`=HYPERLINK(...)` in an
+/// account name), so it is prefixed with `'` (OWASP's CSV injection advice).
+pub fn cell(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    }
+}
+
+/// All findings as CSV, one row each (also the digest's attachment). Every
+/// IAM- or Organizations-sourced cell goes through [`cell`].
 pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -81,9 +94,9 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
             f.check.as_str().to_owned(),
             f.severity.as_str().to_owned(),
             f.account_id.to_string(),
-            f.account_name.clone(),
-            f.user_name.clone(),
-            f.user_arn.clone(),
+            cell(&f.account_name),
+            cell(&f.user_name),
+            cell(&f.user_arn),
             f.access_key_id
                 .as_ref()
                 .map(|k| k.to_string())
@@ -92,14 +105,14 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
             f.created_at.map(|t| t.to_string()).unwrap_or_default(),
             f.age_days.map(|d| d.to_string()).unwrap_or_default(),
             f.last_used_at.map(|t| t.to_string()).unwrap_or_default(),
-            f.last_used_service.clone().unwrap_or_default(),
+            cell(f.last_used_service.as_deref().unwrap_or_default()),
             f.due_at.map(|t| t.to_string()).unwrap_or_default(),
             f.owner
                 .email
                 .as_ref()
-                .map(|e| e.to_string())
+                .map(|e| cell(e.as_str()))
                 .unwrap_or_default(),
-            f.owner.rule.clone(),
+            cell(&f.owner.rule),
             f.remediation.clone(),
         ])?;
     }

@@ -4,11 +4,17 @@
 //! scan at all or to read the ledger is fatal (nothing was sent); failing to
 //! save it or archive the report is recorded in the report (incomplete run).
 
-use tracing::warn;
+use jiff::Timestamp;
+use serde::Serialize;
+use tracing::{info, warn};
 
 use crate::core::enforce::Mode as EnforceMode;
 use crate::core::ledger::{reconcile, Cadence, Changes};
-use crate::core::report::{DeliveryOutcome, MessageKind, Notification, Report, StageError};
+use crate::core::model::AccountId;
+use crate::core::report::{
+    AccountEntry, AccountStatus, DeliveryOutcome, MessageKind, Notification, Report, StageError,
+    Summary,
+};
 use crate::core::summary::{payload, summarize};
 use crate::deliver::outbox::write_chat;
 use crate::deliver::securityhub::SecurityHubExport;
@@ -105,7 +111,7 @@ pub async fn settle(
     identity: &Identity,
     report: &mut Report,
     mut session: Option<&mut LedgerSession>,
-    deadline: Option<crate::scan::Deadline>,
+    deadline: Option<crate::deadline::Deadline>,
     tags_max_age_days: u32,
 ) -> Option<Changes> {
     let writes = plan.writes_state();
@@ -156,7 +162,8 @@ pub async fn settle(
                 crate::state::archive_stem(&identity.organization, report.evaluated_at)
             ))
         });
-        let note = post_summary(chat, delivery, report, changes.as_ref(), location).await;
+        let until = deadline.map(|d| d.at - d.reserve);
+        let note = post_summary(chat, delivery, report, changes.as_ref(), location, until).await;
         report.notifications.push(note);
     }
     changes
@@ -188,6 +195,7 @@ async fn post_summary(
     report: &Report,
     changes: Option<&Changes>,
     location: Option<String>,
+    until: Option<tokio::time::Instant>,
 ) -> Notification {
     let summary = summarize(report, changes, location.as_deref());
     let mut note = Notification {
@@ -221,7 +229,7 @@ async fn post_summary(
             note.outcome = DeliveryOutcome::Outbox;
             note.file = Some(path.display().to_string());
         }),
-        Delivery::Ses => webhook.post(&body).await.map(|()| {
+        Delivery::Ses => webhook.post(&body, until).await.map(|()| {
             note.outcome = DeliveryOutcome::Sent;
         }),
     };
@@ -270,4 +278,66 @@ async fn archive(store: &Store, organization: &str, report: &mut Report) {
             message,
         });
     }
+}
+
+/// What an invocation returns: the run summary.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    pub schema: &'static str,
+    pub evaluated_at: Timestamp,
+    /// Some account was not scanned, or a message was not delivered.
+    pub incomplete: bool,
+    pub summary: Summary,
+    pub failed_accounts: Vec<AccountEntry>,
+    /// Requested account ids that are not ACTIVE accounts of the Organization.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_accounts: Vec<AccountId>,
+    /// Run-level errors (listing, ledger, archive).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<StageError>,
+    pub notifications: Vec<Notification>,
+}
+
+/// How the error of an incomplete run starts; the run summary (JSON) follows.
+pub const INCOMPLETE: &str = "keywarden run incomplete (an account was not scanned, a message was not delivered, or the ledger or report archive was not saved): ";
+
+impl RunSummary {
+    /// The summary of a finished run.
+    pub fn of(report: &Report) -> Self {
+        RunSummary {
+            schema: "keywarden.summary/v1",
+            evaluated_at: report.evaluated_at,
+            incomplete: report.is_incomplete(),
+            failed_accounts: report
+                .accounts
+                .iter()
+                .filter(|a| a.status == AccountStatus::Failed)
+                .cloned()
+                .collect(),
+            summary: report.summary.clone(),
+            unknown_accounts: report.unknown_accounts.clone(),
+            errors: report.errors.clone(),
+            notifications: report.notifications.clone(),
+        }
+    }
+}
+
+/// The run summary of a finished run; an error (carrying it) when the run
+/// was incomplete, so the function's Errors alarm fires.
+pub fn finished(report: &Report) -> anyhow::Result<RunSummary> {
+    let summary = RunSummary::of(report);
+    info!(
+        findings = summary.summary.findings,
+        accounts_failed = summary.summary.accounts_failed,
+        messages = summary.notifications.len(),
+        incomplete = summary.incomplete,
+        "keywarden run finished"
+    );
+    if summary.incomplete {
+        // An error, after the digest went out, so the function's Errors
+        // alarm fires; the whole summary travels in the message.
+        let json = serde_json::to_string(&summary)?;
+        anyhow::bail!("{INCOMPLETE}{json}");
+    }
+    Ok(summary)
 }

@@ -19,12 +19,13 @@ use crate::aws::AwsError;
 use crate::config::Settings;
 use crate::core::checks::user_trips_a_check;
 use crate::core::evaluate::{evaluate_account, Rules};
-use crate::core::ledger::ObservedKey;
 use crate::core::model::{Account, AccountId, UserFacts};
+use crate::core::record::ObservedKey;
 use crate::core::report::{
     key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
 };
 use crate::core::tag_cache::{self, CachedTags, TagSource};
+use crate::deadline::Deadline;
 
 /// A failure that stops the whole run before any account is scanned.
 #[derive(Debug, thiserror::Error)]
@@ -67,26 +68,6 @@ pub enum Mode {
     Organization,
     /// Only the caller's own account, without Organizations.
     SingleAccount,
-}
-
-/// When a run must be done (a Lambda invocation's deadline), and how much
-/// time to keep for what comes after the scan (sending the mail).
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    pub at: tokio::time::Instant,
-    pub reserve: Duration,
-}
-
-impl Deadline {
-    /// How long an account started now may take; `None` when starting one
-    /// would eat into the reserve.
-    fn budget(&self, account_timeout: Duration) -> Option<Duration> {
-        let left = self
-            .at
-            .checked_duration_since(tokio::time::Instant::now())?;
-        let usable = left.checked_sub(self.reserve)?;
-        (usable >= Duration::from_secs(1)).then(|| usable.min(account_timeout))
-    }
 }
 
 /// What one run covers.

@@ -35,9 +35,10 @@ use crate::core::model::{Account, AccountId};
 use crate::core::report::{
     AccountOutcome, DeliveryOutcome, MessageKind, Notification, Report, ReportBuilder, StageError,
 };
+use crate::deadline::Deadline;
 use crate::notify::{Delivery, Notifier, Outgoing};
 use crate::run::Plan;
-use crate::scan::{Deadline, Identity, Mode, RunOptions, Scanner};
+use crate::scan::{Identity, Mode, RunOptions, Scanner};
 use crate::state::{LedgerSession, Store, StoreError, Version};
 
 /// Owner messages per delivery batch (one `mail/NNNNN.json`).
@@ -80,9 +81,10 @@ pub struct PlanInput {
     /// Only these accounts (within the configured scope).
     #[serde(default)]
     pub accounts: Option<Vec<String>>,
-    /// Evaluate as of this instant instead of now (replays and tests).
+    /// Refused when present: whoever can start an execution must not pick
+    /// the clock the shared ledger and enforcement run by.
     #[serde(default)]
-    pub now: Option<Timestamp>,
+    pub now: Option<serde_json::Value>,
 }
 
 /// A mail batch, as the delivery map's ItemReader hands it over.
@@ -287,7 +289,17 @@ async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json:
         return Err(StepError::NotS3(store.describe("")));
     }
     let identity = parts.scanner.identify(Mode::Organization).await?;
-    let now = input.now.unwrap_or_else(Timestamp::now);
+    if input.now.is_some() {
+        return Err(StepError::Event {
+            field: "input.now",
+            reason: "is refused: a run's clock is the wall clock (the shared ledger and enforcement depend on it)".to_owned(),
+        });
+    }
+    let now = parts
+        .scanner
+        .settings()
+        .clock_override
+        .unwrap_or_else(Timestamp::now);
     let mut opts = RunOptions::new(Mode::Organization, now);
     if let Some(ids) = &input.accounts {
         opts.only_accounts = Some(
@@ -558,7 +570,7 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
     if let Some(report) = read::<Report>(store, &closed_key).await? {
         info!("run already closed (a retry): the digest is not sent again");
         return Ok((
-            serde_json::to_value(crate::lambda::RunSummary::of(&report)).unwrap_or_default(),
+            serde_json::to_value(crate::run::RunSummary::of(&report)).unwrap_or_default(),
             report,
         ));
     }
@@ -626,6 +638,6 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
         warn!(error = %e, "cannot mark the run closed: a retried close would send the digest again");
     }
     info!(run = %run.id, findings = report.findings.len(), "workflow closed");
-    let summary = serde_json::to_value(crate::lambda::RunSummary::of(&report)).unwrap_or_default();
+    let summary = serde_json::to_value(crate::run::RunSummary::of(&report)).unwrap_or_default();
     Ok((summary, report))
 }

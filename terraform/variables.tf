@@ -181,7 +181,7 @@ variable "settings" {
       "account_tags_max_age_days",
       "reply_to", "max_send_rate", "console_link_template", "remind_every_days",
       "overdue_remind_every_days", "escalate_after_days", "deactivate_after_days", "enforce_min_notices",
-      "enforce_final_notice_days", "enforce_max_per_run",
+      "enforce_final_notice_days", "enforce_max_per_day", "enforce_max_per_run",
     ], k)])
     error_message = "settings has a key keywarden does not know (or one this module sets itself: role_name, external_id, sender, security_recipients, ses_region, configuration_set, state, allowed_recipient_domains, enforce, enforce_role_name, delete_inactive_after_days, webhook_url_parameter, webhook_format, securityhub_export, securityhub_region; webhook_url is a secret and never a setting here)."
   }

@@ -80,6 +80,36 @@ data "aws_iam_policy_document" "workflow" {
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
     resources = ["*"]
   }
+  # With a customer-managed key the manifests are SSE-KMS objects: the map's
+  # ItemReader decrypts them through S3 only.
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "ReadEncryptedManifests"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["s3.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+  # ... and the state machine encrypts its own execution data with the key
+  # (encryption_configuration below): only in this state machine's context.
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "EncryptExecutionData"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:aws:states:stateMachineArn"
+        values   = [local.workflow_arn]
+      }
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "workflow" {

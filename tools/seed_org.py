@@ -21,6 +21,7 @@ Spec (every field optional unless marked):
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "buckets": ["name"],      # S3 buckets in the management account (for `state`)
+   "parameters": [{"name", "type", "value"}],  # SSM parameters in the management account (us-east-1)
    "scanner_user": bool,     # a least-privilege scanner identity in the management account
    "scanner_actions": [...], # its allowed actions (default: the list below)
    "deny_assume_role_in": ["<account name>", ...],  # an explicit Deny on AssumeRole into those accounts' scan role
@@ -207,6 +208,10 @@ def main():
     s3 = client("s3", ep)
     for bucket in spec.get("buckets", []):
         s3.create_bucket(Bucket=bucket)
+
+    ssm = client("ssm", ep)
+    for p in spec.get("parameters", []):
+        ssm.put_parameter(Name=p["name"], Type=p["type"], Value=p["value"])
 
     ses = client("sesv2", ep)
     for identity in spec.get("ses_identities", []):

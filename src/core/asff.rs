@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::checks::{CheckId, Severity};
-use super::ledger::{finding_id, Resolved};
 use super::model::AccountId;
+use super::record::{finding_id, Resolved};
 use super::report::{Finding, Report};
 
 /// The ASFF version.

@@ -1,7 +1,7 @@
 //! Opt-in enforcement: which keys may be deactivated (or, separately opted
 //! in, deleted) this run, and when the others will be. Every precondition is
 //! its own pure rule; a key is selected only when all of them hold, and never
-//! a root key, an exempt key or the caller's own key. At most `max_per_run`
+//! a root key, an exempt key or the caller's own key. At most `max_per_day`
 //! keys are selected, oldest first. Pure: the ledger, the report and `now`
 //! are arguments; acting is `crate::enforce`'s job.
 
@@ -11,8 +11,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::checks::CheckId;
-use super::ledger::{finding_id, Entry, Ledger, Stage};
+use super::ledger::{Entry, Ledger, Stage};
 use super::model::{add_days, days_between, AccessKeyId, AccountId, KeyStatus};
+use super::record::{finding_id, Action};
 use super::report::{ExemptionStatus, Finding, Report};
 
 /// `enforce`: off, plan (say what would be done), apply.
@@ -53,8 +54,9 @@ pub struct EnforcePolicy {
     pub min_notices: u32,
     /// The final notice (naming the date) went out at least this long before.
     pub final_notice_days: u32,
-    /// Blast-radius cap; the rest wait for the next run.
-    pub max_per_run: u32,
+    /// Blast-radius cap per UTC day, counted from the ledger across runs
+    /// and retries; the rest wait for the next day.
+    pub max_per_day: u32,
     /// Delete keys inactive (as `inactive-key-stale`) this long; `None`: never.
     pub delete_inactive_after_days: Option<u32>,
 }
@@ -66,27 +68,8 @@ impl Default for EnforcePolicy {
             deactivate_after_days: 30,
             min_notices: 3,
             final_notice_days: 7,
-            max_per_run: 25,
+            max_per_day: 25,
             delete_inactive_after_days: None,
-        }
-    }
-}
-
-/// What enforcement does to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// `UpdateAccessKey Status=Inactive`: reversible.
-    Deactivate,
-    /// `DeleteAccessKey`: irreversible.
-    Delete,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Deactivate => "deactivate",
-            Action::Delete => "delete",
         }
     }
 }
@@ -162,7 +145,10 @@ pub fn scheduled_for(entry: &Entry, policy: &EnforcePolicy, now: Timestamp) -> O
 /// is enforceable, no final notice went out yet and the date is within
 /// `final_notice_days`.
 pub fn final_notice_due(entry: &Entry, policy: &EnforcePolicy, now: Timestamp) -> bool {
-    policy.mode != Mode::Off
+    // Only `apply` gives a final notice: in `plan` a date would be a promise
+    // nothing keeps, and a notice that counted would let the first `apply`
+    // act without real warning.
+    policy.mode == Mode::Apply
         && entry.access_key_id.is_some()
         && final_notice(entry).is_none()
         && eligible_at(entry, policy)
@@ -219,9 +205,14 @@ pub fn check(facts: &Facts<'_>, policy: &EnforcePolicy, now: Timestamp) -> Resul
     if (facts.entry.owner_notices() as u64) < u64::from(policy.min_notices) {
         return Err(Refusal::TooFewNotices);
     }
-    let notice = final_notice(facts.entry).ok_or(Refusal::NoFinalNotice)?;
-    if days_between(notice, now) < i64::from(policy.final_notice_days) {
-        return Err(Refusal::FinalNoticeTooRecent);
+    // `plan` lists what meets every other rule: `apply` would first give
+    // those owners the final notice and act no sooner than
+    // `final_notice_days` after it.
+    if policy.mode == Mode::Apply {
+        let notice = final_notice(facts.entry).ok_or(Refusal::NoFinalNotice)?;
+        if days_between(notice, now) < i64::from(policy.final_notice_days) {
+            return Err(Refusal::FinalNoticeTooRecent);
+        }
     }
     let seen = facts.seen.ok_or(Refusal::NotReReadThisRun)?;
     let want = match action {
@@ -253,7 +244,7 @@ pub struct Selected {
 /// What enforcement would do this run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
-    /// Oldest first, at most `max_per_run`.
+    /// Oldest first, at most what `max_per_day` leaves for today.
     pub selected: Vec<Selected>,
     /// Eligible but over the cap: they wait for the next run.
     pub waiting: usize,
@@ -321,7 +312,7 @@ pub fn select(
             .then(a.account_id.cmp(&b.account_id))
             .then(a.access_key_id.cmp(&b.access_key_id))
     });
-    let cap = policy.max_per_run as usize;
+    let cap = (policy.max_per_day as usize).saturating_sub(enforced_on(ledger, now));
     let waiting = eligible.len().saturating_sub(cap);
     eligible.truncate(cap);
     Selection {
@@ -330,26 +321,16 @@ pub fn select(
     }
 }
 
-/// One enforcement action's outcome (report field `actions`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Planned,
-    Done,
-    Failed,
-}
-
-/// An action in the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionRecord {
-    pub finding_id: String,
-    pub action: Action,
-    pub outcome: Outcome,
-    pub account_id: AccountId,
-    pub user_name: String,
-    pub access_key_id: AccessKeyId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+/// Keys enforcement acted on during `now`'s UTC day, by any run (a retried
+/// invocation included): the daily cap's count.
+pub fn enforced_on(ledger: &Ledger, now: Timestamp) -> usize {
+    let day = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    ledger
+        .entries
+        .values()
+        .filter_map(|e| e.enforced_at)
+        .filter(|at| at.to_zoned(jiff::tz::TimeZone::UTC).date() == day)
+        .count()
 }
 
 /// The command that undoes a deactivation.
@@ -378,7 +359,7 @@ mod tests {
             deactivate_after_days: 30,
             min_notices: 3,
             final_notice_days: 7,
-            max_per_run: 25,
+            max_per_day: 25,
             delete_inactive_after_days: None,
         }
     }
@@ -437,6 +418,7 @@ mod tests {
             escalated_at: None,
             resolved_at: None,
             how: None,
+            enforced_at: None,
         }
     }
     fn active() -> Option<Seen> {

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod ocsf;
 pub mod owners;
 pub mod plan;
+pub mod record;
 pub mod report;
 pub mod summary;
 pub mod tag_cache;

@@ -135,6 +135,15 @@ impl EmailAddress {
                 "it must have exactly one @ with a local part before it",
             ));
         }
+        // `x%evil.example@example.com` and `evil.example!x@example.com` are
+        // relayed by some mail servers to the host inside the local part
+        // (the "percent hack" and bang paths): the allow-list of domains
+        // would see example.com while the mail goes elsewhere.
+        if local.contains(['%', '!']) {
+            return Err(fail(
+                "its local part contains % or !, which some mail servers route to another host",
+            ));
+        }
         if !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')
@@ -315,6 +324,10 @@ mod tests {
             "dev@exa mple.com",
             "dév@example.com",
             "dev@example..com",
+            // Issue 22 item 13: routed to another host by some relays.
+            "x%evil.example@example.com",
+            "evil.example!x@example.com",
+            "@evil.example:x@example.com",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
         }

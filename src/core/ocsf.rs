@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use super::checks::Severity;
-use super::ledger::{finding_id, Lifecycle, Resolved};
+use super::record::{finding_id, Lifecycle, Resolved};
 use super::report::{Finding, Report};
 
 /// The OCSF schema version the events follow.

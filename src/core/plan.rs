@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::enforce::{
-    action_for, final_notice_due, scheduled_for, Action, ActionRecord, EnforcePolicy, Mode, Outcome,
-};
+use super::enforce::{action_for, final_notice_due, scheduled_for, EnforcePolicy, Mode};
+
 use super::ledger::{account_owner_due, owner_due, Cadence, Ledger, Stage};
 use super::model::{AccessKeyId, AccountId, EmailAddress};
+use super::record::{Action, ActionRecord, Outcome};
 use super::report::{AccountEntry, Finding, Report};
 
 /// Knobs for planning.
@@ -174,7 +174,9 @@ pub fn plan_people(
     let mut told_done = std::collections::BTreeSet::new();
     let enforce_on = |f: &Finding| -> Option<(Action, Timestamp)> {
         let m = memory?;
-        if m.enforce.mode == Mode::Off || f.access_key_id.is_none() {
+        // Only `apply` names a date to the owner: `plan` says nothing to
+        // owners (the digest says what apply would do).
+        if m.enforce.mode != Mode::Apply || f.access_key_id.is_none() {
             return None;
         }
         let action = action_for(f.check)?;
@@ -202,9 +204,10 @@ pub fn plan_people(
             Some((e, m)) => {
                 let regular = owner_due(e, now, &m.cadence);
                 // The final notice, once, as soon as the date is near (but never
-                // a second message the same day).
+                // a second message the same day). A first notice or a reminder
+                // that names the date for the first time is that notice.
                 let owner = match regular {
-                    Some(Stage::First) | None
+                    Some(Stage::First) | Some(Stage::Reminder) | None
                         if final_notice_due(e, &m.enforce, now)
                             && (regular.is_some() || !notified_today(e, now)) =>
                     {
@@ -287,7 +290,8 @@ pub fn plan_people(
 mod tests {
     use super::*;
     use crate::core::checks::Severity;
-    use crate::core::ledger::{reconcile, record_notice, Notice, Observed};
+    use crate::core::ledger::{reconcile, record_notice, Notice};
+    use crate::core::record::Observed;
     use crate::core::templates::SAMPLE_REPORT;
     use jiff::SignedDuration;
 

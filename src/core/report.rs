@@ -7,10 +7,10 @@ use jiff::{civil::Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::checks::{CheckId, Severity, CHECKS};
-use super::enforce::{ActionRecord, Outcome};
-use super::ledger::{Lifecycle, Observed, ObservedKey, Resolved};
 use super::model::{AccessKeyId, Account, AccountId, EmailAddress, KeyStatus, Policy};
 use super::owners::Owner;
+use super::record::{ActionRecord, Outcome};
+use super::record::{Lifecycle, Observed, ObservedKey, Resolved};
 
 pub const SCHEMA: &str = "keywarden.report/v1";
 
@@ -291,7 +291,7 @@ pub struct Report {
     /// Enforcement this run: planned, done or failed actions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionRecord>,
-    /// Keys eligible for enforcement beyond `enforce_max_per_run`: next run.
+    /// Keys eligible for enforcement beyond what `enforce_max_per_day` leaves today.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub actions_waiting: u64,
     /// Account ids asked for (`--accounts`, `include_accounts`, the Lambda

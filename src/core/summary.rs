@@ -13,9 +13,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::checks::Severity;
-use super::ledger::{Changes, How};
+use super::ledger::Changes;
 use super::notify::blind_spots;
 use super::plan::urgency;
+use super::record::How;
 use super::report::{Finding, Report};
 
 /// How many keys the summary lists.

@@ -10,12 +10,15 @@ use std::collections::BTreeMap;
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use super::enforce::{action_for, Action, ActionRecord, Outcome};
-use super::ledger::{reconcile, record_notice, Cadence, Changes, Ledger, Notice, Observed, Stage};
+use super::enforce::action_for;
+
+use super::ledger::{reconcile, record_notice, Cadence, Changes, Ledger, Notice, Stage};
 use super::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, DigestView,
     Memory, NotifyPolicy, OwnerView,
 };
+use super::record::Observed;
+use super::record::{Action, ActionRecord, Outcome};
 use super::report::{Finding, Report};
 
 /// Template files, by name: what `templates_dir` may override.

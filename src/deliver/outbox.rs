@@ -47,8 +47,14 @@ pub fn write_chat(dir: &Path, format: &str, body: &serde_json::Value) -> Result<
     Ok(path)
 }
 
+/// The longest address part of a file name: a file name may have 255
+/// bytes on common file systems and an address 254 characters; the message's
+/// number before it keeps the names unique.
+const MAX_ADDRESS_IN_NAME: usize = 120;
+
 fn file_safe(s: &str) -> String {
     s.chars()
+        .take(MAX_ADDRESS_IN_NAME)
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-') {
                 c
@@ -66,4 +72,25 @@ fn write(dir: &Path, stem: &str, raw: &[u8], html: &str) -> Result<PathBuf, Stri
     std::fs::write(&preview, html)
         .map_err(|e| format!("cannot write {}: {e}", preview.display()))?;
     Ok(eml)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 22 item 18: a 253-character address made "File name too long".
+    #[test]
+    fn file_names_stay_short_for_the_longest_addresses() {
+        let address = format!("{}@{}.example.com", "a".repeat(64), "b".repeat(176));
+        let name = format!("999-owner-{}.html", file_safe(&address));
+        assert!(name.len() <= 255, "{} bytes", name.len());
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &format!("999-owner-{}", file_safe(&address)),
+            b"x",
+            "x",
+        )
+        .unwrap();
+    }
 }

@@ -24,7 +24,7 @@ use crate::aws::AwsError;
 use crate::core::asff::{self, AsffFinding, Target};
 use crate::core::model::AccountId;
 use crate::core::report::{DeliveryOutcome, MessageKind, Notification, Report};
-use crate::scan::Deadline;
+use crate::deadline::Deadline;
 
 /// Batches a second per account.
 pub const RATE_PER_SEC: u32 = 5;

@@ -8,7 +8,9 @@
 //!
 //! Retries: 429 waits as long as `Retry-After` says (capped), 5xx and network
 //! errors back off; any other 4xx is final. The whole post stays within a
-//! fixed budget so a dead endpoint cannot eat the run's deadline.
+//! fixed budget, and in the Lambda never waits past the invocation deadline
+//! less its reserve, so a slow endpoint cannot cost the mail or the ledger.
+//! Response bodies and errors are redacted of every part of the URL.
 
 use std::time::Duration;
 
@@ -20,9 +22,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tokio::time::Instant;
 use tracing::warn;
 
-use crate::config::{ChatSettings, ChatTarget};
+use crate::aws::ssm::ParameterError;
+use crate::config::{ChatSettings, ChatTarget, WebhookUrl};
 use crate::core::summary::ChatFormat;
 
 /// Attempts per post (the first try and three retries).
@@ -31,65 +35,6 @@ const ATTEMPTS: u32 = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest keywarden honours a `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// A webhook URL: a secret. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookUrl(String);
-
-impl std::fmt::Debug for WebhookUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookUrl(<secret>)")
-    }
-}
-
-impl WebhookUrl {
-    /// Accepts `https://host/...`, or `http://` to a loopback address. The
-    /// error never repeats the value.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let value = value.trim();
-        let uri: hyper::Uri = value
-            .parse()
-            .map_err(|_| "is not a URL (the value is secret and not shown)".to_owned())?;
-        let host = uri.host().unwrap_or_default();
-        match uri.scheme_str() {
-            Some("https") if !host.is_empty() => Ok(Self(value.to_owned())),
-            Some("http") if matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") => {
-                Ok(Self(value.to_owned()))
-            }
-            Some("http") => Err(
-                "must be an https:// URL (plain http is allowed to this machine's loopback only)"
-                    .to_owned(),
-            ),
-            _ => Err("must be an https:// URL".to_owned()),
-        }
-    }
-
-    /// The host, to pick a format when none is set (never logged either).
-    fn host(&self) -> String {
-        self.0
-            .parse::<hyper::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(str::to_ascii_lowercase))
-            .unwrap_or_default()
-    }
-
-    /// The payload format a URL of this host expects: Slack's incoming
-    /// webhooks, Teams' (Power Automate) Workflows, anything else JSON.
-    pub fn inferred_format(&self) -> ChatFormat {
-        let host = self.host();
-        if host == "hooks.slack.com" || host.ends_with(".slack.com") {
-            ChatFormat::Slack
-        } else if host.ends_with(".logic.azure.com")
-            || host.ends_with(".webhook.office.com")
-            || host.ends_with(".powerplatform.com")
-            || host.ends_with(".powerautomate.com")
-        {
-            ChatFormat::Teams
-        } else {
-            ChatFormat::Json
-        }
-    }
-}
 
 /// Posts payloads to one webhook.
 #[derive(Debug, Clone)]
@@ -122,13 +67,20 @@ impl Webhook {
         format!("webhook ({})", self.format.as_str())
     }
 
-    /// Posts `body`; `Err` says why it was not delivered (no URL in it).
-    pub async fn post(&self, body: &Value) -> Result<(), String> {
+    /// Posts `body`, giving up at `until` (the invocation deadline less
+    /// its reserve: the mail, the digest and the ledger save come after);
+    /// `Err` says why it was not delivered (no URL in it).
+    pub async fn post(&self, body: &Value, until: Option<Instant>) -> Result<(), String> {
         let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| e.to_string())?);
         let mut backoff = Duration::from_secs(1);
         let mut last = String::new();
+        let left = || until.map(|u| u.saturating_duration_since(Instant::now()));
         for attempt in 1..=ATTEMPTS {
-            let wait = match self.attempt(bytes.clone()).await {
+            let limit = left().map_or(ATTEMPT_TIMEOUT, |l| l.min(ATTEMPT_TIMEOUT));
+            if limit < Duration::from_millis(100) {
+                return Err(late(&last));
+            }
+            let wait = match self.attempt(bytes.clone(), limit).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::RetryAfter(e, after)) => {
@@ -141,6 +93,9 @@ impl Webhook {
                 }
             };
             if attempt < ATTEMPTS {
+                if left().is_some_and(|l| l <= wait) {
+                    return Err(late(&last));
+                }
                 warn!(error = %last, attempt, wait_secs = wait.as_secs_f64(), "chat webhook post failed; retrying");
                 tokio::time::sleep(wait).await;
                 backoff *= 2;
@@ -149,10 +104,10 @@ impl Webhook {
         Err(format!("{last} (after {ATTEMPTS} attempts)"))
     }
 
-    async fn attempt(&self, body: Bytes) -> Result<(), Failure> {
+    async fn attempt(&self, body: Bytes, limit: Duration) -> Result<(), Failure> {
         let request = Request::builder()
             .method(Method::POST)
-            .uri(self.url.0.as_str())
+            .uri(self.url.expose())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(
                 USER_AGENT,
@@ -160,17 +115,16 @@ impl Webhook {
             )
             .body(Full::new(body))
             .map_err(|_| Failure::Final("cannot build the request".to_owned()))?;
-        let response =
-            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(request)).await {
-                Err(_) => {
-                    return Err(Failure::Transient(format!(
-                        "no answer within {} s",
-                        ATTEMPT_TIMEOUT.as_secs()
-                    )))
-                }
-                Ok(Err(e)) => return Err(Failure::Transient(self.scrub(&error_chain(&e)))),
-                Ok(Ok(r)) => r,
-            };
+        let response = match tokio::time::timeout(limit, self.client.request(request)).await {
+            Err(_) => {
+                return Err(Failure::Transient(format!(
+                    "no answer within {:.1} s",
+                    limit.as_secs_f64()
+                )))
+            }
+            Ok(Err(e)) => return Err(Failure::Transient(self.scrub(&error_chain(&e)))),
+            Ok(Ok(r)) => r,
+        };
         let status = response.status();
         let retry_after = response
             .headers()
@@ -178,7 +132,7 @@ impl Webhook {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = tokio::time::timeout(ATTEMPT_TIMEOUT, response.into_body().collect())
+        let text = tokio::time::timeout(limit, response.into_body().collect())
             .await
             .ok()
             .and_then(|b| b.ok())
@@ -196,9 +150,15 @@ impl Webhook {
         }
     }
 
-    /// Removes the URL from text that might echo it.
+    /// Removes every secret part of the URL from text that might echo it
+    /// (an error, a response body): the report, the log, the digest and the
+    /// archive never hold them.
     fn scrub(&self, text: &str) -> String {
-        text.replace(self.url.0.as_str(), "<webhook URL>")
+        let mut out = text.to_owned();
+        for part in self.url.secret_parts() {
+            out = out.replace(&part, "<redacted>");
+        }
+        out
     }
 }
 
@@ -212,8 +172,13 @@ pub enum Chat {
 
 impl Chat {
     /// Opens the channel the settings name, reading the URL from SSM when
-    /// `webhook_url_parameter` is set.
-    pub async fn open(sdk_config: &aws_config::SdkConfig, settings: &ChatSettings) -> Self {
+    /// `webhook_url_parameter` is set. A channel that cannot be reached is
+    /// `Broken` (recorded, the run goes on); a parameter that is not a
+    /// SecureString is an invalid setting: `Err`, the run does not start.
+    pub async fn open(
+        sdk_config: &aws_config::SdkConfig,
+        settings: &ChatSettings,
+    ) -> Result<Self, ParameterError> {
         let label = format!(
             "webhook ({})",
             settings.format.map_or("inferred", |f| f.as_str())
@@ -225,26 +190,36 @@ impl Chat {
                     Ok(value) => match WebhookUrl::parse(&value) {
                         Ok(url) => url,
                         Err(e) => {
-                            return Chat::Broken {
+                            return Ok(Chat::Broken {
                                 label,
                                 error: format!("the value of SSM parameter {name} {e}"),
-                            }
+                            })
                         }
                     },
-                    Err(e) => {
-                        return Chat::Broken {
+                    Err(e @ ParameterError::NotSecure { .. }) => return Err(e),
+                    Err(ParameterError::Aws(e)) => {
+                        return Ok(Chat::Broken {
                             label,
                             error: format!("cannot read the webhook URL: {e}"),
-                        }
+                        })
                     }
                 }
             }
         };
-        match Webhook::new(url, settings.format) {
+        Ok(match Webhook::new(url, settings.format) {
             Ok(w) => Chat::Ready(Box::new(w)),
             Err(error) => Chat::Broken { label, error },
-        }
+        })
     }
+}
+
+/// Why a post stopped for the deadline, with the last failure if any.
+fn late(last: &str) -> String {
+    let mut e = "not posted this run: the invocation deadline was near".to_owned();
+    if !last.is_empty() {
+        e.push_str(&format!(" (last attempt: {last})"));
+    }
+    e
 }
 
 enum Failure {
@@ -281,42 +256,5 @@ fn snippet(body: &str) -> String {
         String::new()
     } else {
         format!(": {}", line.trim())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_https_or_loopback_http_urls_are_accepted_and_none_is_ever_shown() {
-        let secret = "https://hooks.slack.com/services/T000/B000/XXXXSECRET";
-        let url = WebhookUrl::parse(secret).unwrap();
-        assert_eq!(format!("{url:?}"), "WebhookUrl(<secret>)");
-        assert_eq!(url.inferred_format(), ChatFormat::Slack);
-        assert!(WebhookUrl::parse("http://127.0.0.1:8080/hook").is_ok());
-        for bad in [
-            "http://example.com/hook?token=SECRET",
-            "ftp://example.com/SECRET",
-            "not a url SECRET",
-            "",
-        ] {
-            let e = WebhookUrl::parse(bad).unwrap_err();
-            assert!(!e.contains("SECRET") && !e.contains("example.com"), "{e}");
-        }
-    }
-
-    #[test]
-    fn the_format_follows_the_host_when_not_set() {
-        for (url, format) in [
-            (
-                "https://prod-12.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?sig=x",
-                ChatFormat::Teams,
-            ),
-            ("https://acme.webhook.office.com/webhookb2/x", ChatFormat::Teams),
-            ("https://siem.example.com/ingest", ChatFormat::Json),
-        ] {
-            assert_eq!(WebhookUrl::parse(url).unwrap().inferred_format(), format, "{url}");
-        }
     }
 }

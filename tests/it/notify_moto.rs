@@ -2,18 +2,16 @@
 //! with IAM policy enforcement on); what moto received is read back from
 //! `/moto-api/data.json`.
 
-#[path = "support/mail.rs"]
-mod mail;
-mod support;
+use crate::mail;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::{run, Moto, Seeded, NOW};
 use mail::{sent, Mail};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded, NOW};
 
 fn org_spec() -> Value {
-    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+    serde_json::from_str(include_str!("../fixtures/org.json")).expect("fixture is JSON")
 }
 
 fn notify(
@@ -508,4 +506,143 @@ fn a_rejected_digest_makes_an_otherwise_complete_run_incomplete() {
         .find(|n| n["kind"] == "digest")
         .unwrap();
     assert_eq!(digest["outcome"], "failed", "{digest}");
+}
+
+/// Issue 22 item 13: `x%evil.example@example.com` passed the allow-list of
+/// domains (example.com) while some relays deliver it to evil.example.
+#[test]
+fn percent_hack_and_bang_path_owner_addresses_are_refused() {
+    let moto = Moto::start();
+    let spec = json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "mgmt", "email": "root@example.com", "management": true,
+             "users": [
+                {"name": "ci", "tags": {"owner": "x%evil.example@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]},
+                {"name": "etl", "tags": {"owner": "evil.example!x@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]}
+             ]}
+        ]
+    });
+    let seeded = moto.seed(&spec);
+    let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let to: Vec<String> = sent(&moto).iter().map(|m| m.to.join(",")).collect();
+    assert!(to.iter().all(|t| !t.contains("evil")), "{to:?}");
+    for f in report["findings"].as_array().unwrap() {
+        assert_eq!(f["owner"]["rule"], "account-email", "the next rule: {f:#}");
+        assert!(
+            f["owner"]["skipped"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("% or !"),
+            "{f:#}"
+        );
+    }
+}
+
+/// Issue 22 item 11: an account named `=HYPERLINK(...)` and a user named
+/// `=1+2` became live formulas in the digest's CSV attachment and in
+/// `--format csv`. Such cells start with `'` now.
+#[test]
+fn spreadsheet_formulas_from_iam_and_organizations_are_neutralised_in_csv() {
+    let moto = Moto::start();
+    let spec = json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "mgmt", "email": "root@example.com", "management": true},
+            {"name": "=HYPERLINK(\"http://evil.example\",\"click\")", "email": "prod@example.com",
+             "users": [
+                {"name": "=1+2", "keys": [{"age_days": 120, "last_used_days": 1}]},
+                {"name": "@SUM", "keys": [{"age_days": 120, "last_used_days": 1}]},
+                {"name": "-cmd", "keys": [{"age_days": 120, "last_used_days": 1}]},
+                {"name": "+x", "keys": [{"age_days": 120, "last_used_days": 1}]}
+             ]}
+        ]
+    });
+    let seeded = moto.seed(&spec);
+    let (code, _, stderr) = notify(&moto, &seeded, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let digest = sent(&moto)
+        .into_iter()
+        .find(|m| m.to.contains(&"security@example.com".to_owned()))
+        .unwrap();
+    let (_, attachment) = digest
+        .attachments
+        .iter()
+        .find(|(name, _)| name.ends_with(".csv"))
+        .expect("the digest's CSV");
+    let (ak, sk) = seeded.scanner();
+    let (_, csv_out, _) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "csv", "--now", NOW]));
+    for csv in [attachment.as_str(), csv_out.as_str()] {
+        let mut rows = csv::Reader::from_reader(csv.as_bytes());
+        let headers = rows.headers().unwrap().clone();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let mut users = BTreeSet::new();
+        for row in rows.records() {
+            let row = row.unwrap();
+            for cell in row.iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@']),
+                    "live formula {cell:?}: {row:?}"
+                );
+            }
+            assert!(row[col("account_name")].starts_with("'=HYPERLINK("));
+            users.insert(row[col("user_name")].to_owned());
+        }
+        assert_eq!(
+            users,
+            BTreeSet::from(["'=1+2", "'@SUM", "'-cmd", "'+x"].map(str::to_owned)),
+            "{csv}"
+        );
+    }
+}
+
+/// Issue 22 item 14: `notify --outbox` saved its notices in the default
+/// ledger real runs share, so a real send the same day mailed no owner and
+/// outbox-only notices counted towards enforcement. Without an explicit
+/// state location, an outbox run keeps no ledger.
+#[test]
+fn an_outbox_run_does_not_change_what_a_real_run_sends() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let home = tempfile::tempdir().unwrap();
+    let xdg = [("XDG_STATE_HOME", home.path().to_str().unwrap())];
+    let outbox = home.path().join("outbox");
+    let (_, report, stderr) = notify(
+        &moto,
+        &seeded,
+        &["--outbox", outbox.to_str().unwrap()],
+        &xdg,
+    );
+    assert!(
+        report["notifications"]
+            .as_array()
+            .is_some_and(|n| n.len() > 1),
+        "{stderr}"
+    );
+    assert!(
+        !home.path().join("keywarden").exists(),
+        "no ledger in the default state directory"
+    );
+    let (_, report, stderr) = notify(&moto, &seeded, &[], &xdg);
+    let owners = report["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "owner" && n["outcome"] == "sent")
+        .count();
+    assert_eq!(
+        owners, 6,
+        "every owner is told by the first real run: {stderr}"
+    );
+    assert!(
+        home.path().join("keywarden").exists(),
+        "the real run keeps its ledger"
+    );
 }

@@ -4,10 +4,8 @@
 //! on, and the scanner's own identity is allowed exactly the actions the
 //! code lists (`keywarden::aws::all_actions`).
 
-mod support;
-
+use crate::support::{run, Moto, NOW};
 use serde_json::{json, Value};
-use support::{run, Moto, NOW};
 
 fn user(name: &str, age: u32) -> Value {
     json!({"name": name, "tags": {"owner": format!("{name}@example.com")}, "keys": [{"age_days": age, "last_used_days": 1}]})
@@ -36,8 +34,9 @@ fn with_the_shipped_template_every_account_is_scanned_and_mailed() {
     let (ak, sk) = seeded.scanner();
     let (code, stdout, stderr) = run(moto
         .keywarden((&ak, &sk))
-        .args(["notify", "--format", "json", "--now", NOW])
+        .args(["notify", "--format", "json"])
         .args(["--state", "s3://keywarden-state/keywarden"])
+        .env("KEYWARDEN_CLOCK_OVERRIDE", NOW)
         .env("KEYWARDEN_SENDER", "keywarden@example.com")
         .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
         .env("KEYWARDEN_MAX_SEND_RATE", "100"));

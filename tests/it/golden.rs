@@ -2,7 +2,7 @@
 //! from the fixed sample report `templates/sample-report.json`, which holds
 //! hostile values (`<script>`, quotes, CR/LF) in IAM- and
 //! Organizations-sourced fields. Regenerate after an intended change with
-//! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
+//! `UPDATE_GOLDEN=1 cargo test --test it golden` and review the diff.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

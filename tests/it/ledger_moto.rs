@@ -3,16 +3,15 @@
 //! resolves and how, what an unreachable account keeps, escalation, and a
 //! same-day re-run that sends nothing.
 
-#[path = "support/mail.rs"]
-mod mail;
-mod support;
+use crate::mail;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::support::{run, Moto, Seeded};
 use mail::sent;
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded};
 
 /// Day 0 of the scenario; the org's ages are relative to support::NOW, the same instant.
 fn at(days: i64, hours: i64) -> String {

@@ -1,234 +1,21 @@
-//! Settings: built-in defaults, then a TOML file (`--config` or
-//! `KEYWARDEN_CONFIG`), then `KEYWARDEN_<KEY>` environment variables (lists
-//! comma-separated), then CLI flags; later wins. Everything is validated here,
-//! before any AWS call, and every error names the key, where the value came
-//! from and what is wrong. Nothing else in the crate reads settings sources.
+//! Settings as gathered from every source (defaults, the TOML file,
+//! `KEYWARDEN_*` variables, flags), each value with where it came from, and
+//! their validation into [`Settings`](super::Settings).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::{
+    ChatSettings, ChatTarget, ConfigError, NotifySettings, Scope, Settings, WebhookUrl, KEYS,
+    MAX_SEND_RATE, MIN_SEND_RATE,
+};
 use crate::core::enforce::{EnforcePolicy, Mode as EnforceMode};
 use crate::core::exempt::{ArnPattern, ExemptionRules};
 use crate::core::ledger::Cadence;
 use crate::core::model::{AccountId, EmailAddress, Policy};
 use crate::core::owners::OwnerRules;
 use crate::core::summary::ChatFormat;
-use crate::deliver::webhook::WebhookUrl;
-
-/// A settings value that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    #[error("config file {path} is not valid TOML: {reason}")]
-    Toml { path: PathBuf, reason: String },
-    #[error("unknown setting `{key}` in {source_name} ({known})")]
-    UnknownKey {
-        key: String,
-        source_name: String,
-        known: String,
-    },
-    #[error("invalid setting `{key}` (from {source_name}): {reason}")]
-    Invalid {
-        key: String,
-        source_name: String,
-        reason: String,
-    },
-    #[error("`{key}` is required for {purpose} (set it in the config file or KEYWARDEN_{upper})", upper = key.to_uppercase())]
-    Missing {
-        key: &'static str,
-        purpose: &'static str,
-    },
-}
-
-/// The slowest send rate keywarden paces to (messages per second).
-pub const MIN_SEND_RATE: f64 = 0.0167;
-/// The fastest send rate keywarden paces to (messages per second).
-pub const MAX_SEND_RATE: f64 = 10_000.0;
-
-/// Every key the settings accept, with its default as text (`None`: no default).
-pub const KEYS: &[(&str, Option<&str>)] = &[
-    ("role_name", Some("KeywardenScanRole")),
-    ("external_id", None),
-    ("warn_age_days", Some("75")),
-    ("max_age_days", Some("90")),
-    ("unused_days", Some("45")),
-    ("stale_inactive_days", Some("30")),
-    ("concurrency", Some("128")),
-    ("account_timeout_secs", Some("120")),
-    ("report_wait_secs", Some("60")),
-    ("deadline_reserve_secs", Some("60")),
-    ("include_accounts", Some("")),
-    ("exclude_accounts", Some("")),
-    ("include_ous", Some("")),
-    ("exclude_ous", Some("")),
-    ("exempt_accounts", Some("")),
-    ("exempt_user_arns", Some("")),
-    ("exempt_tag_key", Some("keywarden:exempt")),
-    ("max_exemption_days", Some("90")),
-    ("owner_tag_keys", Some("owner,email,contact")),
-    ("account_tags_max_age_days", Some("7")),
-    ("account_owner_tag_keys", Some("owner,security-contact")),
-    ("notify_account_owners", Some("true")),
-    ("allowed_recipient_domains", Some("")),
-    ("sender", None),
-    ("security_recipients", Some("")),
-    ("reply_to", Some("")),
-    ("configuration_set", None),
-    ("ses_region", None),
-    ("max_send_rate", Some("1.0")),
-    ("console_link_template", None),
-    ("templates_dir", None),
-    ("state", None),
-    ("remind_every_days", Some("7")),
-    ("overdue_remind_every_days", Some("3")),
-    ("escalate_after_days", Some("14")),
-    ("enforce", Some("off")),
-    ("deactivate_after_days", Some("30")),
-    ("enforce_min_notices", Some("3")),
-    ("enforce_final_notice_days", Some("7")),
-    ("enforce_max_per_run", Some("25")),
-    ("delete_inactive_after_days", None),
-    ("enforce_role_name", Some("KeywardenEnforceRole")),
-    ("webhook_url", None),
-    ("webhook_url_parameter", None),
-    ("webhook_format", None),
-    ("securityhub_export", Some("false")),
-    ("securityhub_region", None),
-];
-
-/// Which accounts to scan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
-    /// When non-empty, only these accounts.
-    pub include_accounts: BTreeSet<AccountId>,
-    pub exclude_accounts: BTreeSet<AccountId>,
-    /// When non-empty, only accounts under these OUs (recursively).
-    pub include_ous: Vec<String>,
-    /// Accounts under these OUs (recursively) are skipped.
-    pub exclude_ous: Vec<String>,
-}
-
-/// Validated settings for one run.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Member-account role to assume.
-    pub role_name: String,
-    /// Optional ExternalId for AssumeRole.
-    pub external_id: Option<String>,
-    pub policy: Policy,
-    /// Accounts in flight at once.
-    pub concurrency: usize,
-    /// Budget for one account, from AssumeRole to the last IAM call.
-    pub account_timeout: Duration,
-    /// How long to wait for a credential report before falling back to API enumeration.
-    pub report_wait: Duration,
-    /// Lambda: stop starting accounts when the invocation deadline is this close
-    /// (the time kept for sending the mail).
-    pub deadline_reserve: Duration,
-    pub scope: Scope,
-    pub exemptions: ExemptionRules,
-    pub owners: OwnerRules,
-    /// What notify needs: present when `sender` and `security_recipients` are set.
-    pub notify: Option<NotifySettings>,
-    /// Where the ledger and the report archive live (a directory or
-    /// `s3://bucket/prefix`); `None`: the caller's default (the CLI's XDG
-    /// state directory; no ledger in the Lambda).
-    pub state: Option<String>,
-    /// Reminder and escalation cadence.
-    pub cadence: Cadence,
-    /// Opt-in enforcement.
-    pub enforce: EnforcePolicy,
-    /// Member-account role holding the write actions (only with enforcement).
-    pub enforce_role_name: String,
-    /// How long account tags read from Organizations are reused (with a
-    /// ledger); 0: read every run.
-    pub account_tags_max_age_days: u32,
-    /// The chat summary's webhook, if any.
-    pub chat: Option<ChatSettings>,
-    /// Import findings into Security Hub (`notify` runs that deliver).
-    pub securityhub_export: bool,
-    /// The Security Hub region; `None`: the run's own region.
-    pub securityhub_region: Option<String>,
-}
-
-/// Where the run summary is posted.
-#[derive(Debug, Clone)]
-pub struct ChatSettings {
-    pub target: ChatTarget,
-    /// `None`: inferred from the URL's host.
-    pub format: Option<ChatFormat>,
-}
-
-/// The webhook URL, or where to read it.
-#[derive(Debug, Clone)]
-pub enum ChatTarget {
-    /// From `KEYWARDEN_WEBHOOK_URL` (the CLI).
-    Url(WebhookUrl),
-    /// The name of an SSM SecureString parameter holding it (the Lambda).
-    Parameter(String),
-}
-
-/// The settings of `notify` (and the Lambda): who sends, who gets the
-/// digest, SES options and templates.
-#[derive(Debug, Clone)]
-pub struct NotifySettings {
-    /// Verified SES identity the mail comes from.
-    pub sender: EmailAddress,
-    /// Digest recipients; never empty.
-    pub security_recipients: Vec<EmailAddress>,
-    pub reply_to: Vec<EmailAddress>,
-    /// Account owners also get their accounts' findings.
-    pub notify_account_owners: bool,
-    pub configuration_set: Option<String>,
-    pub ses_region: Option<String>,
-    /// Messages per second when the SES quota cannot be read.
-    pub max_send_rate: f64,
-    /// Handlebars template for the per-key console link.
-    pub console_link_template: Option<String>,
-    /// Overrides the embedded templates file by file.
-    pub templates_dir: Option<PathBuf>,
-}
-
-impl Settings {
-    /// What notify needs, or which key is missing for it.
-    pub fn notify(&self) -> Result<&NotifySettings, ConfigError> {
-        self.notify.as_ref().ok_or(ConfigError::Missing {
-            key: "sender",
-            purpose: "notify (with security_recipients)",
-        })
-    }
-}
-
-impl NotifySettings {
-    /// Reads the `*.hbs` files of `templates_dir` (file name → source).
-    pub fn template_overrides(&self) -> Result<BTreeMap<String, String>, ConfigError> {
-        let mut out = BTreeMap::new();
-        let Some(dir) = &self.templates_dir else {
-            return Ok(out);
-        };
-        let fail = |reason: String| ConfigError::Invalid {
-            key: "templates_dir".to_owned(),
-            source_name: dir.display().to_string(),
-            reason,
-        };
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| fail(format!("cannot read the folder: {e}")))?;
-        for entry in entries {
-            let path = entry.map_err(|e| fail(e.to_string()))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.ends_with(".hbs") {
-                let source = std::fs::read_to_string(&path)
-                    .map_err(|e| fail(format!("cannot read {name}: {e}")))?;
-                out.insert(name.to_owned(), source);
-            }
-        }
-        Ok(out)
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Raw {
@@ -609,6 +396,26 @@ impl RawSettings {
         Ok(name)
     }
 
+    /// `enforce_max_per_day`, or its old name `enforce_max_per_run` (never both).
+    fn max_per_day(&self) -> Result<u32, ConfigError> {
+        let explicit = |key: &str| {
+            self.values
+                .get(key)
+                .is_some_and(|v| v.source != "built-in default")
+        };
+        match (
+            explicit("enforce_max_per_day"),
+            explicit("enforce_max_per_run"),
+        ) {
+            (true, true) => Err(self.invalid(
+                "enforce_max_per_run",
+                "is the old name of enforce_max_per_day: set only enforce_max_per_day",
+            )),
+            (false, true) => Ok(self.integer("enforce_max_per_run", 1, 10_000)? as u32),
+            _ => Ok(self.integer("enforce_max_per_day", 1, 10_000)? as u32),
+        }
+    }
+
     /// Validates everything into [`Settings`].
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let role_name = self.role("role_name")?;
@@ -729,6 +536,15 @@ impl RawSettings {
                 ));
             }
         }
+        let clock_override = match self.opt_string("clock_override")? {
+            None => None,
+            Some(v) => Some(v.parse::<jiff::Timestamp>().map_err(|e| {
+                self.invalid(
+                    "clock_override",
+                    format!("{v:?} is not an RFC 3339 instant such as 2026-11-29T00:00:00Z: {e}"),
+                )
+            })?),
+        };
         let cadence = Cadence {
             remind_every_days: self.days("remind_every_days", 1)?,
             overdue_remind_every_days: self.days("overdue_remind_every_days", 1)?,
@@ -797,7 +613,7 @@ impl RawSettings {
             deactivate_after_days: self.days("deactivate_after_days", 0)?,
             min_notices: self.integer("enforce_min_notices", 1, 100)? as u32,
             final_notice_days: self.days("enforce_final_notice_days", 1)?,
-            max_per_run: self.integer("enforce_max_per_run", 1, 10_000)? as u32,
+            max_per_day: self.max_per_day()?,
             delete_inactive_after_days: match self.opt_string("delete_inactive_after_days")? {
                 None => None,
                 Some(_) => Some(self.days("delete_inactive_after_days", 1)?),
@@ -826,6 +642,7 @@ impl RawSettings {
             securityhub_export,
             securityhub_region,
             chat,
+            clock_override,
             account_tags_max_age_days,
             enforce,
             enforce_role_name,
@@ -857,329 +674,4 @@ fn is_region(r: &str) -> bool {
         && parts
             .last()
             .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_match_the_design() {
-        let s = RawSettings::defaults().validate().unwrap();
-        assert_eq!(s.role_name, "KeywardenScanRole");
-        assert_eq!(s.policy, Policy::default());
-        assert_eq!(s.concurrency, 128);
-        assert_eq!(s.account_timeout, Duration::from_secs(120));
-        assert_eq!(s.exemptions.tag_key, "keywarden:exempt");
-        assert_eq!(s.owners.owner_tag_keys, ["owner", "email", "contact"]);
-        assert_eq!(
-            s.owners.account_owner_tag_keys,
-            ["owner", "security-contact"]
-        );
-        assert!(s.notify.is_none(), "no sender, no recipients: scan only");
-        let mut raw = RawSettings::defaults();
-        raw.merge_env(env(&[
-            ("KEYWARDEN_SENDER", "kw@example.com"),
-            ("KEYWARDEN_SECURITY_RECIPIENTS", "sec@example.com"),
-        ]))
-        .unwrap();
-        let n = raw.validate().unwrap().notify.unwrap();
-        assert!(n.notify_account_owners);
-        assert_eq!(n.max_send_rate, 1.0);
-        let c = RawSettings::defaults().validate().unwrap().cadence;
-        assert_eq!(
-            (
-                c.remind_every_days,
-                c.overdue_remind_every_days,
-                c.escalate_after_days
-            ),
-            (7, 3, 14)
-        );
-        assert_eq!(RawSettings::defaults().validate().unwrap().state, None);
-    }
-
-    #[test]
-    fn later_sources_win_file_then_env_then_flags() {
-        let mut raw = RawSettings::defaults();
-        raw.merge_toml(
-            "warn_age_days = 10\nmax_age_days = 20\ninclude_accounts = [\"111122223333\"]",
-            "test.toml",
-        )
-        .unwrap();
-        raw.merge_env(env(&[
-            ("KEYWARDEN_MAX_AGE_DAYS", "30"),
-            ("KEYWARDEN_LOG", "debug"),
-            ("PATH", "/bin"),
-        ]))
-        .unwrap();
-        raw.set_flag(
-            "include_accounts",
-            "222233334444, 333344445555",
-            "--accounts",
-        );
-        let s = raw.validate().unwrap();
-        assert_eq!((s.policy.warn_age_days, s.policy.max_age_days), (10, 30));
-        assert_eq!(s.scope.include_accounts.len(), 2);
-    }
-
-    #[test]
-    fn invalid_values_name_the_key_and_the_source() {
-        let cases: &[(&str, &str, &str)] = &[
-            ("KEYWARDEN_WARN_AGE_DAYS", "-1", "warn_age_days"),
-            ("KEYWARDEN_MAX_AGE_DAYS", "ninety", "max_age_days"),
-            ("KEYWARDEN_WARN_AGE_DAYS", "90", "warn_age_days"),
-            ("KEYWARDEN_CONCURRENCY", "0", "concurrency"),
-            ("KEYWARDEN_SENDER", "Security <sec@example.com>", "sender"),
-            (
-                "KEYWARDEN_SECURITY_RECIPIENTS",
-                "a@example.com,not-an-address",
-                "security_recipients",
-            ),
-            ("KEYWARDEN_INCLUDE_ACCOUNTS", "12345", "include_accounts"),
-            ("KEYWARDEN_INCLUDE_OUS", "engineering", "include_ous"),
-            (
-                "KEYWARDEN_NOTIFY_ACCOUNT_OWNERS",
-                "maybe",
-                "notify_account_owners",
-            ),
-            ("KEYWARDEN_MAX_SEND_RATE", "0", "max_send_rate"),
-            ("KEYWARDEN_ROLE_NAME", "bad role", "role_name"),
-            ("KEYWARDEN_EXEMPT_USER_ARNS", "ci-*", "exempt_user_arns"),
-        ];
-        for (var, value, key) in cases {
-            let mut raw = RawSettings::defaults();
-            raw.merge_env(env(&[(var, value)])).unwrap();
-            let err = raw.validate().unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("`{key}`")) && err.contains(var),
-                "{var}={value}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_unknown_keywarden_variable_is_an_error_naming_the_closest_setting() {
-        let err = RawSettings::defaults()
-            .merge_env(env(&[("KEYWARDEN_MAX_AGE", "90")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("KEYWARDEN_MAX_AGE")
-                && err.contains("did you mean KEYWARDEN_MAX_AGE_DAYS?"),
-            "{err}"
-        );
-        let err = RawSettings::defaults()
-            .merge_toml("sendr = \"a@example.com\"", "c.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("did you mean `sender`?"), "{err}");
-    }
-
-    #[test]
-    fn toml_type_errors_and_unknown_keys_are_reported() {
-        let mut raw = RawSettings::defaults();
-        raw.merge_toml("max_age_days = \"90\"", "c.toml").unwrap();
-        let err = raw.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("`max_age_days`") && err.contains("c.toml"),
-            "{err}"
-        );
-        let err = RawSettings::defaults()
-            .merge_toml("max_age_dayz = 3", "c.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("max_age_dayz"), "{err}");
-        assert!(RawSettings::defaults()
-            .merge_toml("= broken", "c.toml")
-            .is_err());
-    }
-
-    #[test]
-    fn every_key_with_a_wrong_type_is_an_error_naming_it() {
-        for (key, _) in KEYS {
-            let mut raw = RawSettings::defaults();
-            raw.merge_toml(&format!("{key} = {{ nested = 1 }}"), "c.toml")
-                .unwrap();
-            let err = raw.validate().unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("`{key}`")) && err.contains("c.toml"),
-                "{key}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn every_number_out_of_range_is_an_error_naming_it() {
-        let numeric = [
-            "warn_age_days",
-            "max_age_days",
-            "unused_days",
-            "stale_inactive_days",
-            "concurrency",
-            "account_timeout_secs",
-            "report_wait_secs",
-            "deadline_reserve_secs",
-            "max_send_rate",
-            "remind_every_days",
-            "overdue_remind_every_days",
-            "escalate_after_days",
-            "max_exemption_days",
-            "deactivate_after_days",
-            "enforce_min_notices",
-            "enforce_final_notice_days",
-            "enforce_max_per_run",
-        ];
-        for key in numeric {
-            for bad in ["-1", "99999999", "1e400", "1e-30", "NaN", ""] {
-                let mut raw = RawSettings::defaults();
-                raw.set_flag(key, bad, "--test");
-                match raw.validate() {
-                    Err(e) => assert!(
-                        e.to_string().contains(&format!("`{key}`")),
-                        "{key}={bad}: {e}"
-                    ),
-                    Ok(_) => panic!("{key}={bad:?} accepted"),
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn notify_needs_sender_and_recipients_and_half_of_them_is_an_error() {
-        let s = RawSettings::defaults().validate().unwrap();
-        assert!(s.notify().unwrap_err().to_string().contains("`sender`"));
-        for (var, missing) in [
-            ("KEYWARDEN_SENDER", "`security_recipients`"),
-            ("KEYWARDEN_SECURITY_RECIPIENTS", "`sender`"),
-        ] {
-            let mut raw = RawSettings::defaults();
-            raw.merge_env(env(&[(var, "someone@example.com")])).unwrap();
-            let err = raw.validate().unwrap_err().to_string();
-            assert!(err.contains(missing), "{var}: {err}");
-        }
-    }
-
-    #[test]
-    fn allowed_recipient_domains_default_to_the_sender_and_security_recipients() {
-        let mut raw = RawSettings::defaults();
-        raw.merge_env(env(&[
-            ("KEYWARDEN_SENDER", "kw@Acme.example"),
-            (
-                "KEYWARDEN_SECURITY_RECIPIENTS",
-                "sec@acme.example,ciso@corp.example",
-            ),
-        ]))
-        .unwrap();
-        let s = raw.validate().unwrap();
-        assert_eq!(s.owners.allowed_domains, ["acme.example", "corp.example"]);
-        raw.set_flag(
-            "allowed_recipient_domains",
-            "eu.acme.example, @other.example",
-            "--test",
-        );
-        let s = raw.validate().unwrap();
-        assert_eq!(
-            s.owners.allowed_domains,
-            ["eu.acme.example", "other.example"]
-        );
-        raw.set_flag("allowed_recipient_domains", "not a domain", "--test");
-        assert!(raw
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("`allowed_recipient_domains`"));
-        assert!(RawSettings::defaults()
-            .validate()
-            .unwrap()
-            .owners
-            .allowed_domains
-            .is_empty());
-    }
-
-    #[test]
-    fn enforcement_settings_default_off_and_are_validated() {
-        let s = RawSettings::defaults().validate().unwrap();
-        assert_eq!(s.enforce, EnforcePolicy::default());
-        assert_eq!(s.enforce_role_name, "KeywardenEnforceRole");
-        for (key, bad) in [
-            ("enforce", "yes"),
-            ("delete_inactive_after_days", "-1"),
-            ("delete_inactive_after_days", "0"),
-            ("enforce_role_name", "bad role"),
-        ] {
-            let mut raw = RawSettings::defaults();
-            raw.set_flag(key, bad, "--test");
-            let err = raw.validate().unwrap_err().to_string();
-            assert!(err.contains(&format!("`{key}`")), "{key}={bad}: {err}");
-        }
-        let mut raw = RawSettings::defaults();
-        raw.set_flag("enforce", "Apply", "--test");
-        raw.set_flag("delete_inactive_after_days", "60", "--test");
-        let s = raw.validate().unwrap();
-        assert_eq!(s.enforce.mode, EnforceMode::Apply);
-        assert_eq!(s.enforce.delete_inactive_after_days, Some(60));
-    }
-
-    #[test]
-    fn state_must_be_a_directory_or_an_s3_uri() {
-        for (value, ok) in [
-            ("/var/lib/keywarden", true),
-            ("relative/dir", true),
-            ("s3://my-bucket/keywarden", true),
-            ("s3://my-bucket", true),
-            ("s3://My_Bucket/x", false),
-            ("s3://", false),
-            ("https://example.com/x", false),
-        ] {
-            let mut raw = RawSettings::defaults();
-            raw.set_flag("state", value, "--state");
-            match raw.validate() {
-                Ok(s) => assert!(ok, "{value} accepted: {:?}", s.state),
-                Err(e) => assert!(!ok && e.to_string().contains("`state`"), "{value}: {e}"),
-            }
-        }
-    }
-
-    #[test]
-    fn securityhub_export_is_off_by_default_and_its_region_is_validated() {
-        let s = RawSettings::defaults().validate().unwrap();
-        assert!(!s.securityhub_export);
-        assert_eq!(s.securityhub_region, None);
-        for (export, region, ok) in [
-            ("true", "eu-west-1", true),
-            ("true", "us-gov-west-1", true),
-            ("true", "EU-WEST-1", false),
-            ("true", "eu-west", false),
-            ("true", "west-1", false),
-            ("false", "eu-west-1", false),
-        ] {
-            let mut raw = RawSettings::defaults();
-            raw.set_flag("securityhub_export", export, "--test");
-            raw.set_flag("securityhub_region", region, "--test");
-            match raw.validate() {
-                Ok(s) => {
-                    assert!(ok, "{export} {region} accepted");
-                    assert_eq!(s.securityhub_region.as_deref(), Some(region));
-                }
-                Err(e) => assert!(
-                    !ok && e.to_string().contains("`securityhub_region`"),
-                    "{export} {region}: {e}"
-                ),
-            }
-        }
-        let mut raw = RawSettings::defaults();
-        raw.set_flag("securityhub_export", "maybe", "--test");
-        assert!(raw
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("`securityhub_export`"));
-    }
 }

@@ -3,14 +3,14 @@
 //! one that cannot be saved makes the run incomplete (exit 3), and nothing
 //! is ever overwritten by a run that lost a race.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
+use crate::support::{run, Moto, Seeded, NOW};
 use aws_config::{BehaviorVersion, Region};
 use keywarden::state::{Store, StoreError, Version};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded, NOW};
 
 fn spec(scanner_actions: Option<Vec<&str>>) -> Value {
     let mut spec = json!({
@@ -32,7 +32,9 @@ fn spec(scanner_actions: Option<Vec<&str>>) -> Value {
 fn notify(moto: &Moto, seeded: &Seeded, state: &str) -> (i32, Value, String) {
     let (ak, sk) = seeded.scanner();
     let mut cmd = moto.keywarden((&ak, &sk));
-    cmd.args(["notify", "--format", "json", "--now", NOW, "--state", state])
+    // The emulator's day is the test-only setting: `--now` cannot reach S3.
+    cmd.args(["notify", "--format", "json", "--state", state])
+        .env("KEYWARDEN_CLOCK_OVERRIDE", NOW)
         .env("KEYWARDEN_SENDER", "keywarden@example.com")
         .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
         .env("KEYWARDEN_MAX_SEND_RATE", "100");
@@ -276,4 +278,64 @@ fn a_lost_race_is_refused_by_both_backends() {
         let dir = tempfile::tempdir().unwrap();
         lost_race(&Store::open(dir.path().to_str().unwrap(), &sdk(&moto).await).unwrap()).await;
     });
+}
+
+/// Issue 22 item 3: `notify --now 2030-01-01` against the shared ledger
+/// stopped every reminder and enforcement for the real days after. A run
+/// whose clock is not the wall clock is refused before any AWS call (the
+/// endpoint here answers nothing), and with a local directory it still runs.
+#[test]
+fn a_run_with_another_clock_never_touches_the_shared_s3_ledger() {
+    for (now, state) in [
+        ("2030-01-01T00:00:00Z", "s3://kw-state/keywarden"),
+        ("2020-01-01T00:00:00Z", "s3://kw-state/keywarden"),
+    ] {
+        let mut cmd = std::process::Command::new(support::keywarden_bin());
+        support::isolate(&mut cmd);
+        cmd.args([
+            "notify",
+            "--dry-run",
+            "--format",
+            "json",
+            "--now",
+            now,
+            "--state",
+            state,
+        ])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com");
+        let (code, _, stderr) = run(&mut cmd);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("--now")
+                && stderr.contains("shared one in S3")
+                && !stderr.contains("127.0.0.1"),
+            "refused by name, before any AWS call: {stderr}"
+        );
+    }
+    // A few seconds off is still now; a local directory takes any clock.
+    let wall = jiff::Timestamp::now().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    for (now, state) in [
+        (wall.as_str(), "s3://kw-state/keywarden"),
+        ("2030-01-01T00:00:00Z", dir.path().to_str().unwrap()),
+    ] {
+        let mut cmd = std::process::Command::new(support::keywarden_bin());
+        support::isolate(&mut cmd);
+        cmd.args(["scan", "--format", "json", "--now", now, "--state", state])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_MAX_ATTEMPTS", "1");
+        let (_, _, stderr) = run(&mut cmd);
+        assert!(
+            !stderr.contains("shared one in S3"),
+            "{now} {state}: {stderr}"
+        );
+    }
 }

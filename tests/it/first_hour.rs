@@ -2,12 +2,10 @@
 //! profile, an unreachable endpoint, a typo in a variable, an output folder
 //! that does not exist. Each is one clear line and exit 2, quickly.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{isolate, keywarden_bin, run};
+use crate::support::{isolate, keywarden_bin, run};
 
 fn keywarden() -> Command {
     let mut cmd = Command::new(keywarden_bin());

@@ -6,14 +6,13 @@
 //! keys with too few notices and a user's newer key alone, and records a
 //! failure where the enforcement role may not write.
 
-#[path = "support/mail.rs"]
-mod mail;
-mod support;
+use crate::mail;
+use crate::support;
 
 use std::collections::BTreeMap;
 
+use crate::support::{run, Moto, Seeded};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded};
 
 fn at(days: i64, hours: i64) -> String {
     let t: jiff::Timestamp = support::NOW.parse().unwrap();
@@ -248,6 +247,22 @@ fn plan_changes_nothing_and_apply_deactivates_exactly_the_eligible_keys_after_fa
         digest.text
     );
 
+    // Issue 22 item 9: the cap is per UTC day, counted from the ledger, so
+    // a retried invocation the same day (Lambda's async retries) adds no
+    // action beyond it: one key was done today, a cap of 1 leaves none.
+    let (_, report, stderr) = org.notify(
+        &at(2, 9),
+        "apply",
+        &[("KEYWARDEN_ENFORCE_MAX_PER_DAY", "1")],
+    );
+    assert!(
+        actions(&report).is_empty(),
+        "{:?}\n{stderr}",
+        actions(&report)
+    );
+    assert_eq!(report["actions_waiting"], 3, "{stderr}");
+    assert_eq!(org.statuses(), after, "nothing more changed today");
+
     // Day 3: the rest.
     let (_, report, _) = org.notify(&at(3, 6), "apply", &[]);
     let done: Vec<(String, String)> = actions(&report)
@@ -288,6 +303,68 @@ fn plan_changes_nothing_and_apply_deactivates_exactly_the_eligible_keys_after_fa
         org.seeded.key("a", "ci", 0)
     );
     assert_eq!(ledger["entries"][&id]["how"], "key_deactivated");
+}
+
+/// Issue 22 item 15: in `plan` owners were told "This key will be
+/// deactivated on DATE", a date nothing kept, and those notices counted as
+/// the final notice once `apply` was switched on. Now `plan` names no date
+/// to owners and gives no final notice; the first `apply` run gives the
+/// real one and acts no sooner than enforce_final_notice_days after it.
+#[test]
+fn plan_promises_owners_no_date_and_apply_acts_only_after_its_own_final_notice() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec());
+    let org = Org {
+        moto,
+        seeded,
+        state: tempfile::tempdir().unwrap(),
+    };
+    for day in 0..3 {
+        let (_, report, stderr) = org.notify(&at(day, 6), "plan", &[]);
+        assert!(
+            actions(&report).iter().all(|(_, _, o)| o == "planned"),
+            "{stderr}"
+        );
+    }
+    let mails = mail::sent(&org.moto);
+    let ci: Vec<&mail::Mail> = mails
+        .iter()
+        .filter(|m| m.to == ["ci@example.com"])
+        .collect();
+    assert!(!ci.is_empty());
+    for m in &ci {
+        assert!(
+            !m.text.contains("will be deactivated") && !m.html.contains("will be deactivated"),
+            "plan named a date: {}",
+            m.text
+        );
+    }
+    // The first apply: the final notice, naming a date two days on; no action.
+    let before = mail::sent(&org.moto).len();
+    let (_, report, stderr) = org.notify(&at(3, 6), "apply", &[]);
+    assert!(
+        actions(&report).is_empty(),
+        "{:?}\n{stderr}",
+        actions(&report)
+    );
+    let mails = mail::sent(&org.moto);
+    let ci = mails[before..]
+        .iter()
+        .find(|m| m.to == ["ci@example.com"])
+        .expect("the final notice");
+    assert!(
+        ci.text.contains("will be deactivated on 2026-12-04"),
+        "{}",
+        ci.text
+    );
+    let (_, report, _) = org.notify(&at(4, 6), "apply", &[]);
+    assert!(actions(&report).is_empty(), "{:?}", actions(&report));
+    let (_, report, _) = org.notify(&at(5, 6), "apply", &[]);
+    assert!(
+        actions(&report).contains(&("ci".to_owned(), "deactivate".to_owned(), "done".to_owned())),
+        "{:?}",
+        actions(&report)
+    );
 }
 
 #[test]

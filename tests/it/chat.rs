@@ -3,23 +3,21 @@
 //! fine, slowly, rate-limited with `Retry-After`, or failing. The webhook URL
 //! is a secret: it must appear in no output, log line or report.
 
-#[path = "support/mail.rs"]
-mod mail;
-mod support;
+use crate::mail;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{run, Moto, Seeded, NOW};
 use mail::sent;
 use serde_json::Value;
-use support::{run, Moto, Seeded, NOW};
 
 /// How the server answers one request.
 #[derive(Clone, Copy)]
-struct Answer {
-    status: u16,
-    retry_after: Option<u64>,
-    delay: Duration,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) delay: Duration,
 }
 
 const OK: Answer = Answer {
@@ -30,21 +28,23 @@ const OK: Answer = Answer {
 
 /// One request the server received.
 #[derive(Debug, Clone)]
-struct Posted {
-    at: Instant,
+pub(crate) struct Posted {
+    pub(crate) at: Instant,
     path: String,
     content_type: String,
     body: Value,
 }
 
 /// A webhook endpoint that answers from a script (the last answer repeats).
-struct Endpoint {
-    url: String,
+/// A failure's body echoes the request's path, as Express and many proxies
+/// do ("Cannot POST /services/…"): the secret is in the path.
+pub(crate) struct Endpoint {
+    pub(crate) url: String,
     posted: Arc<Mutex<Vec<Posted>>>,
 }
 
 impl Endpoint {
-    fn start(script: Vec<Answer>) -> Self {
+    pub(crate) fn start(script: Vec<Answer>) -> Self {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let posted = Arc::new(Mutex::new(Vec::new()));
@@ -66,8 +66,12 @@ impl Endpoint {
                 });
                 let a = script[n.min(script.len() - 1)];
                 std::thread::sleep(a.delay);
-                let mut resp = tiny_http::Response::from_string(format!("answer {}", a.status))
-                    .with_status_code(a.status);
+                let text = if a.status < 300 {
+                    format!("answer {}", a.status)
+                } else {
+                    format!("answer {}: Cannot POST {}", a.status, req.url())
+                };
+                let mut resp = tiny_http::Response::from_string(text).with_status_code(a.status);
                 if let Some(s) = a.retry_after {
                     resp.add_header(
                         tiny_http::Header::from_bytes("Retry-After", s.to_string()).unwrap(),
@@ -83,14 +87,14 @@ impl Endpoint {
         }
     }
 
-    fn posted(&self) -> Vec<Posted> {
+    pub(crate) fn posted(&self) -> Vec<Posted> {
         self.posted.lock().unwrap().clone()
     }
 }
 
 fn org() -> (Moto, Seeded) {
     let moto = Moto::start();
-    let spec: Value = serde_json::from_str(include_str!("fixtures/org.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
     let seeded = moto.seed(&spec);
     (moto, seeded)
 }
@@ -250,12 +254,21 @@ fn a_failing_webhook_is_undelivered_named_in_the_digest_and_the_run_still_mails_
         error.contains("HTTP 503") && error.contains("4 attempts"),
         "{error}"
     );
+    // Issue 22 item 12: the endpoint echoed the path ("Cannot POST
+    // /services/T0/B0/SECRETTOKEN42"); no part of it may be kept.
     assert!(
-        !output.contains("SECRETTOKEN42"),
+        !output.contains("SECRETTOKEN42") && !output.contains("/services/T0"),
         "the webhook URL leaked:\n{output}"
     );
+    assert!(error.contains("Cannot POST <redacted>"), "{error}");
     // Every owner and the digest still went out; the digest names the failure.
     let mails = sent(&moto);
+    assert!(
+        mails.iter().all(|m| !m.text.contains("SECRETTOKEN42")
+            && !m.html.contains("SECRETTOKEN42")
+            && m.attachments.iter().all(|a| !a.1.contains("SECRETTOKEN42"))),
+        "the webhook URL leaked into mail"
+    );
     let digest = mails
         .iter()
         .find(|m| m.to.contains(&"security@example.com".to_owned()))
@@ -319,4 +332,51 @@ fn the_webhook_url_is_refused_in_a_file_and_over_plain_http_to_another_host() {
     assert_eq!(code, 2);
     assert!(stderr.contains("https://"), "{stderr}");
     assert!(!format!("{stdout}{stderr}").contains("SECRETTOKEN42"));
+}
+
+/// Issue 22 item 13: a webhook URL in a plain `String` parameter (readable
+/// by anyone with ssm:GetParameter, stored in clear) was accepted. It is an
+/// invalid setting: the run does not start (exit 2, naming SecureString),
+/// nothing is posted and nobody is mailed; a SecureString works.
+#[test]
+fn a_webhook_parameter_that_is_not_a_securestring_stops_the_run_at_start() {
+    let hook = Endpoint::start(vec![OK]);
+    let moto = Moto::start();
+    let mut spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
+    spec["parameters"] = serde_json::json!([
+        {"name": "/keywarden/plain", "type": "String", "value": hook.url},
+        {"name": "/keywarden/secure", "type": "SecureString", "value": hook.url},
+    ]);
+    let actions: Vec<Value> = keywarden::aws::all_actions()
+        .into_iter()
+        .chain(keywarden::aws::ssm::SSM_ACTIONS.iter().copied())
+        .map(Value::from)
+        .collect();
+    spec["scanner_actions"] = Value::Array(actions);
+    let seeded = moto.seed(&spec);
+    let (ak, sk) = seeded.scanner();
+    let notify = |parameter: &str| {
+        let mut cmd = moto.keywarden((&ak, &sk));
+        cmd.args(["notify", "--format", "json", "--now", NOW])
+            .env("KEYWARDEN_SENDER", "keywarden@example.com")
+            .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
+            .env("KEYWARDEN_MAX_SEND_RATE", "100")
+            .env("KEYWARDEN_WEBHOOK_URL_PARAMETER", parameter);
+        run(&mut cmd)
+    };
+    let (code, _, stderr) = notify("/keywarden/plain");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("/keywarden/plain") && stderr.contains("not a SecureString"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRETTOKEN42"), "{stderr}");
+    assert!(hook.posted().is_empty(), "nothing posted");
+    assert!(sent(&moto).is_empty(), "nobody mailed");
+
+    let (code, stdout, stderr) = notify("/keywarden/secure");
+    assert!(code == 0 || code == 3, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(chat_note(&report)["outcome"], "sent");
+    assert_eq!(hook.posted().len(), 1);
 }

@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use keywarden::core::checks::CheckId;
-use keywarden::core::enforce::{select, Action, EnforcePolicy, Mode};
-use keywarden::core::ledger::{finding_id, Entry, Ledger, Notice, ObservedKey, Stage};
+use keywarden::core::enforce::{select, EnforcePolicy, Mode};
+use keywarden::core::ledger::{Entry, Ledger, Notice, Stage};
 use keywarden::core::model::{AccessKeyId, AccountId, KeyStatus};
 use keywarden::core::owners::Owner;
+use keywarden::core::record::Action;
+use keywarden::core::record::{finding_id, ObservedKey};
 use keywarden::core::report::{
     ExemptKey, ExemptionSource, ExemptionStatus, Finding, Report, Summary,
 };
@@ -180,6 +182,7 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
                 escalated_at: None,
                 resolved_at: None,
                 how: None,
+                enforced_at: None,
             },
         );
         if let Some((active, created)) = c.seen {
@@ -235,7 +238,7 @@ proptest! {
             deactivate_after_days: 30,
             min_notices: 3,
             final_notice_days: 7,
-            max_per_run: cap,
+            max_per_day: cap,
             delete_inactive_after_days: deletion,
         };
         let (report, ledger) = build(&cases, now);
@@ -309,7 +312,7 @@ fn the_cap_takes_the_oldest_keys_and_the_rest_wait() {
     let (report, ledger) = build(&cases, day(0));
     let policy = EnforcePolicy {
         mode: Mode::Apply,
-        max_per_run: 2,
+        max_per_day: 2,
         ..EnforcePolicy::default()
     };
     let sel = select(&report, &ledger, &policy, None);

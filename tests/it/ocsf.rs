@@ -4,14 +4,14 @@
 //! runs, a finding seen again is an `Update`, a fixed one a `Close`, exempt keys
 //! are never exported, and the report archive holds the same events.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::support::{run, Moto};
 use serde_json::{json, Value};
-use support::{run, Moto};
 
 fn at(days: i64) -> String {
     let t: jiff::Timestamp = support::NOW.parse().unwrap();

@@ -1,15 +1,15 @@
 //! `keywarden scan` end to end: the real binary against moto server, with
 //! IAM policy enforcement on and a least-privilege scanner identity.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 
+use crate::support::{run, Moto, Seeded, NOW};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded, NOW};
 
 fn org_spec() -> Value {
-    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+    serde_json::from_str(include_str!("../fixtures/org.json")).expect("fixture is JSON")
 }
 
 /// (account name, user, key id or "-" for root, check)

@@ -382,7 +382,16 @@ fn terraform_settings_accept_exactly_the_keywarden_settings_it_does_not_set_itse
         "securityhub_export",
         "securityhub_region",
     ]);
-    let all = set(keywarden::config::KEYS.iter().map(|(k, _)| *k));
+    let all = set(keywarden::config::KEYS
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| !keywarden::config::TEST_ONLY_KEYS.contains(k)));
+    assert!(
+        keywarden::config::TEST_ONLY_KEYS
+            .iter()
+            .all(|k| !allowed.contains(*k) && !managed.contains(*k)),
+        "the module never sets or accepts a test-only key (clock_override)"
+    );
     assert_eq!(
         allowed.union(&managed).cloned().collect::<BTreeSet<_>>(),
         all
@@ -684,6 +693,31 @@ fn the_workflow_is_off_by_default_and_its_role_reaches_only_the_function_and_its
             "Trace"
         ])
     );
+    // Issue 22 item 19: with kms_key_arn, the ItemReader decrypts SSE-KMS
+    // manifests (through S3 only) and the machine encrypts its own data (in
+    // its own context only); without it, neither statement exists.
+    let kms: BTreeMap<String, &Body> = blocks(policy, "dynamic")
+        .map(|b| {
+            let content = blocks(b.body(), "content").next().expect("content").body();
+            (sid(content), b.body())
+        })
+        .collect();
+    assert_eq!(
+        kms.keys().cloned().collect::<BTreeSet<_>>(),
+        set(["ReadEncryptedManifests", "EncryptExecutionData"])
+    );
+    for (name, dynamic) in &kms {
+        assert_eq!(
+            attr(dynamic, "for_each").expect("for_each").to_string(),
+            "var.kms_key_arn == null ? [] : [var.kms_key_arn]",
+            "{name} exists only with kms_key_arn"
+        );
+    }
+    assert!(text.contains("actions   = [\"kms:Decrypt\"]"));
+    assert!(text.contains("values   = [\"s3.${local.region}.amazonaws.com\"]"));
+    assert!(text.contains("actions   = [\"kms:Decrypt\", \"kms:GenerateDataKey\"]"));
+    assert!(text.contains("variable = \"kms:EncryptionContext:aws:states:stateMachineArn\""));
+    assert!(text.contains("values   = [local.workflow_arn]"));
     assert!(text.contains(
         "resources = [aws_lambda_function.this.arn, \"${aws_lambda_function.this.arn}:*\"]"
     ));

@@ -7,14 +7,12 @@
 //! recorded failure (exit 3, named once in the digest), and the others are
 //! exported all the same.
 
-#[path = "support/mail.rs"]
-mod mail;
-mod support;
+use crate::mail;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::{run, Moto, Seeded, NOW};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded, NOW};
 
 fn at(days: i64) -> String {
     let t: jiff::Timestamp = NOW.parse().unwrap();

@@ -8,16 +8,15 @@
 //! day after day; a shard or a mail batch that never ran is named, never
 //! lost; every step is safe to retry.
 
-#[path = "support/mail.rs"]
-mod mail;
-mod support;
+use crate::mail;
+use crate::support;
 
 use std::io::Write;
 use std::process::Stdio;
 
+use crate::support::{Moto, Seeded, NOW};
 use keywarden::state::Store;
 use serde_json::{json, Value};
-use support::{Moto, Seeded, NOW};
 
 /// What the function's role may do (the lists the infra tests hold the
 /// Terraform role to), and GetCallerIdentity.
@@ -36,7 +35,7 @@ fn scanner_actions() -> Vec<&'static str> {
 
 fn org_spec() -> Value {
     let mut spec: Value =
-        serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON");
+        serde_json::from_str(include_str!("../fixtures/org.json")).expect("fixture is JSON");
     spec["buckets"] = json!(["kw-state"]);
     spec["ses_identities"] = json!(["example.com"]);
     spec["scanner_actions"] = json!(scanner_actions());
@@ -64,6 +63,9 @@ fn definition(accounts_per_batch: u32, scan: u32, mail: u32) -> Value {
 struct World {
     moto: Moto,
     seeded: Seeded,
+    /// The day the next plan step runs as (`clock_override`: `--now` and
+    /// the plan input's `now` cannot reach the S3 ledger).
+    clock: std::cell::RefCell<Option<String>>,
 }
 
 const ENV: &[(&str, &str)] = &[
@@ -76,7 +78,11 @@ impl World {
     fn new() -> Self {
         let moto = Moto::start();
         let seeded = moto.seed(&org_spec());
-        Self { moto, seeded }
+        Self {
+            moto,
+            seeded,
+            clock: Default::default(),
+        }
     }
 
     fn creds(&self) -> (String, String) {
@@ -87,8 +93,9 @@ impl World {
     fn single(&self, state: &str, now: &str) -> (i32, Value) {
         let (ak, sk) = self.creds();
         let mut cmd = self.moto.keywarden((&ak, &sk));
-        cmd.args(["notify", "--format", "json", "--now", now, "--state", state]);
-        cmd.envs(ENV.iter().copied());
+        cmd.args(["notify", "--format", "json", "--state", state]);
+        cmd.envs(ENV.iter().copied())
+            .env("KEYWARDEN_CLOCK_OVERRIDE", now);
         let (code, stdout, stderr) = support::run(&mut cmd);
         assert!(code == 0 || code == 3, "{stderr}");
         (code, serde_json::from_str(&stdout).expect("a JSON report"))
@@ -103,6 +110,12 @@ impl World {
         cmd.args(["workflow", "--event", "-"])
             .env("KEYWARDEN_STATE", state)
             .envs(ENV.iter().copied())
+            .envs(
+                self.clock
+                    .borrow()
+                    .as_deref()
+                    .map(|now| ("KEYWARDEN_CLOCK_OVERRIDE", now.to_owned())),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -295,6 +308,12 @@ fn workflow(
     fail: &dyn Fn(&Value) -> bool,
 ) -> (Result<Value, String>, Vec<Value>) {
     let machine = definition(accounts_per_batch, 3, 2);
+    // The day to run as travels as the test-only setting, not in the input.
+    let mut input = input;
+    *world.clock.borrow_mut() = input
+        .as_object_mut()
+        .and_then(|o| o.remove("now"))
+        .and_then(|v| v.as_str().map(str::to_owned));
     let mut events = Vec::new();
     let mut invoke = |payload: Value| {
         events.push(payload.clone());
@@ -585,6 +604,17 @@ fn the_workflow_needs_its_files_in_s3_and_rejects_a_bad_event_by_name() {
         )
         .unwrap_err();
     assert!(err.contains("input.accounts"), "{err}");
+    // Issue 22 item 3: whoever can start an execution cannot pick its clock.
+    let err = world
+        .step(
+            "s3://kw-state/flow",
+            &json!({"step": "plan", "input": {"now": "2030-01-01T00:00:00Z"}}),
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("input.now") && err.contains("refused"),
+        "{err}"
+    );
     let err = world
         .step("s3://kw-state/flow", &json!({"step": "scan-everything"}))
         .unwrap_err();

@@ -4,10 +4,10 @@
 //! the remembered owner is used (no Organizations call) except on the
 //! account's own refresh day; past it the new tag is read.
 
-mod support;
+use crate::support;
 
+use crate::support::{run, Moto, Seeded};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded};
 
 fn at(days: i64) -> String {
     let t: jiff::Timestamp = support::NOW.parse().unwrap();

@@ -2,10 +2,8 @@
 //! the most verbose level, every line captured, searched for the scanner's
 //! secret access key and for any STS session token moto issued.
 
-mod support;
-
+use crate::support::{run, Moto, NOW};
 use serde_json::Value;
-use support::{run, Moto, NOW};
 
 /// moto's STS session tokens all start with this.
 const SESSION_TOKEN_PREFIX: &str = "FQoGZXIvYXdzEBYaD";
@@ -13,7 +11,7 @@ const SESSION_TOKEN_PREFIX: &str = "FQoGZXIvYXdzEBYaD";
 #[test]
 fn a_full_run_at_trace_level_logs_no_secret_key_and_no_session_token() {
     let moto = Moto::start();
-    let spec: Value = serde_json::from_str(include_str!("fixtures/org.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
     let seeded = moto.seed(&spec);
     let (ak, sk) = seeded.scanner();
     for command in ["scan", "notify"] {
@@ -48,7 +46,7 @@ fn a_full_run_at_trace_level_logs_no_secret_key_and_no_session_token() {
 #[test]
 fn per_target_trace_filters_sensitive_bodies_and_template_debug_are_capped_too() {
     let moto = Moto::start();
-    let spec: Value = serde_json::from_str(include_str!("fixtures/org.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
     let seeded = moto.seed(&spec);
     let (ak, sk) = seeded.scanner();
     let (code, stdout, stderr) = run(moto

@@ -2,14 +2,14 @@
 //! TTY, so the progress bar is drawn) while it logs; the scrollback must hold
 //! the log lines and no dead progress-bar frame.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{keywarden_bin, Moto, NOW};
 use serde_json::Value;
-use support::{keywarden_bin, Moto, NOW};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -62,7 +62,7 @@ fn in_terminal(moto: &Moto, creds: (&str, &str), width: u16, args: &str, done: &
 #[test]
 fn log_lines_while_the_progress_bar_is_drawn_leave_no_dead_bar_frames() {
     let moto = Moto::start();
-    let spec: Value = serde_json::from_str(include_str!("fixtures/org.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
     let seeded = moto.seed(&spec);
     let (ak, sk) = seeded.scanner();
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +89,7 @@ fn log_lines_while_the_progress_bar_is_drawn_leave_no_dead_bar_frames() {
 #[test]
 fn at_80_and_200_columns_no_key_id_or_address_is_split() {
     let moto = Moto::start();
-    let spec: Value = serde_json::from_str(include_str!("fixtures/org.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
     let seeded = moto.seed(&spec);
     let (ak, sk) = seeded.scanner();
     let dir = tempfile::tempdir().unwrap();

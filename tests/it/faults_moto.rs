@@ -2,15 +2,13 @@
 //! no-fault run of the same Organization: the same findings, and only the
 //! accounts that really are broken fail, with the stage and code saying why.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{run, Moto, Seeded, NOW};
 use serde_json::{json, Value};
-use support::{run, Moto, Seeded, NOW};
 
 fn org_spec() -> Value {
-    serde_json::from_str(include_str!("fixtures/org.json")).expect("fixture is JSON")
+    serde_json::from_str(include_str!("../fixtures/org.json")).expect("fixture is JSON")
 }
 
 fn scan(moto: &Moto, seeded: &Seeded) -> (i32, Value, String) {

@@ -1,0 +1,307 @@
+//! The ledger's records (`keywarden.ledger/v1`): one entry per finding with
+//! every notice delivered for it, the exemptions seen, per-run totals and the
+//! account tag cache, and how they are kept (resolved entries 400 days).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::core::checks::{CheckId, Severity};
+use crate::core::model::{days_between, AccessKeyId, AccountId};
+use crate::core::record::{How, Resolved};
+use crate::core::tag_cache::CachedTags;
+
+pub const SCHEMA: &str = "keywarden.ledger/v1";
+
+/// Resolved entries older than this are dropped.
+pub const KEEP_RESOLVED_DAYS: i64 = 400;
+/// Per-run totals kept for trends.
+pub const KEEP_RUNS: usize = 400;
+
+/// Why a ledger could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("it is not a keywarden ledger (JSON): {0}")]
+    Parse(String),
+    #[error("its schema is {found:?}; this keywarden reads only {SCHEMA:?} (was it written by a newer version?)")]
+    Schema { found: String },
+    #[error("it belongs to organization {found:?}, not {expected:?}")]
+    Organization { found: String, expected: String },
+}
+
+/// Which notice of a finding's life a message was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The first notice of a new finding.
+    First,
+    /// A later notice at the reminder cadence.
+    Reminder,
+    /// The finding passed `escalate_after_days` overdue: the account owner
+    /// (and a `manager` tag) are told.
+    Escalation,
+    /// The notice that names an enforcement date.
+    Final,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::First => "first",
+            Stage::Reminder => "reminder",
+            Stage::Escalation => "escalation",
+            Stage::Final => "final",
+        }
+    }
+}
+
+/// One delivered notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub at: Timestamp,
+    pub stage: Stage,
+    pub recipients: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+/// One finding's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub user_name: String,
+    pub access_key_id: Option<AccessKeyId>,
+    pub check: CheckId,
+    pub severity: Severity,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// The key owner's address when last seen.
+    pub owner: Option<String>,
+    pub due_at: Option<Timestamp>,
+    #[serde(default)]
+    pub notices: Vec<Notice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<How>,
+    /// When keywarden's enforcement acted on the key (deactivated or
+    /// deleted it): the daily cap counts these, across runs and retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforced_at: Option<Timestamp>,
+}
+
+impl Entry {
+    pub fn is_open(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+
+    /// Ends the finding now, and says so for the report.
+    pub fn resolve(&mut self, id: &str, now: Timestamp, how: How) -> Resolved {
+        self.resolved_at = Some(now);
+        self.how = Some(how);
+        Resolved {
+            finding_id: id.to_owned(),
+            check: self.check,
+            severity: self.severity,
+            account_id: self.account_id.clone(),
+            account_name: self.account_name.clone(),
+            user_name: self.user_name.clone(),
+            access_key_id: self.access_key_id.clone(),
+            owner: self.owner.clone(),
+            first_seen: self.first_seen,
+            resolved_at: now,
+            how,
+            days_open: self.days_open(now),
+        }
+    }
+
+    /// Whole days the finding was (or has been) open.
+    pub fn days_open(&self, now: Timestamp) -> i64 {
+        days_between(self.first_seen, self.resolved_at.unwrap_or(now))
+    }
+
+    pub(super) fn last_notice(&self, stages: &[Stage]) -> Option<&Notice> {
+        self.notices
+            .iter()
+            .filter(|n| stages.contains(&n.stage))
+            .max_by_key(|n| n.at)
+    }
+
+    /// Whether a notice reached the key owner (any recipient when the owner
+    /// is unknown): notices to account owners and managers do not warn the owner.
+    pub fn reached_owner(&self, n: &Notice) -> bool {
+        match &self.owner {
+            Some(o) => n.recipients.iter().any(|r| r.eq_ignore_ascii_case(o)),
+            None => true,
+        }
+    }
+
+    /// The last notice of these stages that reached the key owner.
+    pub(super) fn last_owner_notice(&self, stages: &[Stage]) -> Option<&Notice> {
+        self.notices
+            .iter()
+            .filter(|n| stages.contains(&n.stage) && self.reached_owner(n))
+            .max_by_key(|n| n.at)
+    }
+
+    /// Delivered notices that reached the key owner.
+    pub fn owner_notices(&self) -> usize {
+        self.notices
+            .iter()
+            .filter(|n| self.reached_owner(n))
+            .count()
+    }
+}
+
+/// An exemption in force, remembered so the digest can say which are new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExemptionSeen {
+    pub first_seen: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Date>,
+}
+
+/// Totals of one run, for trends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTotals {
+    pub at: Timestamp,
+    pub open: u64,
+    pub overdue: u64,
+    pub new: u64,
+    pub resolved: u64,
+    pub accounts_scanned: u64,
+    pub accounts_failed: u64,
+}
+
+/// The whole ledger of one Organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub schema: String,
+    /// The Organization id (the account id in single-account mode).
+    pub organization: String,
+    pub updated_at: Option<Timestamp>,
+    /// By finding id.
+    pub entries: BTreeMap<String, Entry>,
+    /// In-force exemptions by `<account>/<user arn>/<key or "root">`.
+    #[serde(default)]
+    pub exemptions: BTreeMap<String, ExemptionSeen>,
+    /// Oldest first; at most [`KEEP_RUNS`].
+    #[serde(default)]
+    pub runs: Vec<RunTotals>,
+    /// Each account's Organizations tags as last read (`core::tag_cache`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_tags: BTreeMap<AccountId, CachedTags>,
+}
+
+impl Ledger {
+    /// An empty ledger: the first run.
+    pub fn new(organization: &str) -> Self {
+        Self {
+            schema: SCHEMA.to_owned(),
+            organization: organization.to_owned(),
+            updated_at: None,
+            entries: BTreeMap::new(),
+            exemptions: BTreeMap::new(),
+            runs: Vec::new(),
+            account_tags: BTreeMap::new(),
+        }
+    }
+
+    /// Parses a stored ledger, checking the schema before anything else.
+    pub fn parse(bytes: &[u8], organization: &str) -> Result<Self, LedgerError> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema: Option<String>,
+        }
+        let head: Head =
+            serde_json::from_slice(bytes).map_err(|e| LedgerError::Parse(e.to_string()))?;
+        match head.schema.as_deref() {
+            Some(SCHEMA) => {}
+            other => {
+                return Err(LedgerError::Schema {
+                    found: other.unwrap_or("(none)").to_owned(),
+                })
+            }
+        }
+        let ledger: Ledger =
+            serde_json::from_slice(bytes).map_err(|e| LedgerError::Parse(e.to_string()))?;
+        if ledger.organization != organization {
+            return Err(LedgerError::Organization {
+                found: ledger.organization,
+                expected: organization.to_owned(),
+            });
+        }
+        Ok(ledger)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Users with open findings per account: the scan re-reads their keys
+    /// even when they no longer trip a check, to learn how a finding ended.
+    pub fn open_users(&self) -> BTreeMap<AccountId, BTreeSet<String>> {
+        let mut out: BTreeMap<AccountId, BTreeSet<String>> = BTreeMap::new();
+        for e in self.entries.values().filter(|e| e.is_open()) {
+            out.entry(e.account_id.clone())
+                .or_default()
+                .insert(e.user_name.clone());
+        }
+        out
+    }
+}
+
+/// The ledger's key for an exemption in force.
+pub fn exemption_key(account: &AccountId, user_arn: &str, key: Option<&AccessKeyId>) -> String {
+    format!(
+        "{account}/{user_arn}/{}",
+        key.map(AccessKeyId::as_str).unwrap_or("root")
+    )
+}
+
+/// Records a delivered notice on each of `finding_ids`.
+pub fn record_notice(ledger: &mut Ledger, finding_ids: &[(String, Stage)], notice: &Notice) {
+    for (id, stage) in finding_ids {
+        if let Some(e) = ledger.entries.get_mut(id) {
+            e.notices.push(Notice {
+                stage: *stage,
+                ..notice.clone()
+            });
+        }
+    }
+}
+
+/// Median whole days to fix, over findings of `account` resolved within
+/// `window_days` of `now`.
+pub fn median_days_to_fix(
+    ledger: &Ledger,
+    account: &AccountId,
+    now: Timestamp,
+    window_days: i64,
+) -> Option<i64> {
+    let mut days: Vec<i64> = ledger
+        .entries
+        .values()
+        .filter(|e| &e.account_id == account && e.how != Some(How::Superseded))
+        .filter_map(|e| {
+            let r = e.resolved_at?;
+            (days_between(r, now) <= window_days).then(|| e.days_open(now))
+        })
+        .collect();
+    if days.is_empty() {
+        return None;
+    }
+    days.sort_unstable();
+    let n = days.len();
+    Some(if n % 2 == 1 {
+        days[n / 2]
+    } else {
+        (days[n / 2 - 1] + days[n / 2]) / 2
+    })
+}

@@ -1,0 +1,492 @@
+//! The security digest: everything no owner message covers (blind spots,
+//! unresolved owners, invalid addresses, exemptions, the oldest keys, the age
+//! histogram, delivery failures, enforcement).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::history::HistoryView;
+use super::owner::subject_parts;
+use super::rows::{aliases, exempt_key_row, exempt_row, key_row, ExemptRow, KeyRow};
+use crate::core::checks::{Severity, CHECKS};
+use crate::core::model::AccountId;
+use crate::core::plan::{urgency, NotifyPolicy};
+use crate::core::record::Outcome;
+use crate::core::report::{
+    AccountEntry, AccountStatus, ExemptKey, ExemptionStatus, Finding, Report,
+};
+
+/// A count with a label.
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    pub id: String,
+    pub title: String,
+    pub severity: String,
+    pub count: u64,
+}
+
+/// A row of the digest's account table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountRow {
+    pub account_id: String,
+    pub name: String,
+    pub alias: Option<String>,
+    pub status: String,
+    pub source: String,
+    pub users: u64,
+    pub keys: u64,
+    pub findings: usize,
+    pub owner: String,
+}
+
+/// An account (or the listing) that could not be scanned.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlindSpot {
+    pub account: String,
+    pub stage: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// What this run could not see, most specific first: failed accounts,
+/// requested accounts outside the Organization, run-level errors.
+pub fn blind_spots(report: &Report) -> Vec<BlindSpot> {
+    let mut blind_spots: Vec<BlindSpot> = report
+        .accounts
+        .iter()
+        .filter_map(|a| {
+            a.error.as_ref().map(|e| BlindSpot {
+                account: format!("{} ({})", a.name, a.account_id),
+                stage: e.stage.clone(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            })
+        })
+        .collect();
+    blind_spots.extend(report.unknown_accounts.iter().map(|id| BlindSpot {
+        account: id.to_string(),
+        stage: "scope".to_owned(),
+        code: crate::core::report::NOT_IN_ORGANIZATION.to_owned(),
+        message: crate::core::report::NOT_IN_ORGANIZATION_MESSAGE.to_owned(),
+    }));
+    blind_spots.extend(report.errors.iter().map(|e| BlindSpot {
+        account: "(account listing)".to_owned(),
+        stage: e.stage.clone(),
+        code: e.code.clone(),
+        message: e.message.clone(),
+    }));
+    blind_spots
+}
+
+/// An address that failed validation.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InvalidAddress {
+    pub account: String,
+    pub user_name: String,
+    pub rule: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// One histogram bar.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bar {
+    pub label: String,
+    pub keys: u64,
+    /// Width in percent of the longest bar (at least 1 when non-zero).
+    pub pct: u64,
+    /// Over the rotation limit: drawn in red.
+    pub over_limit: bool,
+}
+
+/// A message that could not be delivered.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryFailure {
+    pub recipients: String,
+    pub error: String,
+}
+
+/// What the digest templates render.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestView {
+    pub evaluated_at: String,
+    pub subject_prefix: String,
+    pub subject_summary: String,
+    pub incomplete: bool,
+    pub accounts_total: u64,
+    pub accounts_scanned: u64,
+    pub accounts_failed: u64,
+    pub users: u64,
+    pub keys: u64,
+    pub findings: u64,
+    pub by_severity: Vec<Count>,
+    pub by_check: Vec<Count>,
+    pub blind_spots: Vec<BlindSpot>,
+    pub accounts: Vec<AccountRow>,
+    /// Accounts scanned clean and not listed in `accounts`.
+    pub clean_accounts: u64,
+    pub unresolved: Vec<KeyRow>,
+    pub invalid_addresses: Vec<InvalidAddress>,
+    pub exemptions_in_force: Vec<ExemptRow>,
+    pub exemptions_ignored: Vec<ExemptRow>,
+    pub oldest: Vec<KeyRow>,
+    pub histogram: Vec<Bar>,
+    pub people_notified: usize,
+    /// "3 people were sent their own message.", or what a dry run or an
+    /// outbox run did instead (never "sent" when nothing was).
+    pub people_line: String,
+    pub delivery_failures: Vec<DeliveryFailure>,
+    /// Accounts whose findings did not reach Security Hub (one line each).
+    pub export_failures: Vec<DeliveryFailure>,
+    pub max_age_days: u32,
+    /// With a ledger: what changed since the last run.
+    pub history: Option<HistoryView>,
+    /// `off`, `plan` or `apply`.
+    pub enforce_mode: String,
+    /// Enforcement this run (planned, done, failed).
+    pub actions: Vec<ActionRow>,
+    /// Eligible keys beyond what enforce_max_per_day leaves today: next day.
+    pub actions_waiting: u64,
+}
+
+/// An enforcement action in the digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRow {
+    pub account: String,
+    pub user_name: String,
+    pub access_key_id: String,
+    pub action: &'static str,
+    /// "planned", "done" or "FAILED".
+    pub outcome: &'static str,
+    pub error: String,
+    pub owner: String,
+}
+
+/// Extra facts for the digest that only delivery and the ledger know.
+#[derive(Debug, Clone, Default)]
+pub struct DigestExtras {
+    pub people_notified: usize,
+    pub delivery_failures: Vec<DeliveryFailure>,
+    /// Accounts whose findings did not reach Security Hub.
+    pub export_failures: Vec<DeliveryFailure>,
+    /// With a ledger: what changed since the last run.
+    pub history: Option<HistoryView>,
+    /// `off`, `plan` or `apply` (the digest says which).
+    pub enforce_mode: &'static str,
+    /// How messages went out this run.
+    pub delivery: DeliveryMode,
+}
+
+/// How a run's messages go out, for the digest's wording.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryMode {
+    #[default]
+    Sent,
+    DryRun,
+    Outbox,
+}
+
+fn people_line(n: usize, delivery: DeliveryMode) -> String {
+    let people = if n == 1 {
+        "1 person".to_owned()
+    } else {
+        format!("{n} people")
+    };
+    let messages = if n == 1 {
+        "1 message".to_owned()
+    } else {
+        format!("{n} messages")
+    };
+    match delivery {
+        DeliveryMode::Sent => format!(
+            "{people} {} sent their own message.",
+            if n == 1 { "was" } else { "were" }
+        ),
+        DeliveryMode::DryRun => format!("{messages} to owners rendered and not sent (dry run)."),
+        DeliveryMode::Outbox => format!("{messages} to owners written to the outbox, not sent."),
+    }
+}
+
+/// The view for the security digest.
+pub fn digest_view(
+    report: &Report,
+    policy: &NotifyPolicy,
+    extras: DigestExtras,
+    link: &dyn Fn(&Finding) -> String,
+) -> DigestView {
+    let now = report.evaluated_at;
+    let alias = aliases(report);
+    let row = |f: &Finding| key_row(f, alias.get(&f.account_id).copied().flatten(), now, link);
+    let s = &report.summary;
+    let all: Vec<&Finding> = report.findings.iter().collect();
+    let (subject_prefix, subject_summary) = subject_parts(&all);
+
+    let mut findings_per_account: BTreeMap<&AccountId, usize> = BTreeMap::new();
+    for f in &report.findings {
+        *findings_per_account.entry(&f.account_id).or_default() += 1;
+    }
+    let listed: Vec<&AccountEntry> = report
+        .accounts
+        .iter()
+        .filter(|a| {
+            a.status == AccountStatus::Failed || findings_per_account.contains_key(&a.account_id)
+        })
+        .collect();
+    let blind_spots = blind_spots(report);
+
+    let mut invalid: BTreeSet<InvalidAddress> = BTreeSet::new();
+    for f in &report.findings {
+        for sk in &f.owner.skipped {
+            invalid.insert(InvalidAddress {
+                account: format!("{} ({})", f.account_name, f.account_id),
+                user_name: f.user_name.clone(),
+                rule: sk.rule.clone(),
+                value: sk.value.clone(),
+                reason: sk.reason.clone(),
+            });
+        }
+    }
+
+    // Keys with findings and exempt keys in force alike: an exemption must
+    // not make the oldest key in the Organization disappear from view.
+    let mut oldest: Vec<(i64, KeyRow)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut by_age: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.age_days.is_some())
+        .collect();
+    by_age.sort_by(|a, b| b.age_days.cmp(&a.age_days).then(urgency(a, b)));
+    for f in by_age {
+        if seen.insert((&f.account_id, &f.user_name, &f.access_key_id)) {
+            oldest.push((f.age_days.unwrap_or(0), row(f)));
+        }
+    }
+    for e in report
+        .exempt
+        .iter()
+        .filter(|e| e.status == ExemptionStatus::InForce && e.age_days.is_some())
+    {
+        if seen.insert((&e.account_id, &e.user_name, &e.access_key_id)) {
+            oldest.push((e.age_days.unwrap_or(0), exempt_key_row(e)));
+        }
+    }
+    oldest.sort_by_key(|r| std::cmp::Reverse(r.0));
+    oldest.truncate(policy.oldest_keys);
+
+    let max = s.active_key_ages.iter().map(|b| b.keys).max().unwrap_or(0);
+    let histogram = s
+        .active_key_ages
+        .iter()
+        .map(|b| Bar {
+            label: b.label.clone(),
+            keys: b.keys,
+            pct: if max == 0 || b.keys == 0 {
+                0
+            } else {
+                (b.keys * 100 / max).max(1)
+            },
+            over_limit: b.min_days >= i64::from(report.policy.max_age_days)
+                || b.max_days
+                    .is_none_or(|hi| hi >= i64::from(report.policy.max_age_days)),
+        })
+        .collect();
+
+    let (in_force, ignored): (Vec<&ExemptKey>, Vec<&ExemptKey>) = report
+        .exempt
+        .iter()
+        .partition(|e| e.status == ExemptionStatus::InForce);
+    let exempt_rows = |list: Vec<&ExemptKey>| -> Vec<ExemptRow> {
+        list.into_iter()
+            .map(|e| exempt_row(e, now, policy.expiring_within_days))
+            .collect()
+    };
+    let mut unresolved: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.owner.email.is_none())
+        .collect();
+    unresolved.sort_by(|a, b| urgency(a, b));
+
+    DigestView {
+        evaluated_at: now.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        subject_prefix,
+        subject_summary,
+        incomplete: report.is_incomplete(),
+        accounts_total: s.accounts_total,
+        accounts_scanned: s.accounts_scanned,
+        accounts_failed: s.accounts_failed,
+        users: s.users,
+        keys: s.keys,
+        findings: s.findings,
+        by_severity: Severity::ALL
+            .iter()
+            .map(|sev| Count {
+                id: sev.as_str().to_owned(),
+                title: sev.as_str().to_owned(),
+                severity: sev.as_str().to_owned(),
+                count: s.by_severity.get(sev).copied().unwrap_or(0),
+            })
+            .collect(),
+        by_check: CHECKS
+            .iter()
+            .map(|c| Count {
+                id: c.id_str.to_owned(),
+                title: c.title.to_owned(),
+                severity: c.severity.as_str().to_owned(),
+                count: s.by_check.get(&c.id).copied().unwrap_or(0),
+            })
+            .collect(),
+        blind_spots,
+        clean_accounts: (report.accounts.len() - listed.len()) as u64,
+        accounts: listed
+            .into_iter()
+            .map(|a| AccountRow {
+                account_id: a.account_id.to_string(),
+                name: a.name.clone(),
+                alias: a.alias.clone(),
+                status: match a.status {
+                    AccountStatus::Scanned => "scanned",
+                    AccountStatus::Failed => "FAILED",
+                }
+                .to_owned(),
+                source: match a.source {
+                    Some(crate::core::report::InventorySource::CredentialReport) => {
+                        "credential report"
+                    }
+                    Some(crate::core::report::InventorySource::Api) => "API",
+                    None => "-",
+                }
+                .to_owned(),
+                users: a.users,
+                keys: a.keys,
+                findings: findings_per_account
+                    .get(&a.account_id)
+                    .copied()
+                    .unwrap_or(0),
+                owner: a
+                    .owner
+                    .as_ref()
+                    .and_then(|o| o.email.as_ref())
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            })
+            .collect(),
+        unresolved: unresolved.into_iter().map(row).collect(),
+        invalid_addresses: invalid.into_iter().collect(),
+        exemptions_in_force: exempt_rows(in_force),
+        exemptions_ignored: exempt_rows(ignored),
+        oldest: oldest.into_iter().map(|(_, r)| r).collect(),
+        histogram,
+        people_notified: extras.people_notified,
+        people_line: people_line(extras.people_notified, extras.delivery),
+        delivery_failures: extras.delivery_failures,
+        export_failures: extras.export_failures,
+        max_age_days: report.policy.max_age_days,
+        history: extras.history,
+        enforce_mode: extras.enforce_mode.to_owned(),
+        actions: report
+            .actions
+            .iter()
+            .map(|a| {
+                let f = report.findings.iter().find(|f| {
+                    f.account_id == a.account_id
+                        && f.access_key_id.as_ref() == Some(&a.access_key_id)
+                });
+                ActionRow {
+                    account: match f {
+                        Some(f) => format!("{} ({})", f.account_name, a.account_id),
+                        None => a.account_id.to_string(),
+                    },
+                    user_name: a.user_name.clone(),
+                    access_key_id: a.access_key_id.to_string(),
+                    action: a.action.as_str(),
+                    outcome: match a.outcome {
+                        Outcome::Planned => "planned",
+                        Outcome::Done => "done",
+                        Outcome::Failed => "FAILED",
+                    },
+                    error: a.error.clone().unwrap_or_default(),
+                    owner: f
+                        .and_then(|f| f.owner.email.as_ref())
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "-".to_owned()),
+                }
+            })
+            .collect(),
+        actions_waiting: report.actions_waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::templates::SAMPLE_REPORT;
+
+    #[test]
+    fn the_digest_never_says_sent_when_nothing_was_and_counts_in_good_english() {
+        assert_eq!(
+            people_line(1, DeliveryMode::Sent),
+            "1 person was sent their own message."
+        );
+        assert_eq!(
+            people_line(3, DeliveryMode::Sent),
+            "3 people were sent their own message."
+        );
+        for mode in [DeliveryMode::DryRun, DeliveryMode::Outbox] {
+            assert!(!people_line(3, mode).contains("were sent"), "{mode:?}");
+        }
+        assert_eq!(
+            people_line(1, DeliveryMode::Outbox),
+            "1 message to owners written to the outbox, not sent."
+        );
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let t = crate::core::templates::Templates::load(&Default::default(), None).unwrap();
+        let mut one = report.clone();
+        one.findings.truncate(1);
+        one.summary.findings = 1;
+        let view = digest_view(
+            &one,
+            &NotifyPolicy::default(),
+            DigestExtras::default(),
+            &|_| String::new(),
+        );
+        let rendered = t.digest(&view).unwrap();
+        assert!(
+            rendered.subject.contains(": 1 finding in "),
+            "{}",
+            rendered.subject
+        );
+        assert!(!rendered.text.contains("1 findings"), "{}", rendered.text);
+    }
+
+    #[test]
+    fn an_exempt_900_day_key_still_heads_the_oldest_keys_marked_exempt_and_long() {
+        let mut report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let exempt = report
+            .exempt
+            .iter_mut()
+            .find(|e| e.status == ExemptionStatus::InForce)
+            .unwrap();
+        exempt.age_days = Some(900);
+        let user = exempt.user_name.clone();
+        let view = digest_view(
+            &report,
+            &NotifyPolicy::default(),
+            DigestExtras::default(),
+            &|_| String::new(),
+        );
+        assert_eq!(view.oldest[0].user_name, user);
+        assert!(view.oldest[0].exempt);
+        assert_eq!(view.oldest[0].age_days, Some(900));
+        assert!(view.oldest[1..].iter().all(|r| !r.exempt));
+        // Its exemption ends 2027-01-31, 63 days after the report: long.
+        let row = view
+            .exemptions_in_force
+            .iter()
+            .find(|r| r.user_name == user)
+            .unwrap();
+        assert!(row.long);
+    }
+}
