@@ -325,7 +325,16 @@ async fn scan(
         crate::logging::set_progress_bar(None);
         bar.finish_and_clear();
     }
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        // Another run holds the lease: not an error of this run's settings
+        // or access, but nothing was done (incomplete).
+        Err(crate::run::RunError::State(e @ crate::state::StoreError::Leased { .. })) => {
+            eprintln!("keywarden: {e}");
+            return Ok(3);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(Delivery::Outbox(dir)) = &delivery {
         if let Some(digest) = report
             .notifications

@@ -125,7 +125,11 @@ impl Enforcer {
             );
             let creds = self
                 .sts
-                .assume_role(&role_arn, self.external_id.as_deref())
+                .assume_role(
+                    &role_arn,
+                    crate::aws::sts::ENFORCE_SESSION,
+                    self.external_id.as_deref(),
+                )
                 .await?;
             Iam::with_credentials(&self.sdk_config, creds, &s.account_id)
         };

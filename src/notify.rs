@@ -22,6 +22,7 @@ use crate::core::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DeliveryMode,
     DigestExtras, Memory, NotifyPolicy, PersonPlan,
 };
+use crate::core::owners::OwnerRules;
 use crate::core::report::{
     DeliveryOutcome, Finding, MessageKind, Notification, Report, StageError,
 };
@@ -369,6 +370,50 @@ impl Notifier {
         report.notifications = notes;
     }
 
+    /// An owner message read back from the workflow's mail batch (a file in
+    /// the state bucket: an input, not a fact), made safe to send: From and
+    /// Reply-To come from this notifier's settings again, the one recipient
+    /// must be the message's own and pass `rules` (the allowed domains), and
+    /// an owner message never carries an attachment. `Err` says why the
+    /// message is refused.
+    pub fn verified(&self, out: &Outgoing, rules: &OwnerRules) -> Result<Outgoing, String> {
+        let refuse = |why: String| {
+            Err(format!(
+                "refused: the workflow's mail batch does not verify ({why}); nothing was sent"
+            ))
+        };
+        let Ok(message) = &out.message else {
+            return Ok(out.clone());
+        };
+        if message.kind != MessageKind::Owner {
+            return refuse(format!("a {:?} message in an owner batch", message.kind));
+        }
+        if message.to != [out.recipient.clone()] {
+            return refuse(format!(
+                "it is addressed to {} instead of {}",
+                message
+                    .to
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                out.recipient
+            ));
+        }
+        if let Err(e) = rules.check(out.recipient.as_str()) {
+            return refuse(e);
+        }
+        if message.attachment.is_some() {
+            return refuse("an owner message with an attachment".to_owned());
+        }
+        let mut safe = out.clone();
+        if let Ok(m) = &mut safe.message {
+            m.from = self.sender.clone();
+            m.reply_to = self.reply_to.clone();
+        }
+        Ok(safe)
+    }
+
     /// A rendered message as data, from this notifier's sender.
     #[allow(clippy::too_many_arguments)]
     fn message(
@@ -419,6 +464,7 @@ impl Outgoing {
             stage: Stage::First,
             recipients: note.recipients.clone(),
             message_id: note.message_id.clone(),
+            key_owner: None,
         }
     }
 }

@@ -59,18 +59,47 @@ impl Plan<'_> {
 pub async fn execute(
     scanner: &Scanner,
     plan: Plan<'_>,
-    mut opts: RunOptions,
+    opts: RunOptions,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Report, RunError> {
     let identity = scanner.identify(opts.mode).await?;
     let writes = plan.writes_state();
-    let mut session = match plan.state.clone() {
-        Some(store) => {
-            if writes {
-                store.check_writable()?;
-            }
-            Some(LedgerSession::load(store, &identity.organization, writes).await?)
+    // One delivering run at a time per Organization: the lease is taken
+    // before the ledger is read and given back once it is saved, so a second
+    // run mails nobody and acts on nothing (exit 3, naming the holder).
+    let leased = match &plan.state {
+        Some(store) if writes => {
+            store.check_writable()?;
+            store.acquire_lease(&identity.organization).await?;
+            Some(store.clone())
         }
+        _ => None,
+    };
+    let result = Box::pin(execute_leased(
+        scanner,
+        plan,
+        opts,
+        progress,
+        identity.clone(),
+    ))
+    .await;
+    if let Some(store) = leased {
+        store.release_lease(&identity.organization).await;
+    }
+    result
+}
+
+/// [`execute`] once the lease (for a delivering run) is held.
+async fn execute_leased(
+    scanner: &Scanner,
+    plan: Plan<'_>,
+    mut opts: RunOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+    identity: Identity,
+) -> Result<Report, RunError> {
+    let writes = plan.writes_state();
+    let mut session = match plan.state.clone() {
+        Some(store) => Some(LedgerSession::load(store, &identity.organization, writes).await?),
         None => None,
     };
     if let Some(s) = &session {
@@ -115,6 +144,8 @@ pub async fn settle(
     tags_max_age_days: u32,
 ) -> Option<Changes> {
     let writes = plan.writes_state();
+    // Read before reconcile stamps this run's time on the ledger.
+    let saved_at = session.as_deref().and_then(|s| s.ledger.updated_at);
     let observed = std::mem::take(&mut report.observed);
     let changes = session
         .as_deref_mut()
@@ -133,15 +164,24 @@ pub async fn settle(
     // says what was done. Only a delivering notify run acts; scan and
     // --dry-run say what `apply` would do.
     if let Some(enforcer) = plan.enforcer {
-        match session.as_deref_mut() {
-            Some(s) => {
+        let consistent = crate::core::enforce::clock_consistent(saved_at, report.evaluated_at);
+        match (session.as_deref_mut(), consistent) {
+            (Some(_), Err(message)) if enforcer.policy().mode != EnforceMode::Off => {
+                warn!(error = %message, "enforcement refused");
+                report.errors.push(StageError {
+                    stage: "enforce".to_owned(),
+                    code: "LedgerInconsistent".to_owned(),
+                    message,
+                });
+            }
+            (Some(s), _) => {
                 let acting = enforcer.for_run(writes);
                 acting.run(report, &mut s.ledger, &identity.caller).await;
             }
-            None if enforcer.policy().mode != EnforceMode::Off => {
+            (None, _) if enforcer.policy().mode != EnforceMode::Off => {
                 warn!("enforcement needs the ledger (the notices delivered): nothing is enforced without state");
             }
-            None => {}
+            (None, _) => {}
         }
     }
 

@@ -567,9 +567,12 @@ impl Scanner {
         memory: Remembered<'_>,
     ) -> AccountOutcome {
         let span = tracing::info_span!("account", account_id = %account.id);
+        // What waits inside the account (the tag look-up's patience) ends a
+        // little before the budget, so the findings are kept, not timed out.
+        let until = tokio::time::Instant::now() + budget.saturating_sub(TAGS_MARGIN);
         match tokio::time::timeout(
             budget,
-            self.scan_account_inner(caller, &account, now, in_org, memory),
+            self.scan_account_inner(caller, &account, now, in_org, memory, until),
         )
         .instrument(span)
         .await
@@ -596,6 +599,7 @@ impl Scanner {
         now: Timestamp,
         in_org: bool,
         memory: Remembered<'_>,
+        until: tokio::time::Instant,
     ) -> AccountOutcome {
         let open_users = memory.open_users;
         let stage_error = |stage: &str, e: &AwsError| StageError {
@@ -612,7 +616,11 @@ impl Scanner {
             );
             match self
                 .sts
-                .assume_role(&role_arn, self.settings.external_id.as_deref())
+                .assume_role(
+                    &role_arn,
+                    crate::aws::sts::SCAN_SESSION,
+                    self.settings.external_id.as_deref(),
+                )
                 .await
             {
                 Ok(creds) => Iam::with_credentials(&self.sdk_config, creds, &account.id)
@@ -707,8 +715,21 @@ impl Scanner {
                     // Accounts with no usable tags (never read, or stale past twice the
                     // max age: the owner is unknown without them) go before routine
                     // refreshes.
-                    let _permit = self.org_tag_slots.acquire(fallback.is_none()).await;
-                    match patiently(|| self.orgs.account_tags(&account.id)).await {
+                    // Within the account's budget: waiting out throttling
+                    // must never cost the findings (issue 22 item 10).
+                    let read = tokio::time::timeout_at(until, async {
+                        let _permit = self.org_tag_slots.acquire(fallback.is_none()).await;
+                        patiently(|| self.orgs.account_tags(&account.id)).await
+                    })
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(AwsError::new(
+                            "organizations:ListTagsForResource",
+                            "Timeout",
+                            "the account's tags could not be read within its time budget (Organizations is throttling)",
+                        ))
+                    });
+                    match read {
                         Ok(t) => {
                             tags_read = Some(t.clone());
                             Some(t)
@@ -783,6 +804,11 @@ impl Scanner {
 /// when throttled: every account of the Organization depends on the listing,
 /// and the right recipient on the tags.
 const LISTING_PATIENCE: Duration = Duration::from_secs(600);
+
+/// The tag look-up gives up this long before the account's budget ends, so
+/// the account's findings are reported (owner unresolved) instead of lost
+/// to a timeout.
+const TAGS_MARGIN: Duration = Duration::from_secs(2);
 
 /// Calls `op` again on throttling and service errors (beyond the SDK's own
 /// attempts), with backoff, for up to [`LISTING_PATIENCE`].

@@ -42,6 +42,32 @@ pub enum StoreError {
     Locked { location: String, lock: String },
     #[error("cannot write {location}: {reason}")]
     Write { location: String, reason: String },
+    #[error("another run holds the lease {location}: {holder}, since {since} (it expires at {expires}); this run mails nobody and acts on nothing")]
+    Leased {
+        location: String,
+        holder: String,
+        since: String,
+        expires: String,
+    },
+}
+
+/// How long a run's lease lasts (and how old a ledger lock file must be to
+/// be taken for a crashed run's): longer than any run (a Lambda stops at
+/// 15 minutes; the CLI's first run of 20,000 accounts took about 32).
+pub const LEASE_SECS: i64 = 3_600;
+
+/// One run at a time per Organization: the lease a delivering run holds
+/// from before it reads the ledger until it has saved it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lease {
+    /// Who holds it: keywarden's version, the process and the machine.
+    pub holder: String,
+    pub since: Timestamp,
+    pub expires: Timestamp,
+}
+
+fn lease_key(organization: &str) -> String {
+    format!("{organization}/lease.json")
 }
 
 /// What a save expects the stored ledger to be.
@@ -140,10 +166,101 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        // A ledger lock left by a crashed save would make every run mail
+        // and then fail to save (and mail again the next day): a stale one
+        // is removed, a live one stops the run before it mails anyone.
+        for org in std::fs::read_dir(dir)
+            .map_err(|e| fail(e.to_string()))?
+            .flatten()
+        {
+            let lock = org.path().join("ledger.json.lock");
+            if !lock.exists() {
+                continue;
+            }
+            if stale(&lock) {
+                warn!(lock = %lock.display(), "removing a stale lock file (older than the longest run)");
+                std::fs::remove_file(&lock).map_err(|e| {
+                    fail(format!(
+                        "cannot remove the stale lock {}: {e}",
+                        lock.display()
+                    ))
+                })?;
+            } else {
+                return Err(StoreError::Locked {
+                    location: org.path().join("ledger.json").display().to_string(),
+                    lock: lock.display().to_string(),
+                });
+            }
+        }
         let probe = dir.join(format!(".keywarden-probe-{}", std::process::id()));
         std::fs::write(&probe, b"probe").map_err(|e| fail(format!("not writable: {e}")))?;
         let _ = std::fs::remove_file(&probe);
         Ok(())
+    }
+
+    /// Takes the Organization's lease for this run: a conditional create (the
+    /// write probe of an S3 store, too). A lease another run holds is
+    /// respected (`Leased`, naming it); one past its expiry is a crashed
+    /// run's and is taken over, with a warning.
+    pub async fn acquire_lease(&self, organization: &str) -> Result<Lease, StoreError> {
+        let key = lease_key(organization);
+        let now = Timestamp::now();
+        let lease = Lease {
+            holder: format!(
+                "keywarden {} (pid {} on {})",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                hostname()
+            ),
+            since: now,
+            expires: now + jiff::SignedDuration::from_secs(LEASE_SECS),
+        };
+        let bytes = serde_json::to_vec_pretty(&lease).unwrap_or_default();
+        let mut expected = Version::Absent;
+        for _ in 0..2 {
+            match self.save(&key, bytes.clone(), &expected).await {
+                Ok(_) => return Ok(lease),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let (held, version) = self.load(&key).await?;
+            let held: Option<Lease> = held.and_then(|b| serde_json::from_slice(&b).ok());
+            match held {
+                Some(h) if h.expires > now => {
+                    return Err(StoreError::Leased {
+                        location: self.describe(&key),
+                        holder: h.holder,
+                        since: h.since.to_string(),
+                        expires: h.expires.to_string(),
+                    })
+                }
+                Some(h) => {
+                    warn!(holder = %h.holder, since = %h.since, "taking over an expired lease (a run that did not finish)")
+                }
+                None => {
+                    warn!(location = %self.describe(&key), "replacing a lease that cannot be read")
+                }
+            }
+            expected = version;
+        }
+        Err(StoreError::Conflict {
+            location: self.describe(&key),
+        })
+    }
+
+    /// Gives the lease back; a failure only leaves it to expire.
+    pub async fn release_lease(&self, organization: &str) {
+        let key = lease_key(organization);
+        let result = match self {
+            Store::Local(dir) => std::fs::remove_file(dir.join(&key)).map_err(|e| e.to_string()),
+            Store::S3 { s3, bucket, prefix } => s3
+                .delete(bucket, &self.s3_key(prefix, &key))
+                .await
+                .map_err(|e| format!("{}: {}", e.code, e.message)),
+        };
+        if let Err(e) = result {
+            warn!(error = %e, location = %self.describe(&key), "lease not released: it expires by itself");
+        }
     }
 
     /// The stored bytes and their version; `None` bytes when nothing is stored.
@@ -265,12 +382,40 @@ impl Store {
                     Err(PutError::Conflict(_)) => Err(StoreError::Conflict { location }),
                     Err(PutError::Other(e)) => Err(StoreError::Write {
                         location,
-                        reason: format!("{}: {}", e.code, e.message),
+                        reason: format!(
+                            "{}: {}{}",
+                            e.code,
+                            e.message,
+                            match e.code.as_str() {
+                                "NoSuchBucket" => " (the bucket does not exist: check `state`, or deploy the Terraform module that creates it)",
+                                c if e.is_access_denied() || c == "AccessDenied" => " (the caller needs s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix and s3:ListBucket on the bucket)",
+                                _ => "",
+                            }
+                        ),
                     }),
                 }
             }
         }
     }
+}
+
+/// A lock file older than a lease: left by a run that crashed.
+fn stale(lock: &Path) -> bool {
+    std::fs::metadata(lock)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > LEASE_SECS as u64)
+}
+
+/// This machine's name, for the lease's holder.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".to_owned())
 }
 
 /// Removes the lock file when dropped.
@@ -304,6 +449,13 @@ fn save_local(
     {
         Ok(mut f) => {
             let _ = writeln!(f, "pid {} at {}", std::process::id(), Timestamp::now());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && stale(&lock) => {
+            // A crashed save's lock: only the lease holder saves, so a lock
+            // this old belongs to no live run.
+            warn!(lock = %lock.display(), "removing a stale lock file (older than the longest run)");
+            let _ = std::fs::remove_file(&lock);
+            return save_local(dir, key, bytes, expected, location);
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(StoreError::Locked {

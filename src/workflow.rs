@@ -550,11 +550,29 @@ async fn deliver(
     // Keep the last seconds for writing what was sent.
     let stop_at = deadline.map(|d| d.at - d.reserve.min(std::time::Duration::from_secs(10)));
     let mut sent = Vec::with_capacity(outgoing.len());
+    let rules = &parts.scanner.settings().owners;
     for out in outgoing {
-        let note = parts
-            .notifier
-            .send_owner(&mut transport, &out, stop_at)
-            .await;
+        let note = match parts.notifier.verified(&out, rules) {
+            Ok(safe) => {
+                parts
+                    .notifier
+                    .send_owner(&mut transport, &safe, stop_at)
+                    .await
+            }
+            Err(why) => {
+                warn!(recipient = %out.recipient, error = %why, "owner message refused");
+                Notification {
+                    kind: MessageKind::Owner,
+                    recipients: vec![out.recipient.to_string()],
+                    subject: String::new(),
+                    findings: out.findings as u64,
+                    outcome: DeliveryOutcome::Failed,
+                    message_id: None,
+                    error: Some(why),
+                    file: None,
+                }
+            }
+        };
         sent.push(Sent {
             note,
             notices: out.notices,
@@ -614,6 +632,7 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
                     stage: Stage::First,
                     recipients: s.note.recipients.clone(),
                     message_id: s.note.message_id.clone(),
+                    key_owner: None,
                 };
                 session.record(&s.notices, &notice);
             }

@@ -27,7 +27,8 @@ locals {
     "iam:ListUserTags",
     "iam:ListUsers",
   ]
-  ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail", "ses:GetEmailIdentity"]
+  ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail"]
+  ses_identity_actions = ["ses:GetEmailIdentity"]
   ses_account_actions  = ["ses:GetAccount"]
   assume_member_action = ["sts:AssumeRole"]
   # Enforcement (src/aws/iam.rs ENFORCE_ACTIONS, DELETE_ACTIONS): only with enforcement = apply.
@@ -133,7 +134,8 @@ data "aws_iam_policy_document" "execution" {
     resources = ["*"]
   }
 
-  # Mail only to the allowed domains (and their subdomains), whatever a tag says.
+  # Mail only from the sender and only to the allowed domains (and their
+  # subdomains), whatever a tag or a file in the state bucket says.
   statement {
     sid       = "SendFromSenderIdentity"
     actions   = local.ses_send_actions
@@ -143,6 +145,18 @@ data "aws_iam_policy_document" "execution" {
       variable = "ses:Recipients"
       values   = flatten([for d in local.allowed_recipient_domains : ["*@${d}", "*@*.${d}"]])
     }
+    condition {
+      test     = "StringEquals"
+      variable = "ses:FromAddress"
+      values   = [var.sender]
+    }
+  }
+
+  # Before scanning: is the sender a verified identity?
+  statement {
+    sid       = "ReadSenderIdentity"
+    actions   = local.ses_identity_actions
+    resources = local.sender_identity_arns
   }
 
   statement {

@@ -9,8 +9,14 @@ locals {
   state_prefix = trim(var.state_prefix, "/")
   state_uri    = "s3://${aws_s3_bucket.state.bucket}/${local.state_prefix}"
   # The S3 actions keywarden calls on its state (tests/infra.rs: equal to src/aws/s3.rs).
-  state_object_actions = ["s3:GetObject", "s3:PutObject"]
+  state_object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
   state_list_actions   = ["s3:ListBucket"]
+  # Who may write the state (the bucket policy denies everyone else).
+  state_writers = concat(
+    [aws_iam_role.execution.arn],
+    var.workflow ? [aws_iam_role.workflow[0].arn] : [],
+    var.state_writer_arns,
+  )
 }
 
 resource "aws_s3_bucket" "state" {
@@ -73,6 +79,30 @@ data "aws_iam_policy_document" "state_bucket" {
       test     = "Bool"
       variable = "aws:SecureTransport"
       values   = ["false"]
+    }
+  }
+  # The ledger and the workflow's files decide who is mailed and which key is
+  # deactivated: only keywarden's own roles (and the operators named in
+  # var.state_writer_arns) may write or delete them. Versioning keeps every
+  # earlier ledger. PutBucketPolicy is not denied: an administrator can
+  # always change this policy.
+  statement {
+    sid    = "OnlyKeywardenWritesState"
+    effect = "Deny"
+    actions = [
+      "s3:PutObject",
+      "s3:DeleteObject",
+      "s3:DeleteObjectVersion",
+    ]
+    resources = ["${aws_s3_bucket.state.arn}/${local.state_prefix}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = local.state_writers
     }
   }
 }

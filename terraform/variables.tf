@@ -204,6 +204,12 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "state_writer_arns" {
+  description = "IAM principals (role or user ARNs) besides the function's and the workflow's roles that may write or delete objects under the state prefix: the operators who run `keywarden notify` or `keywarden doctor` against the shared ledger. Everyone else is denied by the bucket policy (the ledger and the workflow's files decide who is mailed and which key is deactivated)."
+  type        = list(string)
+  default     = []
+}
+
 variable "alarm_sns_topic_arn" {
   description = "Optional SNS topic notified when a run fails (Errors > 0); null creates the alarm without actions."
   type        = string

@@ -15,13 +15,15 @@ and adds, under /_keywarden/:
   POST /_keywarden/ses-fault {"reject": ["addr", ...], "throttle": N}
         SES refuses messages to these recipients (MessageRejected), and answers
         the next N sends with TooManyRequestsException (HTTP 429)
-  POST /_keywarden/api-fault {"throttle_pct": 30, "error_pct": 10, "services": ["iam", "sts"], "seed": 1}
+  POST /_keywarden/api-fault {"throttle_pct": 30, "error_pct": 10, "services": ["iam", "sts"], "seed": 1,
+                             "operations": ["ListTagsForResource"] (JSON-protocol operations only; optional)}
         answers that share of the services' requests with Throttling (HTTP 400)
         or ServiceUnavailable (HTTP 503) before moto sees them; {} turns it off
   GET  /_keywarden/api-fault  -> {"throttled": n, "errors": n}: what was injected
   POST /_keywarden/iam {"account_id", "op": "delete_access_key", "user_name", "access_key_id"}
                       {"account_id", "op": "update_access_key", "user_name", "access_key_id", "status"}
                       {"account_id", "op": "strip_role", "role_name"}: the role loses every inline policy
+                      {"account_id", "op": "tag_user", "user_name", "tags": {key: value}}
     change an account's IAM behind the scanner's back (no auth), as its owner would between runs
   (IAM access-key actions are authorized against the user's ARN, as AWS does,
    not moto's "*": policies scoped to users can be tested)
@@ -103,6 +105,10 @@ def json_fault(status, code, message):
 def injected_fault(environ):
     f = API_FAULTS
     if not f["services"] or signing_service(environ) not in f["services"]:
+        return None
+    operations = f.get("operations") or set()
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if operations and target.rsplit(".", 1)[-1] not in operations:
         return None
     json_protocol = "HTTP_X_AMZ_TARGET" in environ
     rest_json = signing_service(environ) == "securityhub"
@@ -344,6 +350,8 @@ def iam_change(body):
     elif op == "strip_role":
         for name in backend.list_role_policies(body["role_name"]):
             backend.delete_role_policy(body["role_name"], name)
+    elif op == "tag_user":
+        backend.tag_user(body["user_name"], [{"Key": k, "Value": v} for k, v in body["tags"].items()])
     else:
         raise ValueError(f"unknown op {op!r}")
 
@@ -432,6 +440,7 @@ class Hooks:
                     API_FAULTS["throttle_pct"] = float(body.get("throttle_pct", 0))
                     API_FAULTS["error_pct"] = float(body.get("error_pct", 0))
                     API_FAULTS["services"] = set(body.get("services", []))
+                    API_FAULTS["operations"] = set(body.get("operations", []))
                     API_FAULTS["rng"] = random.Random(body.get("seed", 0))
             elif path == "/_keywarden/ses-fault":
                 SES_FAULTS["reject"] = set(body.get("reject", []))

@@ -16,7 +16,7 @@ import tempfile
 
 WIDTHS = {"desktop": 1200, "phone": 390}
 # Chromium will not make a window narrower than 500 px, so the height is
-# measured inside an iframe of the exact width (as tests/mail_layout.rs does).
+# measured inside an iframe of the exact width (as tests/it/mail_layout.rs does).
 PROBE = (
     "<script>parent.document.body.setAttribute('data-height',"
     " document.documentElement.scrollHeight);</script></body>"

@@ -1,14 +1,31 @@
-"""Validates OCSF events (JSON lines on stdin) against the pinned OCSF models
-(py-ocsf-models, tools/requirements.txt): every line must be a valid Detection
-Finding (class 2004), and must not carry a field the schema does not know
-(pydantic would drop it silently, so each event is compared with its
-validated form). Prints one line per problem and exits 1 if there is any.
+"""Validates OCSF events (JSON lines on stdin) against the official OCSF
+schema of the version and profiles each event declares (ocsf-json-schema:
+the compiled schemas of the OCSF project, as JSON Schema), and against the
+pinned OCSF models (py-ocsf-models, tools/requirements.txt): every line must
+be a valid Detection Finding (class 2004), and must not carry a field the
+schema does not know (pydantic would drop it silently, so each event is
+compared with its validated form). Prints one line per problem and exits 1
+if there is any.
 """
 
 import json
 import sys
 
+import jsonschema
+from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 from py_ocsf_models import OCSF_VERSION
+
+_SCHEMAS = {}
+
+
+def official(version, profiles):
+    """The official JSON Schema of a Detection Finding with these profiles."""
+    key = (version, tuple(sorted(profiles)))
+    if key not in _SCHEMAS:
+        schema = OcsfJsonSchemaEmbedded(get_ocsf_schema(version=version))
+        name = schema.lookup_class_name_from_uid(class_uid=2004)
+        _SCHEMAS[key] = schema.get_class_schema(name, profiles=sorted(profiles))
+    return _SCHEMAS[key]
 from py_ocsf_models.events.findings.detection_finding import DetectionFinding
 
 
@@ -40,6 +57,14 @@ def main():
         except Exception as e:  # noqa: BLE001 - report any failure with its line
             problems.append(f"line {n}: {e}".replace("\n", " "))
             continue
+        metadata = event.get("metadata", {})
+        try:
+            schema = official(metadata.get("version", ""), metadata.get("profiles", []))
+            for error in jsonschema.Draft202012Validator(schema).iter_errors(event):
+                where = ".".join(str(p) for p in error.absolute_path) or "(event)"
+                problems.append(f"line {n}: official OCSF schema: {where}: {error.message}")
+        except Exception as e:  # noqa: BLE001 - an unknown version is a problem too
+            problems.append(f"line {n}: cannot validate against the official schema: {e}")
         dumped = json.loads(model.model_dump_json(exclude_none=True))
         for field in unknown(event, dumped):
             problems.append(f"line {n}: field {field} is not in the OCSF {OCSF_VERSION} schema")

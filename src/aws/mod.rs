@@ -24,7 +24,7 @@ use jiff::Timestamp;
 
 /// Every AWS action keywarden calls: what the Lambda's execution role must
 /// grant (the member role grants the IAM part). Terraform and the StackSet
-/// template are held to these lists by tests/infra.rs.
+/// template are held to these lists by tests/it/infra.rs.
 pub fn all_actions() -> Vec<&'static str> {
     [
         organizations::ORGANIZATIONS_ACTIONS,

@@ -9,8 +9,13 @@ use super::{classify, AwsError};
 
 /// S3 actions on the state bucket (the Lambda's role grants these, on the
 /// state prefix only). ListBucket lets a missing ledger read as "not found"
-/// instead of AccessDenied.
-pub const S3_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:ListBucket"];
+/// instead of AccessDenied; DeleteObject releases a run's lease.
+pub const S3_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:ListBucket",
+];
 
 /// S3 calls on one bucket.
 #[derive(Debug, Clone)]
@@ -140,5 +145,17 @@ impl S3 {
                 }
             }
         }
+    }
+
+    /// Deletes the object (a run's lease when it ends).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("s3:DeleteObject", e))
     }
 }

@@ -17,6 +17,13 @@ pub const STS_ACTIONS: &[&str] = &["sts:AssumeRole"];
 /// member role's MaxSessionDuration stays at 3600 s, the least IAM allows.)
 pub const SESSION_SECS: i32 = 900;
 
+/// The session name of a scan (the scan role trusts it and the export's).
+pub const SCAN_SESSION: &str = "keywarden-scan";
+/// The session name of the Security Hub export (through the scan role).
+pub const EXPORT_SESSION: &str = "keywarden-export";
+/// The session name of enforcement: the only one the enforcement role trusts.
+pub const ENFORCE_SESSION: &str = "keywarden-enforce";
+
 /// The identity the run uses.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
@@ -101,10 +108,13 @@ impl Sts {
         Ok(Caller { account, partition })
     }
 
-    /// Assumes `role_arn` and returns static credentials for it.
+    /// Assumes `role_arn` as `session` (one of the session names below:
+    /// the member roles' trust policies tell them apart) and returns static
+    /// credentials for it.
     pub async fn assume_role(
         &self,
         role_arn: &str,
+        session: &str,
         external_id: Option<&str>,
     ) -> Result<Credentials, AwsError> {
         let op = "sts:AssumeRole";
@@ -114,7 +124,7 @@ impl Sts {
                 self.once
                     .assume_role()
                     .role_arn(role_arn)
-                    .role_session_name("keywarden-scan")
+                    .role_session_name(session)
                     .set_external_id(external_id.map(str::to_owned))
                     .duration_seconds(SESSION_SECS)
                     .send()

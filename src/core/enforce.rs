@@ -261,6 +261,7 @@ pub fn select(
     let now = report.evaluated_at;
     let mut eligible: Vec<Selected> = Vec::new();
     let mut keys = BTreeSet::new();
+    let runs: BTreeSet<Timestamp> = ledger.runs.iter().map(|r| r.at).collect();
     for f in &report.findings {
         let Some(key) = &f.access_key_id else {
             continue;
@@ -269,6 +270,7 @@ pub fn select(
         let Some(entry) = ledger.entries.get(&id).filter(|e| e.is_open()) else {
             continue;
         };
+        let entry = &trusted(entry, &runs, now);
         let seen = report
             .observed
             .get(&f.account_id)
@@ -318,6 +320,33 @@ pub fn select(
     Selection {
         selected: eligible,
         waiting,
+    }
+}
+
+/// The finding's entry with only the notices enforcement may count: the
+/// ledger is an input (a file in a bucket, or on a disk) and a forged or
+/// rolled-back one must not stand in for fair warning. A notice counts when
+/// it is not dated after this run's clock, was delivered through SES (it has
+/// SES's message id: an outbox or dry run delivers nothing), and was sent by
+/// a run the ledger itself recorded (its time is one of the ledger's runs).
+pub fn trusted(entry: &Entry, runs: &BTreeSet<Timestamp>, now: Timestamp) -> Entry {
+    let mut e = entry.clone();
+    e.notices
+        .retain(|n| n.at <= now && n.message_id.is_some() && runs.contains(&n.at));
+    e
+}
+
+/// A ledger last saved after this run's clock was rolled back or forged
+/// (or the clock is wrong): enforcement must not act on it.
+pub fn clock_consistent(
+    ledger_updated_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), String> {
+    match ledger_updated_at {
+        Some(saved) if saved > now => Err(format!(
+            "the ledger was last saved at {saved}, after this run's clock ({now}): a clock that went back, or a ledger that is not what keywarden saved; nothing is enforced this run"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -413,6 +442,7 @@ mod tests {
                     stage: *stage,
                     recipients: vec!["dev@example.com".into()],
                     message_id: None,
+                    key_owner: None,
                 })
                 .collect(),
             escalated_at: None,
@@ -593,6 +623,7 @@ mod tests {
             stage: Stage::Final,
             recipients: vec![],
             message_id: None,
+            key_owner: None,
         });
         assert!(!final_notice_due(&e, &p, day(25)), "once");
         assert_eq!(scheduled_for(&e, &p, day(25)), Some(day(31)));

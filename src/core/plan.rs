@@ -328,6 +328,7 @@ mod tests {
                 stage: Stage::First,
                 recipients: vec![p.recipient.to_string()],
                 message_id: None,
+                key_owner: None,
             };
             record_notice(&mut ledger, &ids, &notice);
         }

@@ -27,6 +27,8 @@ pub const MAX_BLIND_SPOTS: usize = 10;
 const MAX_MESSAGE_CHARS: usize = 200;
 /// Slack refuses a section text over 3,000 characters.
 const SLACK_SECTION_CHARS: usize = 2_900;
+/// The longest line of a chat section (a key's line with long names).
+const MAX_LINE_CHARS: usize = 400;
 
 /// Which chat payload to post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -221,6 +223,37 @@ fn shown_blind_spots(s: &RunSummary) -> (&[SummaryBlindSpot], usize) {
     (shown, s.blind_spots.len() - shown.len())
 }
 
+/// A Slack section: the title, then as many (escaped) lines as fit in
+/// `budget` characters, and, when any are left out (or `more` were never
+/// listed), the "… and N more" line, counted so that it always fits.
+fn budgeted(title: &str, lines: Vec<String>, more: usize, budget: usize) -> String {
+    let total = lines.len() + more;
+    let mut text = title.to_owned();
+    let mut used = text.chars().count();
+    let mut shown = 0;
+    for line in &lines {
+        let left_after = total - shown - 1;
+        let tail = if left_after > 0 {
+            1 + more_line(left_after).chars().count()
+        } else {
+            0
+        };
+        let need = 1 + line.chars().count();
+        if used + need + tail > budget {
+            break;
+        }
+        text.push('\n');
+        text.push_str(line);
+        used += need;
+        shown += 1;
+    }
+    if total > shown {
+        text.push('\n');
+        text.push_str(&more_line(total - shown));
+    }
+    text
+}
+
 fn more_line(more: usize) -> String {
     format!(
         "… and {more} more {} (all in the digest and the report)",
@@ -290,7 +323,7 @@ pub fn slack(s: &RunSummary) -> Value {
     })];
     if !s.complete {
         let (shown, more) = shown_blind_spots(s);
-        let mut lines: Vec<String> = shown
+        let lines: Vec<String> = shown
             .iter()
             .map(|b| {
                 format!(
@@ -301,16 +334,15 @@ pub fn slack(s: &RunSummary) -> Value {
                 )
             })
             .collect();
-        if more > 0 {
-            lines.push(more_line(more));
-        }
-        let text = format!(
-            ":warning: *Blind spots: keys in these accounts were not checked.*\n{}",
-            lines.join("\n")
+        let text = budgeted(
+            ":warning: *Blind spots: keys in these accounts were not checked.*",
+            lines,
+            more,
+            SLACK_SECTION_CHARS,
         );
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": clip(&text, SLACK_SECTION_CHARS)}
+            "text": {"type": "mrkdwn", "text": text}
         }));
     }
     blocks.push(json!({
@@ -325,11 +357,12 @@ pub fn slack(s: &RunSummary) -> Value {
         let lines: Vec<String> = s
             .most_urgent
             .iter()
-            .map(|k| format!("• {}", key_line(k, slack_text)))
+            .map(|k| format!("• {}", clip(&key_line(k, slack_text), MAX_LINE_CHARS)))
             .collect();
+        let text = budgeted("*Most urgent keys:*", lines, 0, SLACK_SECTION_CHARS);
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!("*Most urgent keys:*\n{}", lines.join("\n"))}
+            "text": {"type": "mrkdwn", "text": text}
         }));
     }
     if let Some(r) = &s.report {
@@ -528,6 +561,37 @@ mod tests {
             .unwrap()
             .contains("30 more accounts")));
         assert!(card.to_string().len() < 28_000, "Teams' card size limit");
+    }
+
+    /// Issue 22 item 17: escaping (`&` is five characters in Slack) could
+    /// push a section past Slack's 3,000 characters, and cutting the text
+    /// lost the "… and N more" line. Sections are built against a budget in
+    /// which that line always fits and counts what was left out.
+    #[test]
+    fn escaped_names_never_push_a_section_past_slack_limits_or_lose_the_count() {
+        let mut s = summarize(&sample(), None, None);
+        s.blind_spots = (0..MAX_BLIND_SPOTS + 3)
+            .map(|i| SummaryBlindSpot {
+                account: format!("{} ({i})", "&".repeat(60)),
+                code: "<AccessDenied>".into(),
+                message: "&".repeat(MAX_MESSAGE_CHARS * 2),
+            })
+            .collect();
+        let body = slack(&s);
+        let blind = body["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(blind.chars().count() <= 3_000, "{}", blind.chars().count());
+        let shown = blind.lines().filter(|l| l.starts_with('•')).count();
+        let last = blind.lines().last().unwrap();
+        assert_eq!(
+            last,
+            more_line(MAX_BLIND_SPOTS + 3 - shown),
+            "the count of what was left out is the last line"
+        );
+        for b in body["blocks"].as_array().unwrap() {
+            if let Some(text) = b["text"]["text"].as_str() {
+                assert!(text.chars().count() <= 3_000);
+            }
+        }
     }
 
     #[test]

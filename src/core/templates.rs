@@ -336,6 +336,7 @@ pub fn sample_memory(report: &Report) -> (Report, Ledger, Changes) {
                 stage: Stage::First,
                 recipients: vec![owner.to_string()],
                 message_id: None,
+                key_owner: None,
             };
             record_notice(&mut ledger, &[(id.clone(), Stage::First)], &notice);
         }

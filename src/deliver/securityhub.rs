@@ -161,7 +161,11 @@ impl SecurityHubExport {
             );
             let creds = self
                 .sts
-                .assume_role(&role_arn, self.external_id.as_deref())
+                .assume_role(
+                    &role_arn,
+                    crate::aws::sts::EXPORT_SESSION,
+                    self.external_id.as_deref(),
+                )
                 .await
                 .map_err(|e| format!("cannot assume {role_arn}: {}: {}", e.code, e.message))?;
             SecurityHub::with_credentials(&self.sdk_config, &self.region, creds)

@@ -424,7 +424,11 @@ async fn a_missing_member_role_or_a_trust_that_denies_is_access_denied_on_assume
         let denied = mock!(aws_sdk_sts::Client::assume_role).then_http_response(sts_error(403, "AccessDenied", message));
         let client = mock_client!(aws_sdk_sts, RuleMode::Sequential, [&denied]);
         let err = keywarden::aws::sts::Sts::from_client(client)
-            .assume_role("arn:aws:iam::444455556666:role/KeywardenScanRole", None)
+            .assume_role(
+                "arn:aws:iam::444455556666:role/KeywardenScanRole",
+                keywarden::aws::sts::SCAN_SESSION,
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!((err.operation, err.code.as_str(), err.message.as_str()), ("sts:AssumeRole", "AccessDenied", message));

@@ -367,6 +367,121 @@ fn plan_promises_owners_no_date_and_apply_acts_only_after_its_own_final_notice()
     );
 }
 
+/// Issue 22 item 4: re-tagging the key's user every few days postponed
+/// enforcement forever (each new owner started from zero notices). Notices
+/// belong to the key: the warnings given to earlier owners count, and the
+/// new owner still hears about the key at once.
+#[test]
+fn changing_the_owner_tag_does_not_postpone_enforcement() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec());
+    let org = Org {
+        moto,
+        seeded,
+        state: tempfile::tempdir().unwrap(),
+    };
+    let retag = |owner: &str| {
+        org.moto.hook(
+            "/_keywarden/iam",
+            &json!({"account_id": org.seeded.account("a"), "op": "tag_user",
+                    "user_name": "ci", "tags": {"owner": owner}}),
+        );
+    };
+    let mut told = Vec::new();
+    for (day, owner) in [
+        (0, "ci@example.com"),
+        (1, "ci2@example.com"),
+        (2, "ci3@example.com"),
+    ] {
+        retag(owner);
+        let before = mail::sent(&org.moto).len();
+        let (_, report, stderr) = org.notify(&at(day, 6), "apply", &[]);
+        let done = actions(&report);
+        if day < 2 {
+            assert!(done.is_empty(), "day {day}: {done:?}\n{stderr}");
+        } else {
+            assert!(
+                done.contains(&("ci".to_owned(), "deactivate".to_owned(), "done".to_owned())),
+                "two notices and a final notice two days ago, to whoever owned the key: {done:?}\n{stderr}"
+            );
+        }
+        told.extend(
+            mail::sent(&org.moto)[before..]
+                .iter()
+                .filter(|m| m.to == [owner])
+                .map(|m| m.to[0].clone()),
+        );
+    }
+    assert_eq!(
+        told,
+        ["ci@example.com", "ci2@example.com", "ci3@example.com"],
+        "each new owner is told at once"
+    );
+}
+
+/// Issue 22 item 2: a forged ledger claiming notices nobody sent let the
+/// first run deactivate a key; a rolled-back one (saved "in the future")
+/// was used as it was. Forged notices count for nothing, and a ledger saved
+/// after the run's clock stops enforcement for the run (exit 3, named).
+#[test]
+fn a_forged_or_rolled_back_ledger_is_no_fair_warning() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec());
+    let org = Org {
+        moto,
+        seeded,
+        state: tempfile::tempdir().unwrap(),
+    };
+    let (_, report, stderr) = org.notify(&at(0, 6), "plan", &[]);
+    assert!(
+        report["findings"].as_array().is_some_and(|f| !f.is_empty()),
+        "{stderr}"
+    );
+    let org_dir = std::fs::read_dir(org.state.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let path = org_dir.join("ledger.json");
+    let ledger: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let ci = format!(
+        "{}/{}/key-age-overdue",
+        org.seeded.account("a"),
+        org.seeded.key("a", "ci", 0)
+    );
+    // Three reminders and a final notice, weeks old, "delivered" by SES.
+    let mut forged = ledger.clone();
+    let notices = forged["entries"][&ci]["notices"].as_array_mut().unwrap();
+    for (d, stage) in [(-30, "reminder"), (-20, "reminder"), (-10, "final")] {
+        notices.push(json!({"at": at(d, 6), "stage": stage,
+                            "recipients": ["ci@example.com"], "message_id": format!("forged-{d}")}));
+    }
+    std::fs::write(&path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let (_, report, stderr) = org.notify(&at(1, 6), "apply", &[]);
+    assert!(
+        !actions(&report)
+            .iter()
+            .any(|(u, _, o)| u == "ci" && o == "done"),
+        "acted on forged notices: {:?}\n{stderr}",
+        actions(&report)
+    );
+
+    // Rolled back: saved later than this run's clock.
+    let mut rolled: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rolled["updated_at"] = json!(at(30, 0));
+    std::fs::write(&path, serde_json::to_vec(&rolled).unwrap()).unwrap();
+    let before = org.statuses();
+    let (code, report, stderr) = org.notify(&at(20, 6), "apply", &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(actions(&report).is_empty(), "{:?}", actions(&report));
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["code"] == "LedgerInconsistent"),
+        "{errors:?}"
+    );
+    assert_eq!(org.statuses(), before);
+}
+
 #[test]
 fn the_scan_role_may_not_write_even_where_the_enforcement_role_exists() {
     let moto = Moto::start();

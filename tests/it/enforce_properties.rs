@@ -1,14 +1,17 @@
 //! A property test over random ledgers and findings: enforcement never
 //! selects a key that fails any precondition, never more than the cap, never
 //! a key twice, and takes the oldest first. The invariants are checked here
-//! from the facts, not by calling the rule that selected them.
+//! from the facts, not by calling the rule that selected them. The ledgers
+//! are hostile too (issue 22): notices dated after the run, notices no run
+//! recorded, notices never delivered through SES, and owners that changed
+//! since the notices went out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use keywarden::core::checks::CheckId;
 use keywarden::core::enforce::{select, EnforcePolicy, Mode};
-use keywarden::core::ledger::{Entry, Ledger, Notice, Stage};
+use keywarden::core::ledger::{Entry, Ledger, Notice, RunTotals, Stage};
 use keywarden::core::model::{AccessKeyId, AccountId, KeyStatus};
 use keywarden::core::owners::Owner;
 use keywarden::core::record::Action;
@@ -41,7 +44,11 @@ struct Case {
     created: i64,
     due: i64,
     first_seen: i64,
-    notices: Vec<(i64, bool)>,
+    /// (day, final, recorded by a run of the ledger, delivered through SES,
+    /// to the key's owner of its day)
+    notices: Vec<(i64, bool, bool, bool, bool)>,
+    /// The owner tag changed since: the current owner is someone else.
+    churned: bool,
     seen: Option<(bool, i64)>,
     exempt: bool,
 }
@@ -55,12 +62,27 @@ fn case() -> impl Strategy<Value = Case> {
             prop::bool::weighted(0.1),
         ),
         (-400i64..0, -100i64..100, -100i64..100),
-        prop::collection::vec((-100i64..100, prop::bool::ANY), 0..6),
+        prop::collection::vec(
+            (
+                -100i64..100,
+                prop::bool::ANY,
+                prop::bool::weighted(0.85),
+                prop::bool::weighted(0.85),
+                prop::bool::weighted(0.85),
+            ),
+            0..6,
+        ),
         prop::option::weighted(0.9, (prop::bool::weighted(0.8), prop::bool::weighted(0.9))),
-        prop::bool::weighted(0.15),
+        (prop::bool::weighted(0.15), prop::bool::weighted(0.3)),
     )
         .prop_map(
-            |((key, account, check, root), (created, due, first_seen), notices, seen, exempt)| {
+            |(
+                (key, account, check, root),
+                (created, due, first_seen),
+                notices,
+                seen,
+                (exempt, churned),
+            )| {
                 Case {
                     key,
                     account,
@@ -73,6 +95,7 @@ fn case() -> impl Strategy<Value = Case> {
                     seen: seen
                         .map(|(active, same)| (active, if same { created } else { created + 1 })),
                     exempt,
+                    churned,
                 }
             },
         )
@@ -163,20 +186,33 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
                 severity: f.severity,
                 first_seen: day(c.first_seen),
                 last_seen: now,
-                owner: None,
+                owner: Some(
+                    if c.churned {
+                        "new@example.com"
+                    } else {
+                        "old@example.com"
+                    }
+                    .into(),
+                ),
                 due_at: Some(day(c.due)),
                 notices: c
                     .notices
                     .iter()
-                    .map(|(d, is_final)| Notice {
+                    .map(|(d, is_final, _, sent, to_owner)| Notice {
                         at: day(*d),
                         stage: if *is_final {
                             Stage::Final
                         } else {
                             Stage::Reminder
                         },
-                        recipients: vec![],
-                        message_id: None,
+                        recipients: vec![if *to_owner {
+                            "old@example.com"
+                        } else {
+                            "acct-owner@example.com"
+                        }
+                        .into()],
+                        message_id: sent.then(|| format!("ses-{d}")),
+                        key_owner: Some(*to_owner),
                     })
                     .collect(),
                 escalated_at: None,
@@ -185,6 +221,19 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
                 enforced_at: None,
             },
         );
+        for (d, _, recorded, _, _) in &c.notices {
+            if *recorded && !ledger.runs.iter().any(|r| r.at == day(*d)) {
+                ledger.runs.push(RunTotals {
+                    at: day(*d),
+                    open: 0,
+                    overdue: 0,
+                    new: 0,
+                    resolved: 0,
+                    accounts_scanned: 0,
+                    accounts_failed: 0,
+                });
+            }
+        }
         if let Some((active, created)) = c.seen {
             report
                 .observed
@@ -256,8 +305,20 @@ proptest! {
                     && x.user_name == s.user_name
             });
             prop_assert!(!exempt, "an exempt key");
-            prop_assert!(e.notices.len() >= 3, "too few notices");
-            let final_at = e.notices.iter().filter(|n| n.stage == Stage::Final).map(|n| n.at).min();
+            // Only notices a recorded run delivered through SES to the key's
+            // owner of the day, not dated after now, are warnings.
+            let warnings: Vec<&Notice> = e
+                .notices
+                .iter()
+                .filter(|n| {
+                    n.at <= now
+                        && n.message_id.is_some()
+                        && n.key_owner == Some(true)
+                        && ledger.runs.iter().any(|r| r.at == n.at)
+                })
+                .collect();
+            prop_assert!(warnings.len() >= 3, "too few notices");
+            let final_at = warnings.iter().filter(|n| n.stage == Stage::Final).map(|n| n.at).min();
             prop_assert!(final_at.is_some_and(|t| now.duration_since(t) >= SignedDuration::from_hours(24 * 7)), "final notice");
             let seen = report.observed[&s.account_id][&s.user_name]
                 .iter()
@@ -299,9 +360,14 @@ fn the_cap_takes_the_oldest_keys_and_the_rest_wait() {
         created,
         due: -60,
         first_seen: -60,
-        notices: vec![(-50, false), (-40, false), (-20, true)],
+        notices: vec![
+            (-50, false, true, true, true),
+            (-40, false, true, true, true),
+            (-20, true, true, true, true),
+        ],
         seen: Some((true, created)),
         exempt: false,
+        churned: true,
     };
     let cases = vec![
         qualifying(1, -200),
@@ -334,4 +400,57 @@ fn the_cap_takes_the_oldest_keys_and_the_rest_wait() {
         None,
     );
     assert!(sel.selected.is_empty());
+}
+
+/// Issue 22 item 2: a ledger that claimed three notices for a key whose
+/// owner was never mailed let the first run deactivate it. The same facts
+/// with the notices forged (no run recorded them), dated in the future, or
+/// never delivered through SES select nothing.
+#[test]
+fn forged_future_or_undelivered_notices_are_no_warning() {
+    let qualifying = |notices: Vec<(i64, bool, bool, bool, bool)>| Case {
+        key: 1,
+        account: 0,
+        check: 0,
+        root: false,
+        created: -200,
+        due: -60,
+        first_seen: -60,
+        notices,
+        seen: Some((true, -200)),
+        exempt: false,
+        churned: false,
+    };
+    let policy = EnforcePolicy {
+        mode: Mode::Apply,
+        ..EnforcePolicy::default()
+    };
+    let fair = vec![
+        (-50, false, true, true, true),
+        (-40, false, true, true, true),
+        (-20, true, true, true, true),
+    ];
+    let (report, ledger) = build(&[qualifying(fair.clone())], day(0));
+    assert_eq!(
+        select(&report, &ledger, &policy, None).selected.len(),
+        1,
+        "the control"
+    );
+    for (what, forge) in [
+        (
+            "no run recorded them",
+            (|n: &mut (i64, bool, bool, bool, bool)| n.2 = false) as fn(&mut _),
+        ),
+        ("never delivered through SES", |n| n.3 = false),
+        ("to someone else than the key's owner", |n| n.4 = false),
+        ("dated after the run", |n| n.0 += 100),
+    ] {
+        let mut notices = fair.clone();
+        notices.iter_mut().for_each(forge);
+        let (report, ledger) = build(&[qualifying(notices)], day(0));
+        assert!(
+            select(&report, &ledger, &policy, None).selected.is_empty(),
+            "{what}"
+        );
+    }
 }

@@ -171,3 +171,38 @@ fn a_throttled_account_listing_is_waited_out_and_no_account_is_lost() {
     assert_eq!(failed(&stormy), failed(&clean));
     assert_eq!(code, 3);
 }
+
+/// Issue 22 item 10: the tag look-up waited up to 600 s for throttled
+/// Organizations, longer than the account's 120 s budget, so the account
+/// failed with Timeout and its findings were lost. The look-up now ends
+/// within the budget: the findings stay, the account owner is unresolved
+/// (stage `account_tags`), and nothing waits past the budget.
+#[test]
+fn throttled_account_tags_never_cost_the_accounts_findings() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let (_, clean, _) = scan(&moto, &seeded);
+    moto.hook(
+        "/_keywarden/api-fault",
+        &json!({"throttle_pct": 100, "services": ["organizations"],
+                "operations": ["ListTagsForResource"], "seed": 1}),
+    );
+    let (ak, sk) = seeded.scanner();
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "json", "--now", NOW])
+        .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "8"));
+    let took = started.elapsed();
+    let stormy: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    assert_eq!(
+        findings(&stormy),
+        findings(&clean),
+        "no finding lost: {stderr}"
+    );
+    let stages: BTreeSet<String> = failed(&stormy).into_iter().map(|(_, s, _)| s).collect();
+    assert!(stages.contains("account_tags"), "{stages:?}");
+    assert!(!stages.contains("timeout"), "{stages:?}");
+}

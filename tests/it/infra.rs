@@ -188,9 +188,15 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     let ses: BTreeSet<String> = by_sid["SendFromSenderIdentity"]
         .iter()
         .chain(&by_sid["ReadSendQuota"])
+        .chain(&by_sid["ReadSenderIdentity"])
         .cloned()
         .collect();
     assert_eq!(ses, set(SES_ACTIONS.iter().copied()));
+    assert_eq!(
+        set(by_sid["SendFromSenderIdentity"].iter().map(String::as_str)),
+        set(["ses:SendEmail", "ses:SendRawEmail"]),
+        "sending is conditioned on the sender: no other action in that statement"
+    );
     let s3: BTreeSet<String> = by_sid["ReadWriteState"]
         .iter()
         .chain(&by_sid["ListState"])
@@ -205,6 +211,11 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     );
     assert!(hcl_text
         .contains("resources = concat(local.sender_identity_arns, local.configuration_set_arns)"));
+    // Issue 22 item 6: SES sends only with From = the sender, whatever a
+    // mail batch in the state bucket says.
+    assert!(
+        hcl_text.contains("      variable = \"ses:FromAddress\"\n      values   = [var.sender]")
+    );
     // Enforcement: the write actions are exactly the code's, only with apply.
     let list = |name: &str| actions(&locals[name], &locals);
     assert_eq!(
@@ -294,6 +305,40 @@ fn the_state_bucket_is_versioned_encrypted_private_tls_only_and_expires_reports(
     assert!(
         text.contains(r#"variable = "aws:SecureTransport""#)
             && text.contains(r#"effect  = "Deny""#)
+    );
+    // Issue 22 item 6: only keywarden's roles and the named operators may
+    // write or delete the state; the statement denies everyone else.
+    let policy = labelled(&state, "data", &["aws_iam_policy_document", "state_bucket"]).body();
+    let writes = blocks(policy, "statement")
+        .map(|b| b.body())
+        .find(|s| attr(s, "sid") == Some(&Expression::String("OnlyKeywardenWritesState".into())))
+        .expect("the writers statement");
+    assert_eq!(
+        attr(writes, "effect"),
+        Some(&Expression::String("Deny".into()))
+    );
+    assert_eq!(
+        set(strings(attr(writes, "actions").unwrap())
+            .iter()
+            .map(String::as_str)),
+        set(["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"])
+    );
+    let condition = blocks(writes, "condition").next().unwrap().body();
+    assert_eq!(
+        attr(condition, "test"),
+        Some(&Expression::String("ArnNotEquals".into()))
+    );
+    assert_eq!(
+        attr(condition, "variable"),
+        Some(&Expression::String("aws:PrincipalArn".into()))
+    );
+    assert_eq!(
+        attr(condition, "values").unwrap().to_string(),
+        "local.state_writers"
+    );
+    assert_eq!(
+        locals["state_writers"].to_string().split_whitespace().collect::<String>(),
+        "concat([aws_iam_role.execution.arn],var.workflow?[aws_iam_role.workflow[0].arn]:[],var.state_writer_arns)"
     );
     assert!(text.contains(r#"prefix = "${local.state_prefix}/${var.organization_id}/reports/""#));
     assert!(text.contains("days = var.report_retention_days"));
@@ -516,11 +561,28 @@ fn the_enforcement_role_exists_only_when_enabled_and_may_only_deactivate_or_dele
     assert!(serde_yaml::to_string(&statement["Resource"])
         .unwrap()
         .contains(":user/*"));
-    // Same trust as the scan role; the scan role stays read-only.
-    assert_eq!(
-        role["Properties"]["AssumeRolePolicyDocument"],
-        t["Resources"]["ScanRole"]["Properties"]["AssumeRolePolicyDocument"]
-    );
+    // Issue 22 item 13: the same principal as the scan role, but only as
+    // keywarden's enforcement session; the scan role trusts only the scan
+    // and export sessions. The scan role stays read-only.
+    use keywarden::aws::sts::{ENFORCE_SESSION, EXPORT_SESSION, SCAN_SESSION};
+    let trust = |r: &str| {
+        t["Resources"][r]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0].clone()
+    };
+    let (enforce_trust, scan_trust) = (trust("EnforceRole"), trust("ScanRole"));
+    assert_eq!(enforce_trust["Principal"], scan_trust["Principal"]);
+    for branch in [1, 2] {
+        let e = &enforce_trust["Condition"]["Fn::If"][branch];
+        assert_eq!(e["StringEquals"]["sts:RoleSessionName"], ENFORCE_SESSION);
+        let s = &scan_trust["Condition"]["Fn::If"][branch];
+        assert_eq!(
+            list(&s["StringLike"]["sts:RoleSessionName"]),
+            set([SCAN_SESSION, EXPORT_SESSION])
+        );
+        assert_eq!(
+            e["StringEquals"]["aws:PrincipalOrgID"],
+            s["StringEquals"]["aws:PrincipalOrgID"]
+        );
+    }
     let scan = serde_yaml::to_string(&t["Resources"]["ScanRole"]).unwrap();
     assert!(!scan.contains("UpdateAccessKey") && !scan.contains("DeleteAccessKey"));
 }

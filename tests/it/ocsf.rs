@@ -213,7 +213,7 @@ fn the_validator_rejects_events_that_are_not_ocsf() {
     // required field and an unknown field are each reported.
     let good = json!({
         "activity_id": 1, "category_uid": 2, "class_uid": 2004, "type_uid": 200401,
-        "severity_id": 3, "time": 1, "metadata": {"version": "1.5.0", "product": {"vendor_name": "keywarden"}},
+        "severity_id": 3, "time": 1, "metadata": {"version": "1.5.0", "product": {"name": "keywarden", "vendor_name": "keywarden"}},
         "finding_info": {"uid": "x", "title": "t"}
     });
     assert_eq!(validate(&format!("{good}\n")), Vec::<String>::new());
@@ -226,10 +226,15 @@ fn the_validator_rejects_events_that_are_not_ocsf() {
         .remove("uid");
     let mut unknown = good.clone();
     unknown["finding_info"]["titel"] = json!("typo");
+    // Issue 22 item 16: a `*_dt` time without the `datetime` profile passed
+    // the Python models but is not valid under the official 1.5.0 schema.
+    let mut undeclared = good.clone();
+    undeclared["time_dt"] = json!("2026-11-29T00:00:00Z");
     for (what, event) in [
         ("wrong class", wrong_class),
         ("missing uid", missing),
         ("unknown field", unknown),
+        ("time_dt without the datetime profile", undeclared),
     ] {
         assert!(
             !validate(&format!("{event}\n")).is_empty(),

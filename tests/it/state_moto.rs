@@ -110,7 +110,7 @@ fn a_state_directory_that_cannot_be_written_stops_the_run_before_scanning() {
 }
 
 #[test]
-fn a_ledger_locked_by_another_run_is_not_overwritten_and_the_run_is_incomplete() {
+fn a_ledger_locked_by_another_run_is_not_overwritten_and_nobody_is_mailed() {
     let moto = Moto::start();
     let seeded = moto.seed(&spec(None));
     let state = tempfile::tempdir().unwrap();
@@ -119,13 +119,13 @@ fn a_ledger_locked_by_another_run_is_not_overwritten_and_the_run_is_incomplete()
     let dir = org_dir(state.path());
     let before = std::fs::read(dir.join("ledger.json")).unwrap();
     std::fs::write(dir.join("ledger.json.lock"), "pid 1").unwrap();
-    let (code, report, stderr) = notify(&moto, &seeded, s);
-    assert_eq!(code, 3, "{stderr}");
-    assert_eq!(report["errors"][0]["code"], "LedgerNotSaved", "{report:#}");
-    assert!(report["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("locked by another run"));
+    let sent = messages(&moto);
+    // A run that could not save would mail now and again tomorrow: it stops
+    // before it mails anyone (issue 22 item 8).
+    let (code, _, stderr) = notify(&moto, &seeded, s);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("locked by another run"), "{stderr}");
+    assert_eq!(messages(&moto), sent);
     assert_eq!(std::fs::read(dir.join("ledger.json")).unwrap(), before);
 }
 
@@ -172,30 +172,138 @@ fn s3_load_failures_stop_the_run_with_a_hint_and_save_failures_make_it_incomplet
     actions.retain(|a| *a != "s3:PutObject");
     let seeded = moto.seed(&spec(Some(actions)));
 
-    let (code, _, stderr) = notify(&moto, &seeded, "s3://no-such-bucket/keywarden");
+    let other = Moto::start();
+    let everything = other.seed(&spec(Some(keywarden::aws::all_actions())));
+    let (code, _, stderr) = notify(&other, &everything, "s3://no-such-bucket/keywarden");
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("NoSuchBucket") && stderr.contains("bucket does not exist"),
         "{stderr}"
     );
-    assert_eq!(messages(&moto), 0);
+    assert_eq!(messages(&other), 0);
 
-    let (code, report, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
-    assert_eq!(code, 3, "could read, could not write: {stderr}");
-    let codes: Vec<&str> = report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["code"].as_str().unwrap())
-        .collect();
+    // Issue 22 item 8: a ledger that can be read but not saved re-mailed
+    // everyone every run. The lease is a conditional write: a run that
+    // cannot write stops before it mails anyone (exit 2, naming why).
+    let (code, _, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+    assert_eq!(code, 2, "could read, could not write: {stderr}");
     assert!(
-        codes.contains(&"LedgerNotSaved") && codes.contains(&"ReportNotArchived"),
-        "{codes:?}"
+        stderr.contains("lease.json") && stderr.contains("AccessDenied"),
+        "{stderr}"
     );
-    assert!(report["errors"][0]["message"]
-        .as_str()
+    assert_eq!(
+        messages(&moto),
+        0,
+        "nobody mailed by a run that cannot save"
+    );
+}
+
+/// Issue 22 item 7: two runs at once mailed everyone twice. The second run
+/// finds the first one's lease, names it, mails nobody and exits 3; a lease
+/// past its expiry (a crashed run's) is taken over.
+#[test]
+fn a_second_run_while_one_holds_the_lease_mails_nobody() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec(Some(keywarden::aws::all_actions())));
+    let (code, _, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(messages(&moto), 3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listing = rt.block_on(list_keys(&moto, &seeded, "kw-state"));
+    assert!(
+        !listing.iter().any(|k| k.ends_with("/lease.json")),
+        "released at the end: {listing:?}"
+    );
+    let ledger = listing
+        .iter()
+        .find(|k| k.ends_with("/ledger.json"))
+        .unwrap();
+    let org = ledger
+        .trim_start_matches("keywarden/")
+        .trim_end_matches("/ledger.json")
+        .to_owned();
+
+    for (expires, held) in [
+        ("2099-01-01T00:00:00Z", true),
+        ("2020-01-01T00:00:00Z", false),
+    ] {
+        let lease = json!({"holder": "keywarden 0.1.0 (pid 4242 on ci-runner-7)",
+                           "since": "2026-11-29T00:00:00Z", "expires": expires});
+        rt.block_on(async {
+            let store = scanner_store(&moto, &seeded, "s3://kw-state/keywarden").await;
+            store
+                .save(
+                    &format!("{org}/lease.json"),
+                    serde_json::to_vec(&lease).unwrap(),
+                    &Version::Absent,
+                )
+                .await
+                .unwrap();
+        });
+        let before = messages(&moto);
+        let (code, _, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
+        if held {
+            assert_eq!(code, 3, "{stderr}");
+            assert!(
+                stderr.contains("pid 4242 on ci-runner-7")
+                    && stderr.contains("2026-11-29T00:00:00Z"),
+                "names who holds it since when: {stderr}"
+            );
+            assert_eq!(messages(&moto), before, "mails nobody");
+            rt.block_on(async {
+                let store = scanner_store(&moto, &seeded, "s3://kw-state/keywarden").await;
+                let (bytes, _) = store.load(&format!("{org}/lease.json")).await.unwrap();
+                assert!(
+                    String::from_utf8(bytes.unwrap()).unwrap().contains("4242"),
+                    "the live lease was left alone"
+                );
+                // The test removes it to go on.
+                store.release_lease(&org).await;
+            });
+        } else {
+            assert_eq!(code, 0, "an expired lease is taken over: {stderr}");
+            assert!(stderr.contains("expired lease"), "{stderr}");
+            assert_eq!(messages(&moto), before + 1, "the digest (nothing else due)");
+        }
+    }
+}
+
+/// Issue 22 item 8, locally: a lock file left by a crashed save made every
+/// run mail and then fail to save. A stale one is removed with a warning; a
+/// live one stops the run before it mails anyone.
+#[test]
+fn a_stale_local_lock_is_broken_and_a_live_one_stops_the_run_before_mail() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&spec(None));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let (code, _, stderr) = notify(&moto, &seeded, state);
+    assert_eq!(code, 0, "{stderr}");
+    let org_dir = std::fs::read_dir(dir.path())
         .unwrap()
-        .contains("AccessDenied"));
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let lock = org_dir.join("ledger.json.lock");
+
+    std::fs::write(&lock, "pid 1 at 2026-11-29T00:00:00Z\n").unwrap();
+    let before = messages(&moto);
+    let (code, _, stderr) = notify(&moto, &seeded, state);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("locked by another run"), "{stderr}");
+    assert_eq!(messages(&moto), before, "nobody mailed");
+
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (code, _, stderr) = notify(&moto, &seeded, state);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stale lock"), "{stderr}");
+    assert!(!lock.exists());
 }
 
 #[test]
@@ -228,6 +336,13 @@ async fn sdk_as(moto: &Moto, creds: aws_credential_types::Credentials) -> aws_co
 
 async fn s3_store(moto: &Moto, uri: &str) -> Store {
     Store::open(uri, &sdk(moto).await).unwrap()
+}
+
+/// The state as the scanner identity (the one that may write it).
+async fn scanner_store(moto: &Moto, seeded: &Seeded, uri: &str) -> Store {
+    let (ak, sk) = seeded.scanner();
+    let creds = aws_credential_types::Credentials::new(ak, sk, None, None, "test");
+    Store::open(uri, &sdk_as(moto, creds).await).unwrap()
 }
 
 async fn list_keys(moto: &Moto, seeded: &Seeded, bucket: &str) -> Vec<String> {

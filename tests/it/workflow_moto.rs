@@ -586,6 +586,77 @@ fn a_shard_or_mail_batch_that_never_ran_is_named_and_every_step_is_safe_to_retry
     }
 }
 
+/// Issue 22 item 1: editing a mail batch between `finish` and `deliver`
+/// made `deliver` send with any From, Reply-To and recipients. `deliver`
+/// takes From and Reply-To from the settings again and refuses a message
+/// addressed to anyone but its own recipient, or outside the allowed domains.
+#[test]
+fn deliver_rebuilds_the_sender_and_refuses_a_tampered_recipient() {
+    let world = World::new();
+    let state = "s3://kw-state/flow";
+    let tamper = |event: &Value| {
+        if event["step"] != "deliver" {
+            return false;
+        }
+        let key = format!("flow/{}", event["batch"]["key"].as_str().unwrap());
+        world.bucket("kw-state", async |store| {
+            let (bytes, version) = store.load(&key).await.unwrap();
+            let mut batch: Value = serde_json::from_slice(&bytes.unwrap()).unwrap();
+            for (i, out) in batch.as_array_mut().unwrap().iter_mut().enumerate() {
+                let recipient = out["recipient"].clone();
+                let m = &mut out["message"]["Ok"];
+                m["from"] = json!("attacker@evil.example");
+                m["reply_to"] = json!(["attacker@evil.example"]);
+                if i == 0 {
+                    m["to"] = json!([recipient, "victim@outside.example"]);
+                }
+                if i == 1 {
+                    out["recipient"] = json!("x@outside.example");
+                    out["message"]["Ok"]["to"] = json!(["x@outside.example"]);
+                }
+            }
+            store
+                .save(&key, serde_json::to_vec(&batch).unwrap(), &version)
+                .await
+                .unwrap();
+        });
+        false
+    };
+    let before = mail_count(&world);
+    let (result, _) = workflow(&world, state, json!({ "now": NOW }), 2, &tamper);
+    let err = result.expect_err("refused messages make the run incomplete");
+    let summary: Value =
+        serde_json::from_str(err.strip_prefix("incomplete: ").expect(&err)).unwrap();
+    let refused: Vec<&Value> = summary["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not verify"))
+        })
+        .collect();
+    assert!(refused.len() >= 2, "{summary:#}");
+    let mails = &mail::sent(&world.moto)[before..];
+    assert!(!mails.is_empty());
+    for m in mails {
+        assert!(
+            m.to.iter().all(|t| t.ends_with("@example.com")),
+            "mailed outside the allowed domains: {:?}",
+            m.to
+        );
+        let headers = m.raw_headers.to_ascii_lowercase();
+        assert!(!headers.contains("evil.example"), "{}", m.raw_headers);
+        assert!(
+            headers.contains("from: keywarden@example.com")
+                || headers.contains("<keywarden@example.com>"),
+            "{}",
+            m.raw_headers
+        );
+    }
+}
+
 #[test]
 fn the_workflow_needs_its_files_in_s3_and_rejects_a_bad_event_by_name() {
     let world = World::new();

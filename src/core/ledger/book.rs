@@ -65,6 +65,14 @@ pub struct Notice {
     pub recipients: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// Whether the message went to the key's owner as they were when it was
+    /// sent (not to an account owner or a manager). Kept with the notice, so
+    /// re-tagging the key's user does not wipe the warnings already given:
+    /// notices belong to the finding, not to today's address. `None` in
+    /// ledgers written before it was kept: the recipients are compared with
+    /// the current owner then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_owner: Option<bool>,
 }
 
 /// One finding's life.
@@ -132,20 +140,32 @@ impl Entry {
             .max_by_key(|n| n.at)
     }
 
-    /// Whether a notice reached the key owner (any recipient when the owner
-    /// is unknown): notices to account owners and managers do not warn the owner.
+    /// Whether a notice reached the key's owner of its day (any recipient
+    /// when the owner is unknown): notices to account owners and managers do
+    /// not warn the owner. What enforcement counts: warnings given stay given
+    /// when the owner tag changes.
     pub fn reached_owner(&self, n: &Notice) -> bool {
+        match n.key_owner {
+            Some(to_owner) => to_owner,
+            None => self.told_current_owner(n),
+        }
+    }
+
+    /// Whether a notice went to the owner as they are now: a new owner hears
+    /// about the key at once, whatever an earlier owner was told.
+    fn told_current_owner(&self, n: &Notice) -> bool {
         match &self.owner {
             Some(o) => n.recipients.iter().any(|r| r.eq_ignore_ascii_case(o)),
             None => true,
         }
     }
 
-    /// The last notice of these stages that reached the key owner.
+    /// The last notice of these stages that reached the current owner (the
+    /// reminder cadence).
     pub(super) fn last_owner_notice(&self, stages: &[Stage]) -> Option<&Notice> {
         self.notices
             .iter()
-            .filter(|n| stages.contains(&n.stage) && self.reached_owner(n))
+            .filter(|n| stages.contains(&n.stage) && self.told_current_owner(n))
             .max_by_key(|n| n.at)
     }
 
@@ -269,10 +289,13 @@ pub fn exemption_key(account: &AccountId, user_arn: &str, key: Option<&AccessKey
 pub fn record_notice(ledger: &mut Ledger, finding_ids: &[(String, Stage)], notice: &Notice) {
     for (id, stage) in finding_ids {
         if let Some(e) = ledger.entries.get_mut(id) {
-            e.notices.push(Notice {
+            let mut n = Notice {
                 stage: *stage,
+                key_owner: None,
                 ..notice.clone()
-            });
+            };
+            n.key_owner = Some(e.reached_owner(&n));
+            e.notices.push(n);
         }
     }
 }

@@ -393,6 +393,7 @@ fn entry(severity: Severity, notices: &[(i64, Stage)]) -> Entry {
                 stage: *stage,
                 recipients: vec!["dev@example.com".into()],
                 message_id: None,
+                key_owner: None,
             })
             .collect(),
         escalated_at: None,
@@ -465,6 +466,7 @@ fn account_owners_hear_of_new_findings_and_escalations_only() {
         stage: Stage::Escalation,
         recipients: vec!["boss@example.com".into()],
         message_id: None,
+        key_owner: None,
     });
     assert_eq!(account_owner_due(&e), None);
 }
