@@ -38,6 +38,10 @@ pub enum Command {
     /// Inventory every access key and report what needs attention (read-only).
     Scan(ScanArgs),
     /// Scan, then email every owner once and the security team a digest (SES v2).
+    ///
+    /// Needs `sender` (a verified SES identity) and `security_recipients` (who
+    /// gets the digest): KEYWARDEN_SENDER and KEYWARDEN_SECURITY_RECIPIENTS, or
+    /// the config file.
     Notify(NotifyArgs),
     /// Run one step of the Step Functions workflow (plan, shard, finish,
     /// deliver, close) with the Lambda's settings: the event is JSON, its
@@ -342,15 +346,21 @@ async fn scan(
             .rev()
             .find_map(|n| n.file.as_ref())
         {
+            let n = report.notifications.len();
             eprintln!(
-                "keywarden: wrote {} messages to {}; open {} for the digest",
-                report.notifications.len(),
+                "keywarden: wrote {n} {} to {}; open {} for the digest",
+                if n == 1 { "message" } else { "messages" },
                 dir.display(),
                 digest.replace(".eml", ".html")
             );
         }
     }
 
+    // A table shows what is missing; JSON, CSV and OCSF go to a file or a
+    // pipe, so an incomplete run says so in one line on stderr as well.
+    if format != Format::Table && report.is_incomplete() {
+        eprintln!("keywarden: {}", incomplete_line(&report));
+    }
     let text = render(&report, format)?;
     match &args.output {
         Some(path) => std::fs::write(path, text)
@@ -358,6 +368,60 @@ async fn scan(
         None => print!("{text}"),
     }
     Ok(exit_code(&report, args.fail_on))
+}
+
+/// One line on what made a run incomplete (exit 3), for stderr.
+fn incomplete_line(report: &Report) -> String {
+    use crate::core::report::{AccountStatus, DeliveryOutcome};
+    let failed = report
+        .accounts
+        .iter()
+        .filter(|a| a.status == AccountStatus::Failed)
+        .count();
+    let undelivered = report
+        .notifications
+        .iter()
+        .filter(|n| n.outcome == DeliveryOutcome::Failed)
+        .count();
+    let actions = report
+        .actions
+        .iter()
+        .filter(|a| a.outcome == crate::core::record::Outcome::Failed)
+        .count();
+    let mut parts = Vec::new();
+    let count =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if failed > 0 {
+        parts.push(count(failed, "account not scanned", "accounts not scanned"));
+    }
+    if !report.unknown_accounts.is_empty() {
+        parts.push(count(
+            report.unknown_accounts.len(),
+            "requested account not in the Organization",
+            "requested accounts not in the Organization",
+        ));
+    }
+    if undelivered > 0 {
+        parts.push(count(
+            undelivered,
+            "message not delivered",
+            "messages not delivered",
+        ));
+    }
+    if actions > 0 {
+        parts.push(count(
+            actions,
+            "enforcement action failed",
+            "enforcement actions failed",
+        ));
+    }
+    for e in &report.errors {
+        parts.push(format!("{} ({})", e.code, e.stage));
+    }
+    format!(
+        "run incomplete (exit 3): {} (details in the report)",
+        parts.join(", ")
+    )
 }
 
 /// How far `--now` may be from the wall clock and still count as now.

@@ -488,7 +488,7 @@ async fn send(transport: &mut Transport, message: &Message) -> Notification {
             note.file = done.file;
         }
         Err(e) => {
-            warn!(error = %e, recipients = ?note.recipients, "message not delivered");
+            warn!(error = %e, recipients = %note.recipients.join(", "), "message not delivered");
             note.error = Some(e);
         }
     }

@@ -69,7 +69,7 @@ pub async fn execute(
     // run mails nobody and acts on nothing (exit 3, naming the holder).
     let leased = match &plan.state {
         Some(store) if writes => {
-            store.check_writable()?;
+            store.check_writable(&identity.organization).await?;
             store.acquire_lease(&identity.organization).await?;
             Some(store.clone())
         }

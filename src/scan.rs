@@ -515,7 +515,12 @@ impl Scanner {
             .cloned()
             .collect();
         if !unknown.is_empty() {
-            warn!(unknown = ?unknown, "requested accounts are not ACTIVE accounts of the Organization");
+            let ids = unknown
+                .iter()
+                .map(AccountId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            warn!(unknown = %ids, "requested accounts are not ACTIVE accounts of the Organization");
         }
         unknown
     }

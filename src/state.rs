@@ -56,6 +56,11 @@ pub enum StoreError {
 /// 15 minutes; the CLI's first run of 20,000 accounts took about 32).
 pub const LEASE_SECS: i64 = 3_600;
 
+/// How long a Step Functions workflow run's lease lasts: from `plan` to
+/// `close`, which gives it back (an execution that fails in between leaves
+/// it to expire: the next day's run starts).
+pub const WORKFLOW_LEASE_SECS: i64 = 6 * 3_600;
+
 /// One run at a time per Organization: the lease a delivering run holds
 /// from before it reads the ledger until it has saved it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -155,11 +160,34 @@ impl Store {
         }
     }
 
-    /// Fails when a local state directory cannot be created or written, so
-    /// that a run stops before scanning instead of after sending mail.
-    pub fn check_writable(&self) -> Result<(), StoreError> {
-        let Store::Local(dir) = self else {
-            return Ok(());
+    /// Fails when the state cannot be written (a local directory that
+    /// cannot be created or written, or holds a live lock; an S3 prefix where
+    /// a conditional write and a delete are refused), so that a run stops
+    /// before scanning instead of after sending mail.
+    pub async fn check_writable(&self, organization: &str) -> Result<(), StoreError> {
+        let dir = match self {
+            Store::Local(dir) => dir,
+            Store::S3 { s3, bucket, prefix } => {
+                // A conditional write and a delete, as a save and a lease's
+                // release will need: a run that could read the ledger but
+                // not save it would mail everyone again tomorrow.
+                let key = format!(
+                    "{organization}/.keywarden-probe-{}-{}",
+                    std::process::id(),
+                    Timestamp::now().as_nanosecond()
+                );
+                self.save(&key, b"probe".to_vec(), &Version::Absent).await?;
+                return s3
+                    .delete(bucket, &self.s3_key(prefix, &key))
+                    .await
+                    .map_err(|e| StoreError::Write {
+                        location: self.describe(&key),
+                        reason: format!(
+                            "{}: {} (the caller needs s3:DeleteObject on the prefix: a run's lease is given back by deleting it)",
+                            e.code, e.message
+                        ),
+                    });
+            }
         };
         let fail = |reason: String| StoreError::Directory {
             path: dir.display().to_string(),
@@ -203,17 +231,28 @@ impl Store {
     /// respected (`Leased`, naming it); one past its expiry is a crashed
     /// run's and is taken over, with a warning.
     pub async fn acquire_lease(&self, organization: &str) -> Result<Lease, StoreError> {
+        self.acquire_lease_for(organization, "", LEASE_SECS).await
+    }
+
+    /// [`Store::acquire_lease`] for `secs`, with `what` (e.g. a workflow
+    /// run's id) in the holder's name.
+    pub async fn acquire_lease_for(
+        &self,
+        organization: &str,
+        what: &str,
+        secs: i64,
+    ) -> Result<Lease, StoreError> {
         let key = lease_key(organization);
         let now = Timestamp::now();
         let lease = Lease {
             holder: format!(
-                "keywarden {} (pid {} on {})",
+                "keywarden {}{what} (pid {} on {})",
                 env!("CARGO_PKG_VERSION"),
                 std::process::id(),
                 hostname()
             ),
             since: now,
-            expires: now + jiff::SignedDuration::from_secs(LEASE_SECS),
+            expires: now + jiff::SignedDuration::from_secs(secs),
         };
         let bytes = serde_json::to_vec_pretty(&lease).unwrap_or_default();
         let mut expected = Version::Absent;

@@ -312,12 +312,33 @@ async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json:
                 })?,
         );
     }
-    let scope = parts.scanner.list_scope(&opts).await?;
+    let dry_run = input.dry_run.unwrap_or(false);
+    let id = now.strftime("%Y-%m-%dT%H%M%SZ").to_string();
+    // One delivering run at a time, a workflow's or a single invocation's:
+    // the lease is held from here to `close`.
+    if !dry_run {
+        store
+            .acquire_lease_for(
+                &identity.organization,
+                &format!(", workflow run {id}"),
+                crate::state::WORKFLOW_LEASE_SECS,
+            )
+            .await?;
+    }
+    let scope = match parts.scanner.list_scope(&opts).await {
+        Ok(scope) => scope,
+        Err(e) => {
+            if !dry_run {
+                store.release_lease(&identity.organization).await;
+            }
+            return Err(e.into());
+        }
+    };
     let run = RunRef {
-        id: now.strftime("%Y-%m-%dT%H%M%SZ").to_string(),
+        id,
         organization: identity.organization.clone(),
         evaluated_at: now,
-        dry_run: input.dry_run.unwrap_or(false),
+        dry_run,
     };
     let manifest = run.file("accounts.json");
     create(store, &manifest, &scope.accounts).await?;
@@ -655,6 +676,10 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
     crate::run::conclude(Some(&mut session), &run.organization, &mut report).await;
     if let Err(e) = write(store, &closed_key, &report).await {
         warn!(error = %e, "cannot mark the run closed: a retried close would send the digest again");
+    }
+    // The lease `plan` took: the next run may start.
+    if !run.dry_run {
+        store.release_lease(&run.organization).await;
     }
     info!(run = %run.id, findings = report.findings.len(), "workflow closed");
     let summary = serde_json::to_value(crate::run::RunSummary::of(&report)).unwrap_or_default();

@@ -60,10 +60,6 @@ fn closest_key(key: &str) -> &'static str {
         .unwrap_or("role_name")
 }
 
-fn known_keys() -> String {
-    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-}
-
 impl RawSettings {
     /// Built-in defaults only.
     pub fn defaults() -> Self {
@@ -114,9 +110,8 @@ impl RawSettings {
             if !KEYS.iter().any(|(k, _)| *k == key) {
                 return Err(ConfigError::UnknownKey {
                     known: format!(
-                        "did you mean `{}`? known settings: {}",
-                        closest_key(&key),
-                        known_keys()
+                        "did you mean `{}`? All settings are listed in the README",
+                        closest_key(&key)
                     ),
                     key,
                     source_name: origin.to_owned(),

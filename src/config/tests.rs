@@ -119,6 +119,8 @@ fn an_unknown_keywarden_variable_is_an_error_naming_the_closest_setting() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("did you mean `sender`?"), "{err}");
+    // Issue 26: the closest key, not all of them on one line.
+    assert!(!err.contains("warn_age_days"), "{err}");
 }
 
 #[test]

@@ -59,6 +59,17 @@ struct Org {
 }
 
 impl Org {
+    /// The Organization of `spec()` in a fresh moto, with an empty ledger.
+    fn new() -> Self {
+        let moto = Moto::start();
+        let seeded = moto.seed(&spec());
+        Org {
+            moto,
+            seeded,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
     fn notify(&self, now: &str, mode: &str, env: &[(&str, &str)]) -> (i32, Value, String) {
         let (ak, sk) = self.seeded.scanner();
         let mut cmd = self.moto.keywarden((&ak, &sk));
@@ -312,13 +323,7 @@ fn plan_changes_nothing_and_apply_deactivates_exactly_the_eligible_keys_after_fa
 /// real one and acts no sooner than enforce_final_notice_days after it.
 #[test]
 fn plan_promises_owners_no_date_and_apply_acts_only_after_its_own_final_notice() {
-    let moto = Moto::start();
-    let seeded = moto.seed(&spec());
-    let org = Org {
-        moto,
-        seeded,
-        state: tempfile::tempdir().unwrap(),
-    };
+    let org = Org::new();
     for day in 0..3 {
         let (_, report, stderr) = org.notify(&at(day, 6), "plan", &[]);
         assert!(
@@ -373,13 +378,7 @@ fn plan_promises_owners_no_date_and_apply_acts_only_after_its_own_final_notice()
 /// new owner still hears about the key at once.
 #[test]
 fn changing_the_owner_tag_does_not_postpone_enforcement() {
-    let moto = Moto::start();
-    let seeded = moto.seed(&spec());
-    let org = Org {
-        moto,
-        seeded,
-        state: tempfile::tempdir().unwrap(),
-    };
+    let org = Org::new();
     let retag = |owner: &str| {
         org.moto.hook(
             "/_keywarden/iam",
@@ -425,13 +424,7 @@ fn changing_the_owner_tag_does_not_postpone_enforcement() {
 /// after the run's clock stops enforcement for the run (exit 3, named).
 #[test]
 fn a_forged_or_rolled_back_ledger_is_no_fair_warning() {
-    let moto = Moto::start();
-    let seeded = moto.seed(&spec());
-    let org = Org {
-        moto,
-        seeded,
-        state: tempfile::tempdir().unwrap(),
-    };
+    let org = Org::new();
     let (_, report, stderr) = org.notify(&at(0, 6), "plan", &[]);
     assert!(
         report["findings"].as_array().is_some_and(|f| !f.is_empty()),

@@ -98,3 +98,16 @@ fn an_output_folder_that_does_not_exist_fails_before_scanning() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Issue 26: `notify --help` did not say what notify cannot run without.
+#[test]
+fn notify_help_names_the_settings_it_needs() {
+    let mut cmd = Command::new(keywarden_bin());
+    isolate(&mut cmd);
+    let (code, stdout, _) = run(cmd.args(["notify", "--help"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("KEYWARDEN_SENDER") && stdout.contains("KEYWARDEN_SECURITY_RECIPIENTS"),
+        "{stdout}"
+    );
+}

@@ -505,13 +505,26 @@ fn requested_accounts_the_organization_does_not_have_are_named_and_make_the_run_
     let moto = Moto::start();
     let seeded = moto.seed(&org_spec());
     let staging = seeded.account("staging");
-    let (code, report, _) = scan_json(
+    let (code, report, stderr) = scan_json(
         &moto,
         &seeded,
         &["--accounts", &format!("{staging},999999999999")],
         &[],
     );
     assert_eq!(code, 3, "one requested account does not exist: incomplete");
+    // Issue 26: in JSON mode an incomplete run says so on stderr in one line.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("keywarden: run incomplete (exit 3): ")
+                && l.contains("1 requested account not in the Organization")),
+        "{stderr}"
+    );
+    // Issue 26: the log names the ids as ids, not Rust's debug output.
+    assert!(
+        stderr.contains("unknown=999999999999") && !stderr.contains("AccountId("),
+        "{stderr}"
+    );
     assert_eq!(report["unknown_accounts"], json!(["999999999999"]));
     assert_eq!(report["summary"]["accounts_total"], 1);
 

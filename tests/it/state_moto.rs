@@ -183,12 +183,13 @@ fn s3_load_failures_stop_the_run_with_a_hint_and_save_failures_make_it_incomplet
     assert_eq!(messages(&other), 0);
 
     // Issue 22 item 8: a ledger that can be read but not saved re-mailed
-    // everyone every run. The lease is a conditional write: a run that
-    // cannot write stops before it mails anyone (exit 2, naming why).
+    // everyone every run. The write probe (a conditional write, then a
+    // delete) runs first: a run that cannot write stops before it mails
+    // anyone (exit 2, naming why).
     let (code, _, stderr) = notify(&moto, &seeded, "s3://kw-state/keywarden");
     assert_eq!(code, 2, "could read, could not write: {stderr}");
     assert!(
-        stderr.contains("lease.json") && stderr.contains("AccessDenied"),
+        stderr.contains("cannot write") && stderr.contains("AccessDenied"),
         "{stderr}"
     );
     assert_eq!(
@@ -196,6 +197,16 @@ fn s3_load_failures_stop_the_run_with_a_hint_and_save_failures_make_it_incomplet
         0,
         "nobody mailed by a run that cannot save"
     );
+    // ... and one that may write but not delete (its lease would never be
+    // given back).
+    let third = Moto::start();
+    let mut actions = keywarden::aws::all_actions();
+    actions.retain(|a| *a != "s3:DeleteObject");
+    let no_delete = third.seed(&spec(Some(actions)));
+    let (code, _, stderr) = notify(&third, &no_delete, "s3://kw-state/keywarden");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("s3:DeleteObject"), "{stderr}");
+    assert_eq!(messages(&third), 0);
 }
 
 /// Issue 22 item 7: two runs at once mailed everyone twice. The second run

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use crate::support::{Moto, Seeded, NOW};
-use keywarden::state::Store;
+use keywarden::state::{Store, Version};
 use serde_json::{json, Value};
 
 /// What the function's role may do (the lists the infra tests hold the
@@ -675,6 +675,35 @@ fn the_workflow_needs_its_files_in_s3_and_rejects_a_bad_event_by_name() {
         )
         .unwrap_err();
     assert!(err.contains("input.accounts"), "{err}");
+    // Issue 22 item 7: a workflow run and any other delivering run exclude
+    // each other: plan fails naming the lease's holder, and sends nothing.
+    let dry = world
+        .step(
+            "s3://kw-state/flow",
+            &json!({"step": "plan", "input": {"dry_run": true}}),
+        )
+        .unwrap();
+    let org = dry["run"]["organization"].as_str().unwrap().to_owned();
+    world.bucket("kw-state", async |store| {
+        let lease = json!({"holder": "keywarden 0.1.0 (pid 4242 on ci-runner-7)",
+                           "since": "2026-11-29T00:00:00Z", "expires": "2099-01-01T00:00:00Z"});
+        store
+            .save(
+                &format!("flow/{org}/lease.json"),
+                serde_json::to_vec(&lease).unwrap(),
+                &Version::Absent,
+            )
+            .await
+            .unwrap();
+    });
+    let err = world
+        .step("s3://kw-state/flow", &json!({"step": "plan", "input": {}}))
+        .unwrap_err();
+    assert!(err.contains("pid 4242 on ci-runner-7"), "{err}");
+    world.bucket("kw-state", async |store| {
+        store.release_lease(&format!("flow/{org}")).await;
+    });
+
     // Issue 22 item 3: whoever can start an execution cannot pick its clock.
     let err = world
         .step(

@@ -54,6 +54,7 @@ pub struct OwnerView {
     pub evaluated_at: String,
     pub subject_prefix: String,
     pub subject_summary: String,
+    /// Keys (not findings) that need the recipient's attention.
     pub total: usize,
     pub your_keys: Vec<KeyRow>,
     /// The recipient's other open findings, not due this run.
@@ -166,7 +167,9 @@ pub fn owner_view(
         evaluated_at: now.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         subject_prefix,
         subject_summary,
-        total: due.len(),
+        // Keys, like the subject and the cards: a key with two problems is
+        // one thing to fix (issue 26: "10 findings" beside 8 keys).
+        total: keys_of(&mut due.iter().copied()),
         your_keys: cards(person.own.iter().map(due_row).collect()),
         still_open: cards(person.own_open.iter().map(row).collect()),
         accounts: person
@@ -248,6 +251,10 @@ mod tests {
         assert_eq!(dev.own.len(), 2, "two findings on one key");
         let view = owner_view(&report, dev, "", &|_| String::new());
         assert_eq!(view.your_keys.len(), 1, "one card for the key");
+        assert_eq!(
+            view.total, 1,
+            "the body counts keys, like the subject (issue 26)"
+        );
         let card = &view.your_keys[0];
         assert_eq!(
             card.problems,
