@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 
 use comfy_table::{
-    presets::UTF8_FULL_CONDENSED, Cell, ColumnConstraint, ContentArrangement, Table,
+    presets::UTF8_FULL_CONDENSED, Cell, ColumnConstraint, ContentArrangement, Table, Width,
 };
 
 use crate::core::checks::Severity;
@@ -122,8 +122,33 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Terminals narrower than this get the card layout for findings.
-const NARROW_BELOW: u16 = 120;
+/// One finding as a table row.
+fn finding_row(f: &Finding) -> Vec<String> {
+    vec![
+        f.check.as_str().to_owned(),
+        format!("{} ({})", f.account_name, f.account_id),
+        f.user_name.clone(),
+        f.access_key_id
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into()),
+        f.age_days
+            .map(|d| format!("{d} d"))
+            .unwrap_or_else(|| "-".into()),
+        match (&f.last_used_at, &f.last_used_service) {
+            (Some(t), Some(svc)) => format!("{} {svc}", ts(Some(*t))),
+            (Some(t), None) => ts(Some(*t)),
+            _ => "never".to_owned(),
+        },
+        ts(f.due_at),
+        f.owner
+            .email
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "UNRESOLVED".into()),
+        f.remediation.clone(),
+    ]
+}
 
 /// One finding as a few short lines, for narrow terminals.
 fn finding_card(f: &Finding) -> String {
@@ -155,16 +180,77 @@ fn finding_card(f: &Finding) -> String {
     )
 }
 
-fn new_table(header: &[&str]) -> Table {
+/// Columns narrower than this are not worth wrapping text into.
+const MIN_TEXT_COLUMN: usize = 12;
+
+/// A table of `rows` under `header`, or, when the terminal is too narrow for
+/// it without splitting a word of a `protected` column (key ids, account
+/// ids, dates, addresses), the same rows as cards (`card` renders one).
+/// Whatever the width, no protected word is split.
+fn grid(
+    header: &[&str],
+    rows: &[Vec<String>],
+    protected: &[usize],
+    card: &dyn Fn(&[String]) -> String,
+) -> String {
+    let longest_word = |i: usize| -> usize {
+        std::iter::once(header[i].to_owned())
+            .chain(rows.iter().map(|r| r[i].clone()))
+            .flat_map(|cell| {
+                cell.split_whitespace()
+                    .map(|w| w.chars().count())
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(1)
+    };
+    let bounds: Vec<usize> = (0..header.len())
+        .map(|i| {
+            if protected.contains(&i) {
+                longest_word(i)
+            } else {
+                longest_word(i).min(MIN_TEXT_COLUMN)
+            }
+        })
+        .collect();
+    // Each column: its content plus a space either side and a border.
+    let needed = 1 + bounds.iter().map(|b| b + 3).sum::<usize>();
+    let terminal = Table::new().width().map(usize::from);
+    if terminal.is_some_and(|w| needed > w) {
+        return rows.iter().map(|r| card(r)).collect();
+    }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().map(Cell::new));
     // Without a terminal to measure, wrap long cells (error messages) at a readable width.
     if !std::io::stdout().is_terminal() {
-        t.set_width(160);
+        t.set_width(160.max(needed as u16));
     }
-    t
+    for r in rows {
+        t.add_row(r.clone());
+    }
+    for &i in protected {
+        if let Some(c) = t.column_mut(i) {
+            // comfy-table's widths include the column's padding (one space
+            // either side).
+            c.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+                bounds[i] as u16 + 2,
+            )));
+        }
+    }
+    format!("{t}\n")
+}
+
+/// A row as a card: the first cell, then `header: value` lines.
+fn plain_card(header: &[&str], row: &[String]) -> String {
+    let mut out = format!("- {}\n", row[0]);
+    for (h, v) in header.iter().zip(row).skip(1) {
+        if !v.is_empty() {
+            out.push_str(&format!("    {h}: {v}\n"));
+        }
+    }
+    out
 }
 
 fn table(r: &Report) -> String {
@@ -201,26 +287,14 @@ fn table(r: &Report) -> String {
         out.push_str(&format!("by check: {}\n", by_check.join(", ")));
     }
 
-    // A terminal narrower than the table gets one card per finding instead:
-    // key ids and addresses are never split mid-word.
-    let narrow = Table::new().width().is_some_and(|w| w < NARROW_BELOW);
+    // Each table becomes cards when the terminal is too narrow for it
+    // without splitting a key id, an account id, a date or an address.
     for sev in Severity::ALL {
-        let rows: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
-        if rows.is_empty() {
+        let findings: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
+        if findings.is_empty() {
             continue;
         }
-        if narrow {
-            out.push_str(&format!(
-                "\n{} ({})\n",
-                sev.as_str().to_uppercase(),
-                rows.len()
-            ));
-            for f in rows {
-                out.push_str(&finding_card(f));
-            }
-            continue;
-        }
-        let mut t = new_table(&[
+        let header = [
             "check",
             "account",
             "user",
@@ -230,67 +304,48 @@ fn table(r: &Report) -> String {
             "due",
             "owner",
             "to do",
-        ]);
-        // Key ids and addresses are never wrapped mid-word.
-        for i in [3, 7] {
-            if let Some(c) = t.column_mut(i) {
-                c.set_constraint(ColumnConstraint::ContentWidth);
-            }
-        }
-        for f in rows {
-            t.add_row(vec![
-                f.check.as_str().to_owned(),
-                format!("{} ({})", f.account_name, f.account_id),
-                f.user_name.clone(),
-                f.access_key_id
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                f.age_days
-                    .map(|d| format!("{d} d"))
-                    .unwrap_or_else(|| "-".into()),
-                match (&f.last_used_at, &f.last_used_service) {
-                    (Some(t), Some(svc)) => format!("{} {svc}", ts(Some(*t))),
-                    (Some(t), None) => ts(Some(*t)),
-                    _ => "never".to_owned(),
-                },
-                ts(f.due_at),
-                f.owner
-                    .email
-                    .as_ref()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "UNRESOLVED".into()),
-                f.remediation.clone(),
-            ]);
-        }
+        ];
+        let rows: Vec<Vec<String>> = findings.iter().map(|f| finding_row(f)).collect();
+        let by_row: std::collections::BTreeMap<Vec<String>, &Finding> =
+            rows.iter().cloned().zip(findings.iter().copied()).collect();
         out.push_str(&format!(
-            "\n{} ({})\n{t}\n",
+            "\n{} ({})\n",
             sev.as_str().to_uppercase(),
-            t.row_count()
+            findings.len()
         ));
+        out.push_str(&grid(&header, &rows, &[0, 1, 2, 3, 4, 5, 6, 7], &|row| {
+            by_row.get(row).map(|f| finding_card(f)).unwrap_or_default()
+        }));
     }
 
     if !r.exempt.is_empty() {
-        let mut t = new_table(&["account", "user", "access key", "status", "until", "reason"]);
-        for e in &r.exempt {
-            t.add_row(vec![
-                format!("{} ({})", e.account_name, e.account_id),
-                e.user_name.clone(),
-                e.access_key_id
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                match e.status {
-                    ExemptionStatus::InForce => "in force",
-                    ExemptionStatus::Expired => "EXPIRED",
-                    ExemptionStatus::Invalid => "INVALID",
-                }
-                .to_owned(),
-                e.until.map(|d| d.to_string()).unwrap_or_default(),
-                e.reason.clone().unwrap_or_default(),
-            ]);
-        }
-        out.push_str(&format!("\nEXEMPTIONS ({})\n{t}\n", r.exempt.len()));
+        let header = ["account", "user", "access key", "status", "until", "reason"];
+        let rows: Vec<Vec<String>> = r
+            .exempt
+            .iter()
+            .map(|e| {
+                vec![
+                    format!("{} ({})", e.account_name, e.account_id),
+                    e.user_name.clone(),
+                    e.access_key_id
+                        .as_ref()
+                        .map(|k| k.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    match e.status {
+                        ExemptionStatus::InForce => "in force",
+                        ExemptionStatus::Expired => "EXPIRED",
+                        ExemptionStatus::Invalid => "INVALID",
+                    }
+                    .to_owned(),
+                    e.until.map(|d| d.to_string()).unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&format!("\nEXEMPTIONS ({})\n", r.exempt.len()));
+        out.push_str(&grid(&header, &rows, &[0, 1, 2, 4], &|row| {
+            plain_card(&header, row)
+        }));
     }
 
     let failed: Vec<_> = r
@@ -299,9 +354,10 @@ fn table(r: &Report) -> String {
         .filter(|a| a.status == AccountStatus::Failed)
         .collect();
     if !failed.is_empty() || !r.errors.is_empty() || !r.unknown_accounts.is_empty() {
-        let mut t = new_table(&["account", "stage", "code", "message"]);
+        let header = ["account", "stage", "code", "message"];
+        let mut rows: Vec<Vec<String>> = Vec::new();
         for id in &r.unknown_accounts {
-            t.add_row(vec![
+            rows.push(vec![
                 id.to_string(),
                 "scope".to_owned(),
                 NOT_IN_ORGANIZATION.to_owned(),
@@ -310,7 +366,7 @@ fn table(r: &Report) -> String {
         }
         for a in failed {
             if let Some(e) = &a.error {
-                t.add_row(vec![
+                rows.push(vec![
                     format!("{} ({})", a.name, a.account_id),
                     e.stage.clone(),
                     e.code.clone(),
@@ -319,41 +375,48 @@ fn table(r: &Report) -> String {
             }
         }
         for e in &r.errors {
-            t.add_row(vec![
+            rows.push(vec![
                 "-".to_owned(),
                 e.stage.clone(),
                 e.code.clone(),
                 e.message.clone(),
             ]);
         }
-        out.push_str(&format!("\nNOT SCANNED: the report is incomplete\n{t}\n"));
+        out.push_str("\nNOT SCANNED: the report is incomplete\n");
+        out.push_str(&grid(&header, &rows, &[0, 1, 2], &|row| {
+            plain_card(&header, row)
+        }));
     }
     if !r.notifications.is_empty() {
-        let mut t = new_table(&["kind", "recipients", "subject", "findings", "outcome"]);
-        for n in &r.notifications {
-            let outcome = match (&n.outcome, &n.error, &n.file) {
-                (DeliveryOutcome::Sent, _, _) => {
-                    format!("sent {}", n.message_id.as_deref().unwrap_or(""))
-                }
-                (DeliveryOutcome::Failed, e, _) => {
-                    format!("FAILED: {}", e.as_deref().unwrap_or(""))
-                }
-                (DeliveryOutcome::Outbox, _, Some(f)) => format!("written to {f}"),
-                (DeliveryOutcome::Outbox, _, None) => "written".to_owned(),
-                (DeliveryOutcome::DryRun, _, _) => "dry run: not sent".to_owned(),
-            };
-            t.add_row(vec![
-                n.kind.as_str().to_owned(),
-                n.recipients.join(", "),
-                n.subject.clone(),
-                n.findings.to_string(),
-                outcome,
-            ]);
-        }
-        out.push_str(&format!(
-            "\nNOTIFICATIONS ({})\n{t}\n",
-            r.notifications.len()
-        ));
+        let header = ["kind", "recipients", "subject", "findings", "outcome"];
+        let rows: Vec<Vec<String>> = r
+            .notifications
+            .iter()
+            .map(|n| {
+                let outcome = match (&n.outcome, &n.error, &n.file) {
+                    (DeliveryOutcome::Sent, _, _) => {
+                        format!("sent {}", n.message_id.as_deref().unwrap_or(""))
+                    }
+                    (DeliveryOutcome::Failed, e, _) => {
+                        format!("FAILED: {}", e.as_deref().unwrap_or(""))
+                    }
+                    (DeliveryOutcome::Outbox, _, Some(f)) => format!("written to {f}"),
+                    (DeliveryOutcome::Outbox, _, None) => "written".to_owned(),
+                    (DeliveryOutcome::DryRun, _, _) => "dry run: not sent".to_owned(),
+                };
+                vec![
+                    n.kind.as_str().to_owned(),
+                    n.recipients.join(", "),
+                    n.subject.clone(),
+                    n.findings.to_string(),
+                    outcome,
+                ]
+            })
+            .collect();
+        out.push_str(&format!("\nNOTIFICATIONS ({})\n", r.notifications.len()));
+        out.push_str(&grid(&header, &rows, &[0, 1, 3], &|row| {
+            plain_card(&header, row)
+        }));
     }
     if s.findings == 0 && !r.is_incomplete() {
         out.push_str("\nNo findings.\n");

@@ -34,7 +34,8 @@ locals {
   # Enforcement (src/aws/iam.rs ENFORCE_ACTIONS, DELETE_ACTIONS): only with enforcement = apply.
   enforce_actions = ["iam:ListAccessKeys", "iam:UpdateAccessKey"]
   delete_actions  = ["iam:DeleteAccessKey"]
-  enforcing       = var.enforcement == "apply"
+  enforce_mode    = coalesce(var.enforce, var.enforcement)
+  enforcing       = local.enforce_mode == "apply"
   deleting        = local.enforcing && var.delete_inactive_after_days != null
 
   # The chat webhook's URL (src/aws/ssm.rs SSM_ACTIONS): read only when a parameter is named.
@@ -66,7 +67,7 @@ locals {
       KEYWARDEN_SES_REGION                = local.ses_region
       KEYWARDEN_STATE                     = local.state_uri
       KEYWARDEN_ALLOWED_RECIPIENT_DOMAINS = join(",", local.allowed_recipient_domains)
-      KEYWARDEN_ENFORCE                   = var.enforcement
+      KEYWARDEN_ENFORCE                   = local.enforce_mode
       KEYWARDEN_ENFORCE_ROLE_NAME         = var.enforce_role_name
     },
     var.delete_inactive_after_days == null ? {} : { KEYWARDEN_DELETE_INACTIVE_AFTER_DAYS = tostring(var.delete_inactive_after_days) },

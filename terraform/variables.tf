@@ -278,8 +278,19 @@ variable "allowed_recipient_domains" {
   default     = []
 }
 
+variable "enforce" {
+  description = "Opt-in enforcement, the setting `enforce`: off, plan (the report and digest say what apply would do; owners are told no date) or apply (deactivate keys after fair warning; creates KeywardenEnforceRole in member accounts). Roll out off -> plan for a few weeks -> apply. null: the value of `enforcement` (its old name)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.enforce == null || contains(["off", "plan", "apply"], coalesce(var.enforce, "off"))
+    error_message = "enforce must be off, plan or apply."
+  }
+}
+
 variable "enforcement" {
-  description = "Opt-in enforcement: off, plan (say in the report, digest and notices what would be done and when) or apply (deactivate keys after fair warning; creates KeywardenEnforceRole in member accounts). Roll out off -> plan for a few weeks -> apply."
+  description = "The old name of `enforce` (still accepted; `enforce` wins when both are set)."
   type        = string
   default     = "off"
 

@@ -111,3 +111,65 @@ fn notify_help_names_the_settings_it_needs() {
         "{stdout}"
     );
 }
+
+/// Issue 26 item 1: the emulated Organization can be kept running and used
+/// with the printed environment; Ctrl-C stops it.
+#[test]
+fn the_emulator_keeps_the_organization_running_for_your_own_commands() {
+    use std::io::{BufRead, BufReader};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut emulator = Command::new(root.join("scripts/emulator"));
+    isolate(&mut emulator);
+    let mut emulator = emulator
+        .arg("--no-build")
+        .env("KEYWARDEN_EMULATOR_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("scripts/emulator starts");
+    let mut printed = String::new();
+    let mut lines = BufReader::new(emulator.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let Some(Ok(line)) = lines.next() else { break };
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("Ctrl-C stops the emulator") {
+            break;
+        }
+    }
+    assert!(
+        printed.contains("export AWS_ENDPOINT_URL=http://127.0.0.1:"),
+        "{printed}"
+    );
+    let env: Vec<(String, String)> = std::fs::read_to_string(dir.path().join("emulator.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut scan = Command::new(keywarden_bin());
+    isolate(&mut scan);
+    scan.args(["scan", "--format", "json"]).envs(env.clone());
+    let (code, stdout, stderr) = run(&mut scan);
+    assert_eq!(code, 3, "sandbox-ml fails on purpose: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        report["findings"].as_array().is_some_and(|f| f.len() > 10),
+        "{stdout}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-INT", &emulator.id().to_string()])
+        .status();
+    let status = emulator.wait().unwrap();
+    assert!(status.success(), "Ctrl-C is a clean stop: {status:?}");
+    let endpoint = &env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").unwrap().1;
+    let addr = endpoint.trim_start_matches("http://");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "moto stopped with the emulator"
+    );
+}

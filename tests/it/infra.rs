@@ -226,7 +226,9 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
         set(list("delete_actions").iter().map(String::as_str)),
         set(keywarden::aws::iam::DELETE_ACTIONS.iter().copied())
     );
-    assert!(hcl_text.contains(r#"enforcing       = var.enforcement == "apply""#));
+    assert!(hcl_text.contains(r#"enforcing       = local.enforce_mode == "apply""#));
+    // Issue 26: the variable has the setting's name; the old one still works.
+    assert!(hcl_text.contains("enforce_mode    = coalesce(var.enforce, var.enforcement)"));
     assert!(hcl_text.contains("for_each = local.enforcing ? [local.account_id] : []"));
     assert!(hcl_text.contains("for_each = local.enforcing ? [var.enforce_role_name] : []"));
     assert!(hcl_text.contains("EnableEnforcement = local.enforcing ? \"true\" : \"false\""));
@@ -679,6 +681,8 @@ fn the_readme_iam_policies_for_the_cli_list_exactly_the_actions_the_code_calls()
             .iter()
             .copied())
     );
+    // Issue 26: the member role as JSON, for accounts managed by hand.
+    assert_eq!(policy("member-role"), set(IAM_ACTIONS.iter().copied()));
 }
 
 #[test]

@@ -87,7 +87,7 @@ fn log_lines_while_the_progress_bar_is_drawn_leave_no_dead_bar_frames() {
 }
 
 #[test]
-fn at_80_and_200_columns_no_key_id_or_address_is_split() {
+fn at_any_width_no_key_id_account_id_date_or_address_is_split() {
     let moto = Moto::start();
     let spec: Value = serde_json::from_str(include_str!("../fixtures/org.json")).unwrap();
     let seeded = moto.seed(&spec);
@@ -117,9 +117,21 @@ fn at_80_and_200_columns_no_key_id_or_address_is_split() {
         if let Some(e) = f["owner"]["email"].as_str() {
             words.push(e.to_owned());
         }
+        words.push(f["account_id"].as_str().unwrap().to_owned());
+        if let Some(due) = f["due_at"].as_str() {
+            words.push(due[..10].to_owned());
+        }
+    }
+    for e in report["exempt"].as_array().unwrap() {
+        if let Some(k) = e["access_key_id"].as_str() {
+            words.push(k.to_owned());
+        }
     }
     assert!(!words.is_empty());
-    for width in [80u16, 200] {
+    // Issue 26: between about 120 and 190 columns the table split dates,
+    // account ids, key ids and addresses; at 80 the exemptions table split
+    // key ids. Whatever the width: cards or a table, no word split.
+    for width in [80u16, 100, 120, 160, 200] {
         let done = dir.path().join(format!("done-{width}"));
         let screen = in_terminal(&moto, (&ak, &sk), width, "--format table", &done);
         for w in &words {
