@@ -357,7 +357,7 @@ variable "securityhub_region" {
 }
 
 variable "workflow" {
-  description = "Run each day as a Step Functions workflow (plan, scan shards, finish, deliver batches, close) instead of one invocation: for Organizations whose run does not fit 15 minutes (README: where the crossover is). The schedule then starts the workflow."
+  description = "Run each day as a Step Functions workflow (plan, scan shards, finish, deliver batches, close) instead of one invocation: for Organizations whose run does not fit 15 minutes (docs/deploying.md: where the crossover is). The schedule then starts the workflow."
   type        = bool
   default     = false
 }

@@ -110,7 +110,7 @@ impl RawSettings {
             if !KEYS.iter().any(|(k, _)| *k == key) {
                 return Err(ConfigError::UnknownKey {
                     known: format!(
-                        "did you mean `{}`? All settings are listed in the README",
+                        "did you mean `{}`? All settings are listed in docs/using.md (Settings)",
                         closest_key(&key)
                     ),
                     key,
@@ -150,7 +150,7 @@ impl RawSettings {
                 return Err(ConfigError::UnknownKey {
                     source_name: format!("environment variable {name}"),
                     known: format!(
-                        "did you mean KEYWARDEN_{}? All settings are listed in the README",
+                        "did you mean KEYWARDEN_{}? All settings are listed in docs/using.md (Settings)",
                         closest_key(&key).to_uppercase()
                     ),
                     key,

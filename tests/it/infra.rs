@@ -643,11 +643,19 @@ fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_ac
 
 #[test]
 fn the_readme_iam_policies_for_the_cli_list_exactly_the_actions_the_code_calls() {
-    let readme = file("README.md");
+    // The README and its reference pages under docs/.
+    let readme = [
+        "README.md",
+        "docs/using.md",
+        "docs/deploying.md",
+        "docs/exports.md",
+    ]
+    .map(file)
+    .join("\n");
     let policy = |marker: &str| -> BTreeSet<String> {
         let start = readme
             .find(&format!("<!-- iam-policy:{marker} -->"))
-            .unwrap_or_else(|| panic!("README has no {marker} policy"));
+            .unwrap_or_else(|| panic!("the docs have no {marker} policy"));
         let json_start = start + readme[start..].find("```json").unwrap() + "```json".len();
         let end = json_start + readme[json_start..].find("```").unwrap();
         let doc: serde_json::Value = serde_json::from_str(&readme[json_start..end])
@@ -795,4 +803,29 @@ fn the_workflow_is_off_by_default_and_its_role_reaches_only_the_function_and_its
         "arn      = var.workflow ? aws_sfn_state_machine.workflow[0].arn : aws_lambda_function.this.arn"
     ));
     assert!(main.contains("actions   = [\"states:StartExecution\"]"));
+}
+
+/// Issue 26: the README's numbers of the demo Organization are the demo's.
+#[test]
+fn the_readme_describes_the_demo_organization_as_it_is() {
+    let org: serde_json::Value = serde_json::from_str(&file("demo/org.json")).unwrap();
+    let accounts = org["accounts"].as_array().unwrap();
+    let users: Vec<&serde_json::Value> = accounts
+        .iter()
+        .flat_map(|a| a["users"].as_array().into_iter().flatten())
+        .collect();
+    let keys: usize = users
+        .iter()
+        .map(|u| u["keys"].as_array().map_or(0, Vec::len))
+        .sum();
+    let said = format!(
+        "seeds `demo/org.json` ({} accounts, {} users, {} keys of",
+        accounts.len(),
+        users.len(),
+        keys
+    );
+    assert!(
+        file("README.md").replace('\n', " ").contains(&said),
+        "README should say: {said}"
+    );
 }
