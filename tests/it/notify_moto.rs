@@ -14,6 +14,18 @@ fn org_spec() -> Value {
     serde_json::from_str(include_str!("../fixtures/org.json")).expect("fixture is JSON")
 }
 
+/// An Organization of the management account alone, with these users.
+fn management_only(users: Value) -> Value {
+    json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "mgmt", "email": "root@example.com", "management": true, "users": users}
+        ]
+    })
+}
+
 fn notify(
     moto: &Moto,
     seeded: &Seeded,
@@ -440,19 +452,10 @@ fn a_template_error_stops_notify_at_start_up_naming_the_file() {
 #[test]
 fn owners_outside_the_allowed_domains_get_no_mail_and_the_digest_names_them() {
     let moto = Moto::start();
-    let spec = json!({
-        "scanner_user": true,
-        "enforce_auth": true,
-        "ses_identities": ["example.com"],
-        "accounts": [
-            {"name": "mgmt", "email": "root@example.com", "management": true,
-             "users": [
-                {"name": "ci", "tags": {"owner": "someone@gmail.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]},
-                {"name": "boss@evil.example", "keys": [{"age_days": 120, "last_used_days": 1}]}
-             ]}
-        ]
-    });
-    let seeded = moto.seed(&spec);
+    let seeded = moto.seed(&management_only(json!([
+        {"name": "ci", "tags": {"owner": "someone@gmail.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]},
+        {"name": "boss@evil.example", "keys": [{"age_days": 120, "last_used_days": 1}]}
+    ])));
     let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
     assert_eq!(code, 0, "{stderr}");
     let to: Vec<String> = sent(&moto).iter().map(|m| m.to.join(",")).collect();
@@ -513,19 +516,10 @@ fn a_rejected_digest_makes_an_otherwise_complete_run_incomplete() {
 #[test]
 fn percent_hack_and_bang_path_owner_addresses_are_refused() {
     let moto = Moto::start();
-    let spec = json!({
-        "scanner_user": true,
-        "enforce_auth": true,
-        "ses_identities": ["example.com"],
-        "accounts": [
-            {"name": "mgmt", "email": "root@example.com", "management": true,
-             "users": [
-                {"name": "ci", "tags": {"owner": "x%evil.example@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]},
-                {"name": "etl", "tags": {"owner": "evil.example!x@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]}
-             ]}
-        ]
-    });
-    let seeded = moto.seed(&spec);
+    let seeded = moto.seed(&management_only(json!([
+        {"name": "ci", "tags": {"owner": "x%evil.example@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]},
+        {"name": "etl", "tags": {"owner": "evil.example!x@example.com"}, "keys": [{"age_days": 120, "last_used_days": 1}]}
+    ])));
     let (code, report, stderr) = notify(&moto, &seeded, &[], &[]);
     assert_eq!(code, 0, "{stderr}");
     let to: Vec<String> = sent(&moto).iter().map(|m| m.to.join(",")).collect();
