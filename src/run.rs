@@ -70,8 +70,8 @@ pub async fn execute(
     let leased = match &plan.state {
         Some(store) if writes => {
             store.check_writable(&identity.organization).await?;
-            store.acquire_lease(&identity.organization).await?;
-            Some(store.clone())
+            let lease = store.acquire_lease(&identity.organization).await?;
+            Some((store.clone(), lease))
         }
         _ => None,
     };
@@ -83,8 +83,8 @@ pub async fn execute(
         identity.clone(),
     ))
     .await;
-    if let Some(store) = leased {
-        store.release_lease(&identity.organization).await;
+    if let Some((store, lease)) = leased {
+        store.release_lease(&identity.organization, &lease).await;
     }
     result
 }

@@ -276,9 +276,11 @@ impl Store {
                 Some(h) => {
                     warn!(holder = %h.holder, since = %h.since, "taking over an expired lease (a run that did not finish)")
                 }
-                None => {
+                None if version != Version::Absent => {
                     warn!(location = %self.describe(&key), "replacing a lease that cannot be read")
                 }
+                // Given back between the two reads: simply take it.
+                None => {}
             }
             expected = version;
         }
@@ -287,9 +289,32 @@ impl Store {
         })
     }
 
-    /// Gives the lease back; a failure only leaves it to expire.
-    pub async fn release_lease(&self, organization: &str) {
+    /// Gives the lease back if it is still `mine` (a run that outlived its
+    /// lease must not delete the one another run took over); a failure only
+    /// leaves it to expire.
+    pub async fn release_lease(&self, organization: &str, mine: &Lease) {
+        self.release_lease_if(organization, |held| held == mine)
+            .await;
+    }
+
+    /// Gives the lease back if `ours` says the stored one is this run's.
+    pub async fn release_lease_if(&self, organization: &str, ours: impl Fn(&Lease) -> bool) {
         let key = lease_key(organization);
+        let held: Option<Lease> = match self.load(&key).await {
+            Ok((bytes, _)) => bytes.and_then(|b| serde_json::from_slice(&b).ok()),
+            Err(e) => {
+                warn!(error = %e, "lease not released: it expires by itself");
+                return;
+            }
+        };
+        match held {
+            None => return,
+            Some(h) if !ours(&h) => {
+                warn!(holder = %h.holder, since = %h.since, "the lease is another run's now (this one outlived it): left alone");
+                return;
+            }
+            Some(_) => {}
+        }
         let result = match self {
             Store::Local(dir) => std::fs::remove_file(dir.join(&key)).map_err(|e| e.to_string()),
             Store::S3 { s3, bucket, prefix } => s3

@@ -315,25 +315,43 @@ async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json:
     let dry_run = input.dry_run.unwrap_or(false);
     let id = now.strftime("%Y-%m-%dT%H%M%SZ").to_string();
     // One delivering run at a time, a workflow's or a single invocation's:
-    // the lease is held from here to `close`.
-    if !dry_run {
-        store
-            .acquire_lease_for(
-                &identity.organization,
-                &format!(", workflow run {id}"),
-                crate::state::WORKFLOW_LEASE_SECS,
-            )
-            .await?;
-    }
-    let scope = match parts.scanner.list_scope(&opts).await {
-        Ok(scope) => scope,
-        Err(e) => {
-            if !dry_run {
-                store.release_lease(&identity.organization).await;
-            }
-            return Err(e.into());
-        }
+    // the lease is held from here to `close`; a plan that fails gives it back.
+    let lease = if dry_run {
+        None
+    } else {
+        Some(
+            store
+                .acquire_lease_for(
+                    &identity.organization,
+                    &workflow_holder(&id),
+                    crate::state::WORKFLOW_LEASE_SECS,
+                )
+                .await?,
+        )
     };
+    let planned = Box::pin(plan_leased(parts, &identity, opts, id, now, dry_run)).await;
+    if let (Err(_), Some(lease)) = (&planned, &lease) {
+        store.release_lease(&identity.organization, lease).await;
+    }
+    planned
+}
+
+/// What a workflow run's lease names as its holder.
+fn workflow_holder(run_id: &str) -> String {
+    format!(", workflow run {run_id}")
+}
+
+/// [`plan`] once the lease is held.
+async fn plan_leased(
+    parts: &Parts<'_>,
+    identity: &Identity,
+    opts: RunOptions,
+    id: String,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<serde_json::Value, StepError> {
+    let store = parts.store;
+    let scope = parts.scanner.list_scope(&opts).await?;
     let run = RunRef {
         id,
         organization: identity.organization.clone(),
@@ -348,8 +366,8 @@ async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json:
         &PlanFile {
             schema: SCHEMA.to_owned(),
             run: run.clone(),
-            caller: identity.caller,
-            management: identity.management,
+            caller: identity.caller.clone(),
+            management: identity.management.clone(),
             accounts: scope.accounts.len(),
             errors: scope.errors,
             unknown: scope.unknown,
@@ -679,7 +697,10 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
     }
     // The lease `plan` took: the next run may start.
     if !run.dry_run {
-        store.release_lease(&run.organization).await;
+        let mine = workflow_holder(&run.id);
+        store
+            .release_lease_if(&run.organization, |held| held.holder.contains(&mine))
+            .await;
     }
     info!(run = %run.id, findings = report.findings.len(), "workflow closed");
     let summary = serde_json::to_value(crate::run::RunSummary::of(&report)).unwrap_or_default();
