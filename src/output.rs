@@ -185,17 +185,20 @@ const MIN_TEXT_COLUMN: usize = 12;
 
 /// A table of `rows` under `header`, or, when the terminal is too narrow for
 /// it without splitting a word of a `protected` column (key ids, account
-/// ids, dates, addresses), the same rows as cards (`card` renders one).
+/// ids, dates, addresses), the same rows as cards (`card(i)` renders row i).
+/// The columns are sized from `sizing` (`rows`, or every row of tables that
+/// show one list in parts, so the parts agree on widths and on cards).
 /// Whatever the width, no protected word is split.
 fn grid(
     header: &[&str],
     rows: &[Vec<String>],
+    sizing: &[Vec<String>],
     protected: &[usize],
-    card: &dyn Fn(&[String]) -> String,
+    card: &dyn Fn(usize) -> String,
 ) -> String {
     let longest_word = |i: usize| -> usize {
         std::iter::once(header[i].to_owned())
-            .chain(rows.iter().map(|r| r[i].clone()))
+            .chain(sizing.iter().map(|r| r[i].clone()))
             .flat_map(|cell| {
                 cell.split_whitespace()
                     .map(|w| w.chars().count())
@@ -217,7 +220,7 @@ fn grid(
     let needed = 1 + bounds.iter().map(|b| b + 3).sum::<usize>();
     let terminal = Table::new().width().map(usize::from);
     if terminal.is_some_and(|w| needed > w) {
-        return rows.iter().map(|r| card(r)).collect();
+        return (0..rows.len()).map(card).collect();
     }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -289,6 +292,8 @@ fn table(r: &Report) -> String {
 
     // Each table becomes cards when the terminal is too narrow for it
     // without splitting a key id, an account id, a date or an address.
+    // Every severity's table is sized from all findings: one layout throughout.
+    let all_rows: Vec<Vec<String>> = r.findings.iter().map(finding_row).collect();
     for sev in Severity::ALL {
         let findings: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
         if findings.is_empty() {
@@ -306,15 +311,14 @@ fn table(r: &Report) -> String {
             "to do",
         ];
         let rows: Vec<Vec<String>> = findings.iter().map(|f| finding_row(f)).collect();
-        let by_row: std::collections::BTreeMap<Vec<String>, &Finding> =
-            rows.iter().cloned().zip(findings.iter().copied()).collect();
         out.push_str(&format!(
             "\n{} ({})\n",
             sev.as_str().to_uppercase(),
             findings.len()
         ));
-        out.push_str(&grid(&header, &rows, &[0, 1, 2, 3, 4, 5, 6, 7], &|row| {
-            by_row.get(row).map(|f| finding_card(f)).unwrap_or_default()
+        let protected = [0, 1, 2, 3, 4, 5, 6, 7];
+        out.push_str(&grid(&header, &rows, &all_rows, &protected, &|row| {
+            finding_card(findings[row])
         }));
     }
 
@@ -343,8 +347,8 @@ fn table(r: &Report) -> String {
             })
             .collect();
         out.push_str(&format!("\nEXEMPTIONS ({})\n", r.exempt.len()));
-        out.push_str(&grid(&header, &rows, &[0, 1, 2, 4], &|row| {
-            plain_card(&header, row)
+        out.push_str(&grid(&header, &rows, &rows, &[0, 1, 2, 4], &|i| {
+            plain_card(&header, &rows[i])
         }));
     }
 
@@ -383,8 +387,8 @@ fn table(r: &Report) -> String {
             ]);
         }
         out.push_str("\nNOT SCANNED: the report is incomplete\n");
-        out.push_str(&grid(&header, &rows, &[0, 1, 2], &|row| {
-            plain_card(&header, row)
+        out.push_str(&grid(&header, &rows, &rows, &[0, 1, 2], &|i| {
+            plain_card(&header, &rows[i])
         }));
     }
     if !r.notifications.is_empty() {
@@ -414,8 +418,8 @@ fn table(r: &Report) -> String {
             })
             .collect();
         out.push_str(&format!("\nNOTIFICATIONS ({})\n", r.notifications.len()));
-        out.push_str(&grid(&header, &rows, &[0, 1, 3], &|row| {
-            plain_card(&header, row)
+        out.push_str(&grid(&header, &rows, &rows, &[0, 1, 3], &|i| {
+            plain_card(&header, &rows[i])
         }));
     }
     if s.findings == 0 && !r.is_incomplete() {
