@@ -141,6 +141,22 @@ impl App {
         Ok(crate::run::execute(&self.scanner, plan, opts, &|_| {}).await?)
     }
 
+    /// `keywarden doctor` with the function's settings and role: the
+    /// checks as one JSON document (whatever they found: a blocker is an
+    /// answer, not an invocation error).
+    pub async fn doctor(&self) -> serde_json::Value {
+        let settings = self.scanner.settings();
+        crate::doctor::Doctor {
+            sdk_config: &self.sdk_config,
+            settings,
+            mode: Mode::Organization,
+            state: settings.state.as_deref(),
+        }
+        .examine()
+        .await
+        .to_json()
+    }
+
     /// Runs one workflow step; `close` fails like an incomplete run when
     /// its run was incomplete.
     pub async fn workflow_step(

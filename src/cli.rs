@@ -47,6 +47,38 @@ pub enum Command {
     /// deliver, close) with the Lambda's settings: the event is JSON, its
     /// output is printed. For replays and the local driver.
     Workflow(WorkflowArgs),
+    /// Check a deployment read-only before its first run: the caller and the
+    /// Organization, the member role in every account in scope, SES, the
+    /// state, and each opt-in that is on. One line per check (✓ / ! / ✗)
+    /// with its fix; exit 0 ready, 3 warnings only, 2 a blocker.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// `text` (default) or `json` (one document: the checks, their status
+    /// and fix, and the exit status they imply).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DoctorFormat,
+    /// Only these accounts (comma-separated ids); overrides include_accounts.
+    #[arg(long)]
+    pub accounts: Option<String>,
+    /// Check the caller's own account only, without AWS Organizations.
+    #[arg(long)]
+    pub single_account: bool,
+    /// Member-account role to assume; overrides role_name.
+    #[arg(long)]
+    pub role_name: Option<String>,
+    /// Where the ledger lives (as for scan and notify).
+    #[arg(long, value_name = "URI")]
+    pub state: Option<String>,
+}
+
+/// How `keywarden doctor` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DoctorFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -162,7 +194,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Err(e) => Err(e),
             }
         }
+        Command::Doctor(args) => doctor(cli.config, args).await,
     }
+}
+
+/// `keywarden doctor`: the checks, printed; the exit code they imply.
+async fn doctor(config: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<u8> {
+    let scan_args = ScanArgs {
+        format: None,
+        output: None,
+        now: None,
+        accounts: args.accounts,
+        fail_on: None,
+        single_account: args.single_account,
+        role_name: args.role_name,
+        concurrency: None,
+        state: args.state,
+        no_state: false,
+    };
+    let settings = settings(config, &scan_args)?;
+    let state = settings.state.clone().or_else(default_state_dir);
+    let sdk_config = crate::aws::load_sdk_config().await;
+    let mode = if args.single_account {
+        Mode::SingleAccount
+    } else {
+        Mode::Organization
+    };
+    let checkup = crate::doctor::Doctor {
+        sdk_config: &sdk_config,
+        settings: &settings,
+        mode,
+        state: state.as_deref(),
+    }
+    .examine()
+    .await;
+    match args.format {
+        DoctorFormat::Text => print!("{}", checkup.render_text()),
+        DoctorFormat::Json => println!("{}", serde_json::to_string_pretty(&checkup.to_json())?),
+    }
+    Ok(checkup.exit_code())
 }
 
 fn settings(config: Option<PathBuf>, args: &ScanArgs) -> anyhow::Result<crate::config::Settings> {

@@ -2,7 +2,8 @@
 //! `lambda_runtime`. Settings come from `KEYWARDEN_*` environment variables
 //! (and `KEYWARDEN_CONFIG` if set); the application's parts ([`App`]) are
 //! built once per cold start. The event may override `dry_run` and narrow
-//! `accounts`, or name a workflow `step`. The invocation deadline is
+//! `accounts`, name a workflow `step`, or ask for `{"doctor": true}` (the
+//! checks of `keywarden doctor` as JSON). The invocation deadline is
 //! honoured: no account is started when less than `deadline_reserve_secs`
 //! are left, and the digest still goes out, marked incomplete, listing the
 //! accounts not scanned. An incomplete run ends in an invocation error (the
@@ -74,6 +75,9 @@ async fn dispatch(
     event: LambdaEvent<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
     let (payload, ctx) = event.into_parts();
+    if payload.get("doctor") == Some(&serde_json::Value::Bool(true)) {
+        return Ok(app.doctor().await);
+    }
     if payload.get("step").is_none() {
         let event: Event = serde_json::from_value(payload)
             .map_err(|e| anyhow::anyhow!("the invocation event is not a keywarden event: {e}"))?;

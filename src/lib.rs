@@ -17,7 +17,7 @@
 //!   [`deliver`] sends them (SES v2, outbox, dry run, chat webhook, Security
 //!   Hub), one transport a file; [`scan`] lists accounts and fans out over
 //!   them with a bound and a per-account timeout; [`enforce`] acts on keys
-//!   (opt-in); [`state`] keeps the ledger and the report archive (a
+//!   (opt-in); [`doctor`] checks a deployment read-only; [`state`] keeps the ledger and the report archive (a
 //!   directory or S3); [`output`] renders reports (table, JSON, CSV, OCSF).
 //! - Below the services: [`config`] (defaults + TOML + environment + flags →
 //!   validated [`config::Settings`]), [`deadline`] (the invocation deadline
@@ -35,6 +35,7 @@ pub mod config;
 pub mod core;
 pub mod deadline;
 pub mod deliver;
+pub mod doctor;
 pub mod enforce;
 pub mod lambda;
 pub mod logging;

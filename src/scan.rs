@@ -125,6 +125,8 @@ pub struct ScopeList {
     pub errors: Vec<StageError>,
     /// Requested ids that are not ACTIVE accounts of the Organization.
     pub unknown: Vec<AccountId>,
+    /// Accounts listed that are not ACTIVE (suspended, closing): never scanned.
+    pub inactive: usize,
 }
 
 /// A listing whose first page was read.
@@ -328,7 +330,7 @@ impl Scanner {
                 builder.add(outcome);
                 futures::future::ready(())
             });
-        let ((errors, listed), ()) =
+        let ((errors, listed, _), ()) =
             futures::join!(self.produce(listing, opts, tx, progress), consumer);
         let unknown = self.unknown(opts, &errors, &listed);
         if builder.is_empty() && errors.is_empty() {
@@ -347,7 +349,7 @@ impl Scanner {
     pub async fn list_scope(&self, opts: &RunOptions) -> Result<ScopeList, ScanError> {
         let listing = self.open_listing().await?;
         let (tx, rx) = futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
-        let ((errors, listed), accounts) = futures::join!(
+        let ((errors, listed, inactive), accounts) = futures::join!(
             self.produce(listing, opts, tx, &|_| {}),
             rx.collect::<Vec<Account>>()
         );
@@ -359,6 +361,7 @@ impl Scanner {
             accounts,
             errors,
             unknown,
+            inactive,
         })
     }
 
@@ -426,7 +429,7 @@ impl Scanner {
         opts: &RunOptions,
         mut tx: futures::channel::mpsc::Sender<Account>,
         progress: &(dyn Fn(Progress) + Sync),
-    ) -> (Vec<StageError>, BTreeSet<AccountId>) {
+    ) -> (Vec<StageError>, BTreeSet<AccountId>, usize) {
         let scope = &self.settings.scope;
         let OpenListing {
             excluded_by_ou,
@@ -446,11 +449,13 @@ impl Scanner {
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         let mut listed = BTreeSet::new();
+        let mut inactive = 0;
         let mut page = first;
         let mut rest = listings.into_iter().skip(1);
         loop {
             match page.take() {
                 Some(p) => {
+                    inactive += p.inactive;
                     if p.inactive > 0 {
                         info!(skipped = p.inactive, "accounts not ACTIVE are not scanned");
                     }
@@ -463,13 +468,13 @@ impl Scanner {
                     progress(Progress::Discovered(accounts.len()));
                     for a in accounts {
                         if tx.send(a).await.is_err() {
-                            return (errors, listed);
+                            return (errors, listed, inactive);
                         }
                     }
                 }
                 None => match rest.next() {
                     Some(l) => pages = self.orgs.pages(l),
-                    None => return (errors, listed),
+                    None => return (errors, listed, inactive),
                 },
             }
             match next_page_patiently(&mut pages).await {
@@ -484,7 +489,7 @@ impl Scanner {
                     // Try the next listing (OU), if any; pages of this one are lost.
                     match rest.next() {
                         Some(l) => pages = self.orgs.pages(l),
-                        None => return (errors, listed),
+                        None => return (errors, listed, inactive),
                     }
                 }
             }

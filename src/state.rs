@@ -71,7 +71,8 @@ pub struct Lease {
     pub expires: Timestamp,
 }
 
-fn lease_key(organization: &str) -> String {
+/// Where the Organization's lease is.
+pub fn lease_key(organization: &str) -> String {
     format!("{organization}/lease.json")
 }
 

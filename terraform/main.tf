@@ -16,6 +16,8 @@ locals {
     "organizations:ListAccountsForParent",
     "organizations:ListChildren",
     "organizations:ListTagsForResource",
+    # keywarden doctor: is StackSets' trusted access on.
+    "organizations:ListAWSServiceAccessForOrganization",
   ]
   iam_read_actions = [
     "iam:GenerateCredentialReport",
@@ -43,6 +45,8 @@ locals {
 
   # Security Hub export (src/aws/securityhub.rs SECURITYHUB_ACTIONS): only with securityhub_export.
   securityhub_actions = ["securityhub:BatchImportFindings"]
+  # keywarden doctor, with the same opt-in: is Security Hub on.
+  securityhub_doctor_actions = ["securityhub:DescribeHub"]
   securityhub_region  = var.securityhub_region == "" ? local.region : var.securityhub_region
 
   sender_domain = split("@", var.sender)[1]
@@ -185,6 +189,13 @@ data "aws_iam_policy_document" "execution" {
     }
   }
 
+  # keywarden doctor: is the bucket versioned, how is it encrypted (read-only, the bucket itself).
+  statement {
+    sid       = "ReadStateBucketSettings"
+    actions   = local.state_bucket_actions
+    resources = [aws_s3_bucket.state.arn]
+  }
+
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -243,6 +254,15 @@ data "aws_iam_policy_document" "execution" {
       sid       = "ImportOwnFindings"
       actions   = local.securityhub_actions
       resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:product/${statement.value}/default"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.securityhub_export ? [local.account_id] : []
+    content {
+      sid       = "DescribeOwnHub"
+      actions   = local.securityhub_doctor_actions
+      resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:hub/default"]
     }
   }
 

@@ -11,6 +11,7 @@ locals {
   # The S3 actions keywarden calls on its state (tests/infra.rs: equal to src/aws/s3.rs).
   state_object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
   state_list_actions   = ["s3:ListBucket"]
+  state_bucket_actions = ["s3:GetBucketVersioning", "s3:GetEncryptionConfiguration"]
   # Who may write the state (the bucket policy denies everyone else).
   state_writers = concat(
     [aws_iam_role.execution.arn],

@@ -39,6 +39,17 @@ and adds, under /_keywarden/:
    refused with InvalidAccessException where Security Hub is not enabled, with
    AccessDeniedException for a finding of another account, and it is authorized
    against the findings' product ARN, not "*")
+  POST /_keywarden/ses-account {"account_id", "region", "production_access": bool, "sending_enabled": bool,
+                                "max_24_hour_send", "max_send_rate", "sent_last_24_hours"}
+        SES v2 GetAccount answers this (moto 5.2.1 has no GetAccount; without the hook it
+        answers 404, as before); {"account_id", "region", "remove": true} takes it back
+  POST /_keywarden/ses-identity {"account_id", "region", "identity", "verified": bool, "dkim": bool}
+        an SES identity's verification and DKIM state (moto marks every identity
+        VerificationStatus SUCCESS but VerifiedForSendingStatus false, DKIM off)
+  (S3 GetBucketVersioning answers with AWS's root element, VersioningConfiguration;
+   STS AssumeRole of a role that does not exist is refused with AccessDenied, as AWS
+   does, where moto 5.2.1 hands out credentials; OrganizationAccountAccessRole, which
+   Organizations creates in every account it creates, counts as existing)
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -46,6 +57,7 @@ It binds 127.0.0.1 on the given port (0: a free one) and prints
 """
 
 import argparse
+import io
 import json
 import logging
 import random
@@ -130,6 +142,7 @@ def injected_fault(environ):
             return Response(UNAVAILABLE, status=503, content_type="text/xml")
     return None
 REPORT_FAULTS = {}  # account_id -> "malformed" | "stuck"
+SES_ACCOUNTS = {}  # (account_id, region) -> GetAccount's answer
 
 
 def parse_time(value):
@@ -271,6 +284,8 @@ def normal_auth_with_user_resource(self, resource="*"):
         # AWS authorizes BatchImportFindings against the product the findings
         # name (a policy may allow only the account's default product).
         try:
+            if self._get_action() == "DescribeHub":
+                resource = f"arn:aws:securityhub:{self.region}:{self.current_account}:hub/default"
             if self._get_action() == "BatchImportFindings":
                 findings = json.loads(self.body or b"{}").get("Findings") or [{}]
                 resource = findings[0].get("ProductArn") or resource
@@ -387,6 +402,83 @@ def backdate(entries):
                 region=e.get("last_used_region") or "us-east-1")
 
 
+def request_account(environ):
+    """The account of the request's access key (moto's own mapping)."""
+    from moto.iam.models import get_account_id_from
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    key = auth.partition("Credential=")[2].partition("/")[0]
+    return get_account_id_from(key) if key else "123456789012"
+
+
+def signing_region(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scope = auth.partition("Credential=")[2].partition(",")[0].split("/")
+    return scope[2] if len(scope) > 2 else "us-east-1"
+
+
+def answered_as_aws(environ):
+    """Answers AWS gives where moto 5.2.1 answers otherwise (or not at all)."""
+    service = signing_service(environ)
+    path = environ.get("PATH_INFO", "")
+    if service == "ses" and path == "/v2/email/account" and environ.get("REQUEST_METHOD") == "GET":
+        found = SES_ACCOUNTS.get((request_account(environ), signing_region(environ)))
+        if found is not None:
+            return Response(json.dumps(found), content_type="application/json")
+        return None
+    if service == "sts" and environ.get("REQUEST_METHOD") == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        if form.get("Action") != ["AssumeRole"]:
+            return None
+        arn = (form.get("RoleArn") or [""])[0]
+        parts = arn.split(":")
+        if len(parts) < 6 or not parts[5].startswith("role/"):
+            return None
+        account, name = parts[4], parts[5].rsplit("/", 1)[-1]
+        if name == "OrganizationAccountAccessRole":
+            return None
+        backend = iam_backends[account]["global"]
+        if any(r.name == name for r in backend.roles.values()):
+            return None
+        caller = f"arn:aws:iam::{request_account(environ)}:user/caller"
+        xml = ('<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+               '<Code>AccessDenied</Code><Message>User: ' + caller + ' is not authorized to perform: '
+               'sts:AssumeRole on resource: ' + arn + '</Message></Error>'
+               '<RequestId>keywarden-as-aws</RequestId></ErrorResponse>')
+        return Response(xml, status=403, content_type="text/xml")
+    return None
+
+
+def versioning_as_aws(app, environ, start_response):
+    """S3 GetBucketVersioning: moto 5.2.1 names the root element
+    GetBucketVersioningResponse; AWS (and the SDKs' parsers) say VersioningConfiguration."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    body = b"".join(app(environ, capture))
+    if captured["status"].startswith("200"):
+        body = body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+    headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in captured["headers"]]
+    start_response(captured["status"], headers)
+    return [body]
+
+
+def ses_identity_change(body):
+    backend = ses_models.ses_backends[body["account_id"]][body.get("region", "us-east-1")]
+    identity = backend.email_identities[body["identity"]]
+    if "verified" in body:
+        identity.verified_for_sending_status = bool(body["verified"])
+        identity.verification_status = "SUCCESS" if body["verified"] else "PENDING"
+    if "dkim" in body:
+        identity.dkim_attributes["SigningEnabled"] = bool(body["dkim"])
+        identity.dkim_attributes["Status"] = "SUCCESS" if body["dkim"] else "NOT_STARTED"
+
+
 class Hooks:
     def __init__(self, app):
         self.app = app
@@ -397,6 +489,12 @@ class Hooks:
             fault = injected_fault(environ)
             if fault is not None:
                 return fault(environ, start_response)
+            answer = answered_as_aws(environ)
+            if answer is not None:
+                return answer(environ, start_response)
+            if (signing_service(environ) == "s3" and environ.get("REQUEST_METHOD") == "GET"
+                    and "versioning" in urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)):
+                return versioning_as_aws(self.app, environ, start_response)
             return self.app(environ, start_response)
         if path == "/_keywarden/keys" and environ.get("REQUEST_METHOD") == "GET":
             keys = {}
@@ -442,6 +540,22 @@ class Hooks:
                     API_FAULTS["services"] = set(body.get("services", []))
                     API_FAULTS["operations"] = set(body.get("operations", []))
                     API_FAULTS["rng"] = random.Random(body.get("seed", 0))
+            elif path == "/_keywarden/ses-account":
+                where = (body["account_id"], body.get("region", "us-east-1"))
+                if body.get("remove"):
+                    SES_ACCOUNTS.pop(where, None)
+                else:
+                    SES_ACCOUNTS[where] = {
+                        "DedicatedIpAutoWarmupEnabled": False,
+                        "EnforcementStatus": "HEALTHY",
+                        "ProductionAccessEnabled": bool(body.get("production_access", True)),
+                        "SendingEnabled": bool(body.get("sending_enabled", True)),
+                        "SendQuota": {"Max24HourSend": float(body.get("max_24_hour_send", 50000)),
+                                      "MaxSendRate": float(body.get("max_send_rate", 14)),
+                                      "SentLast24Hours": float(body.get("sent_last_24_hours", 0))},
+                    }
+            elif path == "/_keywarden/ses-identity":
+                ses_identity_change(body)
             elif path == "/_keywarden/ses-fault":
                 SES_FAULTS["reject"] = set(body.get("reject", []))
                 SES_FAULTS["throttle"] = int(body.get("throttle", 0))

@@ -11,7 +11,7 @@ object with what was created:
 
 Spec (every field optional unless marked):
   {"accounts": [{"name"*, "email"*, "management": bool, "ou": "A/B", "alias",
-                 "tags": {k: v}, "scan_role": "ok" | "no-iam" | "stackset",
+                 "tags": {k: v}, "scan_role": "ok" | "no-iam" | "stackset" | "none",
                  "drop_actions": ["iam:..."],   # with "stackset": removed from the template's policy
                  "stackset_parameters": {"EnableEnforcement": "true"},  # with "stackset": more template parameters
                  "root_key": {"age_days", "last_used_days", "active"},
@@ -20,7 +20,9 @@ Spec (every field optional unless marked):
                  "users": [{"name"*, "tags": {k: v}, "path",
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
-   "buckets": ["name"],      # S3 buckets in the management account (for `state`)
+   "buckets": ["name" | {"name", "versioning": bool, "encryption": "AES256" | "aws:kms"}],
+                             # S3 buckets in the management account (for `state`)
+   "trusted_services": ["member.org.stacksets.cloudformation.amazonaws.com"],  # Organizations trusted access
    "parameters": [{"name", "type", "value"}],  # SSM parameters in the management account (us-east-1)
    "scanner_user": bool,     # a least-privilege scanner identity in the management account
    "scanner_actions": [...], # its allowed actions (default: the list below)
@@ -164,6 +166,8 @@ def main():
             iam = client("iam", ep, creds)
             if acct.get("scan_role", "ok") == "stackset":
                 deploy_member_role(ep, creds, spec, acct, role_name, org_id)
+            elif acct.get("scan_role") == "none":
+                pass  # the StackSet never reached this account
             else:
                 actions = IAM_ACTIONS if acct.get("scan_role", "ok") == "ok" else ["iam:ListAccountAliases"]
                 trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -207,7 +211,15 @@ def main():
 
     s3 = client("s3", ep)
     for bucket in spec.get("buckets", []):
-        s3.create_bucket(Bucket=bucket)
+        b = bucket if isinstance(bucket, dict) else {"name": bucket}
+        s3.create_bucket(Bucket=b["name"])
+        if b.get("versioning"):
+            s3.put_bucket_versioning(Bucket=b["name"], VersioningConfiguration={"Status": "Enabled"})
+        if b.get("encryption"):
+            s3.put_bucket_encryption(Bucket=b["name"], ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": b["encryption"]}}]})
+    for principal in spec.get("trusted_services", []):
+        orgs.enable_aws_service_access(ServicePrincipal=principal)
 
     ssm = client("ssm", ep)
     for p in spec.get("parameters", []):

@@ -117,6 +117,18 @@ impl Iam {
         self
     }
 
+    /// One page of one user (`keywarden doctor`): proves the caller may
+    /// list the account's users, reading next to nothing.
+    pub async fn probe_users(&self) -> Result<(), AwsError> {
+        self.client
+            .list_users()
+            .max_items(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("iam:ListUsers", e))
+    }
+
     /// The account alias, if one is set.
     pub async fn account_alias(&self) -> Result<Option<String>, AwsError> {
         let out = self

@@ -19,7 +19,13 @@ pub const ORGANIZATIONS_ACTIONS: &[&str] = &[
     "organizations:ListAccountsForParent",
     "organizations:ListChildren",
     "organizations:ListTagsForResource",
+    // `keywarden doctor` only: is StackSets' trusted access on.
+    "organizations:ListAWSServiceAccessForOrganization",
 ];
+
+/// The service principal of CloudFormation StackSets' trusted access (a
+/// service-managed StackSet deploys the member role through it).
+pub const STACKSETS_PRINCIPAL: &str = "member.org.stacksets.cloudformation.amazonaws.com";
 
 /// Organizations calls, sharing one client.
 #[derive(Debug, Clone)]
@@ -125,6 +131,36 @@ impl Organizations {
             org.and_then(|o| o.master_account_id())
                 .and_then(|id| AccountId::parse(id).ok()),
         ))
+    }
+
+    /// The service principals with trusted access to the Organization
+    /// (`keywarden doctor`); only the management account or a delegated
+    /// administrator may ask.
+    pub async fn trusted_services(&self) -> Result<Vec<String>, AwsError> {
+        let op = "organizations:ListAWSServiceAccessForOrganization";
+        let mut principals = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_aws_service_access_for_organization()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
+            principals.extend(
+                out.enabled_service_principals()
+                    .iter()
+                    .filter_map(|p| p.service_principal().map(str::to_owned)),
+            );
+            token = out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(principals);
+            }
+        }
     }
 
     /// Lists accounts page by page: `next_page` returns `None` when done.

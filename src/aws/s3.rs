@@ -15,6 +15,9 @@ pub const S3_ACTIONS: &[&str] = &[
     "s3:PutObject",
     "s3:DeleteObject",
     "s3:ListBucket",
+    // `keywarden doctor` only, on the bucket: is it versioned, how encrypted.
+    "s3:GetBucketVersioning",
+    "s3:GetEncryptionConfiguration",
 ];
 
 /// S3 calls on one bucket.
@@ -142,6 +145,45 @@ impl S3 {
                     Err(PutError::Conflict(e))
                 } else {
                     Err(PutError::Other(e))
+                }
+            }
+        }
+    }
+
+    /// The bucket's versioning status (`Enabled`, `Suspended`), `None` when
+    /// it was never turned on.
+    pub async fn versioning(&self, bucket: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| classify("s3:GetBucketVersioning", e))?;
+        Ok(out.status().map(|s| s.as_str().to_owned()))
+    }
+
+    /// The bucket's default encryption (`AES256`, `aws:kms`, …), `None`
+    /// when the bucket has no encryption configuration.
+    pub async fn encryption(&self, bucket: &str) -> Result<Option<String>, AwsError> {
+        match self
+            .client
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .server_side_encryption_configuration()
+                .and_then(|c| c.rules().first())
+                .and_then(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| d.sse_algorithm().as_str().to_owned())),
+            Err(e) => {
+                let e = classify("s3:GetEncryptionConfiguration", e);
+                if e.code == "ServerSideEncryptionConfigurationNotFoundError" {
+                    Ok(None)
+                } else {
+                    Err(e)
                 }
             }
         }

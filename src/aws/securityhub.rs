@@ -18,6 +18,10 @@ use crate::core::asff::{self, AsffFinding};
 /// account, the member role with `EnableSecurityHubExport` elsewhere).
 pub const SECURITYHUB_ACTIONS: &[&str] = &["securityhub:BatchImportFindings"];
 
+/// What `keywarden doctor` reads, with the same opt-in: whether Security
+/// Hub is on (granted on the account's own hub).
+pub const SECURITYHUB_DOCTOR_ACTIONS: &[&str] = &["securityhub:DescribeHub"];
+
 /// What one `BatchImportFindings` call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Imported {
@@ -53,6 +57,22 @@ impl SecurityHub {
             .build();
         Self {
             client: aws_sdk_securityhub::Client::from_conf(conf),
+        }
+    }
+
+    /// Whether Security Hub is enabled here (DescribeHub; AWS answers
+    /// InvalidAccessException where it is not).
+    pub async fn enabled(&self) -> Result<bool, AwsError> {
+        match self.client.describe_hub().send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = classify("securityhub:DescribeHub", e);
+                if e.code == "InvalidAccessException" {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 

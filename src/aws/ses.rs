@@ -34,6 +34,26 @@ pub enum Identity {
     Missing,
 }
 
+/// The account's sending status, as SES v2 GetAccount says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SesAccount {
+    /// Out of the sandbox.
+    pub production_access: bool,
+    pub sending_enabled: bool,
+    pub max_24_hour_send: Option<f64>,
+    pub max_send_rate: Option<f64>,
+    pub sent_last_24_hours: Option<f64>,
+}
+
+/// One SES identity's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityInfo {
+    pub verified: bool,
+    pub dkim_signing: bool,
+    /// `SUCCESS`, `PENDING`, `FAILED`, `NOT_STARTED`, … (`None`: not said).
+    pub dkim_status: Option<String>,
+}
+
 impl Ses {
     /// SES in `region`, or the base configuration's region. Sending is
     /// paced to the account's rate by the caller, so standard retry (not the
@@ -74,6 +94,54 @@ impl Ses {
             .send_quota()
             .map(|q| q.max_send_rate())
             .filter(|r| *r > 0.0))
+    }
+
+    /// The account's sending status (`keywarden doctor`).
+    pub async fn account(&self) -> Result<SesAccount, AwsError> {
+        let out = self
+            .client
+            .get_account()
+            .send()
+            .await
+            .map_err(|e| classify("ses:GetAccount", e))?;
+        let quota = out.send_quota();
+        Ok(SesAccount {
+            production_access: out.production_access_enabled(),
+            sending_enabled: out.sending_enabled(),
+            max_24_hour_send: quota.map(|q| q.max24_hour_send()),
+            max_send_rate: quota.map(|q| q.max_send_rate()),
+            sent_last_24_hours: quota.map(|q| q.sent_last24_hours()),
+        })
+    }
+
+    /// What SES says of `identity` (`keywarden doctor`); `None` when it is
+    /// not an identity here.
+    pub async fn identity_info(&self, identity: &str) -> Result<Option<IdentityInfo>, AwsError> {
+        match self
+            .client
+            .get_email_identity()
+            .email_identity(identity)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(IdentityInfo {
+                verified: out.verified_for_sending_status()
+                    || out.verification_status() == Some(&VerificationStatus::Success),
+                dkim_signing: out.dkim_attributes().is_some_and(|d| d.signing_enabled()),
+                dkim_status: out
+                    .dkim_attributes()
+                    .and_then(|d| d.status())
+                    .map(|s| s.as_str().to_owned()),
+            })),
+            Err(e) => {
+                let e = classify("ses:GetEmailIdentity", e);
+                if e.code == "NotFoundException" {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// Whether `identity` (an address or a domain) exists and may send.

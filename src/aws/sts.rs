@@ -30,6 +30,9 @@ pub struct Caller {
     pub account: AccountId,
     /// `aws`, `aws-us-gov`, `aws-cn`: taken from the caller's ARN.
     pub partition: String,
+    /// The caller's ARN (empty in events written before it was kept).
+    #[serde(default)]
+    pub arn: String,
 }
 
 /// STS calls, sharing one client.
@@ -105,7 +108,25 @@ impl Sts {
             .filter(|p| !p.is_empty())
             .unwrap_or("aws")
             .to_owned();
-        Ok(Caller { account, partition })
+        Ok(Caller {
+            account,
+            partition,
+            arn,
+        })
+    }
+
+    /// Who `creds` are (GetCallerIdentity with them): proves assumed-role
+    /// credentials work without reading anything of the account.
+    pub async fn whoami(config: &SdkConfig, creds: Credentials) -> Result<String, AwsError> {
+        let conf = aws_sdk_sts::config::Builder::from(config)
+            .credentials_provider(creds)
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| classify("sts:GetCallerIdentity", e))?;
+        Ok(out.arn().unwrap_or_default().to_owned())
     }
 
     /// Assumes `role_arn` as `session` (one of the session names below:

@@ -8,6 +8,7 @@
 pub mod asff;
 pub mod checks;
 pub mod credential_report;
+pub mod doctor;
 pub mod enforce;
 pub mod evaluate;
 pub mod exempt;

@@ -280,6 +280,7 @@ mod tests {
         let caller = Caller {
             account: account(),
             partition: "aws".to_owned(),
+            arn: String::new(),
         };
         let deadline = Deadline {
             at: tokio::time::Instant::now() + std::time::Duration::from_secs(30),

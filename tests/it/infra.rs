@@ -150,6 +150,7 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
         "EnforceOwnAccount",
         "ReadWebhookUrl",
         "ImportOwnFindings",
+        "DescribeOwnHub",
     ];
     for statement in blocks(policy.body(), "statement")
         .chain(blocks(policy.body(), "dynamic").flat_map(|d| blocks(d.body(), "content")))
@@ -200,6 +201,7 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
     let s3: BTreeSet<String> = by_sid["ReadWriteState"]
         .iter()
         .chain(&by_sid["ListState"])
+        .chain(&by_sid["ReadStateBucketSettings"])
         .cloned()
         .collect();
     assert_eq!(s3, set(keywarden::aws::s3::S3_ACTIONS.iter().copied()));
@@ -252,6 +254,17 @@ fn the_terraform_execution_role_grants_exactly_what_keywarden_calls() {
             .copied())
     );
     assert!(hcl_text.contains("for_each = var.securityhub_export ? [local.account_id] : []"));
+    assert_eq!(
+        set(list("securityhub_doctor_actions")
+            .iter()
+            .map(String::as_str)),
+        set(keywarden::aws::securityhub::SECURITYHUB_DOCTOR_ACTIONS
+            .iter()
+            .copied())
+    );
+    assert!(hcl_text.contains(
+        r#"resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:hub/default"]"#
+    ));
     assert!(hcl_text.contains(
         r#"resources = ["arn:${local.partition}:securityhub:${local.securityhub_region}:${statement.value}:product/${statement.value}/default"]"#
     ));
@@ -344,19 +357,23 @@ fn the_state_bucket_is_versioned_encrypted_private_tls_only_and_expires_reports(
     );
     assert!(text.contains(r#"prefix = "${local.state_prefix}/${var.organization_id}/reports/""#));
     assert!(text.contains("days = var.report_retention_days"));
-    let acts: BTreeSet<String> = ["state_object_actions", "state_list_actions"]
-        .iter()
-        .flat_map(|l| match locals.get(*l) {
-            Some(Expression::Array(a)) => a
-                .iter()
-                .filter_map(|e| match e {
-                    Expression::String(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-            other => panic!("{l}: {other:?}"),
-        })
-        .collect();
+    let acts: BTreeSet<String> = [
+        "state_object_actions",
+        "state_list_actions",
+        "state_bucket_actions",
+    ]
+    .iter()
+    .flat_map(|l| match locals.get(*l) {
+        Some(Expression::Array(a)) => a
+            .iter()
+            .filter_map(|e| match e {
+                Expression::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("{l}: {other:?}"),
+    })
+    .collect();
     assert_eq!(acts, set(keywarden::aws::s3::S3_ACTIONS.iter().copied()));
 }
 
@@ -617,7 +634,25 @@ fn the_securityhub_export_permission_exists_only_when_enabled_and_only_on_the_ac
         "attached to the scan role"
     );
     let statements = props["PolicyDocument"]["Statement"].as_sequence().unwrap();
-    assert_eq!(statements.len(), 1);
+    assert_eq!(statements.len(), 2);
+    // keywarden doctor: DescribeHub on the account's own hub, nothing else.
+    let d = &statements[1];
+    assert_eq!(d["Effect"], "Allow");
+    assert_eq!(
+        d["Action"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>(),
+        set(keywarden::aws::securityhub::SECURITYHUB_DOCTOR_ACTIONS
+            .iter()
+            .copied())
+    );
+    assert_eq!(
+        d["Resource"]["Fn::Sub"],
+        "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:hub/default"
+    );
     let s = &statements[0];
     assert_eq!(s["Effect"], "Allow");
     let actions: BTreeSet<String> = s["Action"]
@@ -687,6 +722,7 @@ fn the_readme_iam_policies_for_the_cli_list_exactly_the_actions_the_code_calls()
         policy("securityhub"),
         set(keywarden::aws::securityhub::SECURITYHUB_ACTIONS
             .iter()
+            .chain(keywarden::aws::securityhub::SECURITYHUB_DOCTOR_ACTIONS)
             .copied())
     );
     // Issue 26: the member role as JSON, for accounts managed by hand.

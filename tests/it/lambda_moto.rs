@@ -464,3 +464,56 @@ fn an_event_naming_a_workflow_step_runs_that_step_and_returns_its_output() {
     }
     assert!(sent_to(&moto).is_empty(), "a refused event sends nothing");
 }
+
+#[test]
+fn a_doctor_event_answers_the_checks_as_json_and_sends_nothing() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&org_spec());
+    let inv = invoke(
+        &moto,
+        &seeded,
+        json!({"doctor": true}),
+        Duration::from_secs(120),
+        &[],
+    );
+    let doc = inv
+        .result
+        .as_ref()
+        .unwrap_or_else(|e| {
+            panic!(
+                "a doctor's findings are an answer, not an invocation error: {e}\n{}",
+                inv.logs
+            )
+        })
+        .clone();
+    let checks = doc["checks"].as_array().expect("checks");
+    let find = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {doc}"))
+    };
+    assert_eq!(find("caller")["status"], "ok");
+    assert_eq!(find("scan role")["status"], "ok", "{doc}");
+    // The function without KEYWARDEN_STATE: a warning that names the fix.
+    assert_eq!(find("location")["status"], "warning");
+    assert!(find("location")["fix"]
+        .as_str()
+        .unwrap()
+        .contains("KEYWARDEN_STATE"));
+    let has = |status: &str| checks.iter().any(|c| c["status"] == status);
+    let expected = if has("blocker") {
+        2
+    } else if has("warning") {
+        3
+    } else {
+        0
+    };
+    assert_eq!(doc["exit_code"], expected);
+    assert!(
+        moto.data()["ses"]["RawMessage"]
+            .as_array()
+            .is_none_or(|m| m.is_empty()),
+        "doctor sends nothing"
+    );
+}

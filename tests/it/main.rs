@@ -10,6 +10,7 @@ mod support;
 
 mod aws_mocks;
 mod chat;
+mod doctor_moto;
 mod enforce_moto;
 mod enforce_properties;
 mod faults_moto;
