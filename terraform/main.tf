@@ -47,7 +47,7 @@ locals {
   securityhub_actions = ["securityhub:BatchImportFindings"]
   # keywarden doctor, with the same opt-in: is Security Hub on.
   securityhub_doctor_actions = ["securityhub:DescribeHub"]
-  securityhub_region  = var.securityhub_region == "" ? local.region : var.securityhub_region
+  securityhub_region         = var.securityhub_region == "" ? local.region : var.securityhub_region
 
   sender_domain = split("@", var.sender)[1]
   allowed_recipient_domains = length(var.allowed_recipient_domains) > 0 ? var.allowed_recipient_domains : distinct(concat(

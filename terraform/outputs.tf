@@ -47,3 +47,8 @@ output "workflow_arn" {
   description = "ARN of the Step Functions workflow (var.workflow), or null."
   value       = var.workflow ? aws_sfn_state_machine.workflow[0].arn : null
 }
+
+output "doctor_command" {
+  description = "Run this after apply: keywarden doctor, as the function (its role, its settings), read-only. Exit 0 ready, 3 warnings, 2 a blocker; each line names its fix."
+  value       = "aws lambda invoke --region ${local.region} --function-name ${aws_lambda_function.this.function_name} --cli-binary-format raw-in-base64-out --payload '{\"doctor\": true}' /dev/stdout"
+}

@@ -49,6 +49,7 @@ SCANNER_ORG_ACTIONS = [
     "organizations:ListAccountsForParent",
     "organizations:ListChildren",
     "organizations:ListTagsForResource",
+    "organizations:ListAWSServiceAccessForOrganization",
     "sts:AssumeRole",
     "sts:GetCallerIdentity",
     "ses:GetAccount",

@@ -346,7 +346,7 @@ pub fn quota(q: Quota, needed: Option<usize>, configured_rate: f64) -> Check {
         return Check::blocker(
             g,
             "quota",
-            format!("{base}: the last run sent {needed}, more than a day's quota"),
+            format!("{base}: the last run needed {needed} messages, more than a day's quota"),
             fix,
         );
     }
@@ -354,7 +354,9 @@ pub fn quota(q: Quota, needed: Option<usize>, configured_rate: f64) -> Check {
         return Check::warning(
             g,
             "quota",
-            format!("{base}: the last run sent {needed}, more than is left of today's quota"),
+            format!(
+                "{base}: the last run needed {needed} messages, more than is left of today's quota"
+            ),
             fix,
         );
     }
@@ -363,7 +365,7 @@ pub fn quota(q: Quota, needed: Option<usize>, configured_rate: f64) -> Check {
         g,
         "quota",
         format!(
-            "{base}: the last run sent {needed}, about {} at {}/s",
+            "{base}: the last run needed {needed} messages, about {} at {}/s",
             duration(secs),
             trim(rate)
         ),

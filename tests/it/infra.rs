@@ -865,3 +865,17 @@ fn the_readme_describes_the_demo_organization_as_it_is() {
         "README should say: {said}"
     );
 }
+
+#[test]
+fn terraform_prints_the_doctor_command_to_run_after_apply() {
+    let outputs = terraform("terraform/outputs.tf");
+    let doctor = labelled(&outputs, "output", &["doctor_command"]);
+    let value = attr(doctor.body(), "value").expect("a value").to_string();
+    for part in [
+        "aws lambda invoke",
+        "aws_lambda_function.this.function_name",
+        r#"--payload '{"doctor": true}'"#,
+    ] {
+        assert!(value.contains(part), "{part}: {value}");
+    }
+}
