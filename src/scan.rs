@@ -213,6 +213,8 @@ pub struct Scanner {
     polling: ReportPolling,
     /// Account-tag look-ups in flight at once.
     org_tag_slots: Arc<PrioritySlots>,
+    /// AWS's quarantine policies, listed once per run.
+    quarantine_names: Arc<tokio::sync::OnceCell<Vec<String>>>,
 }
 
 impl Scanner {
@@ -240,7 +242,28 @@ impl Scanner {
             rules: Arc::new(rules),
             polling,
             org_tag_slots: Arc::new(PrioritySlots::new(4)),
+            quarantine_names: Arc::default(),
         }
+    }
+
+    /// The names of AWS's quarantine policies: the known ones and whatever
+    /// else ListPolicies finds with their prefix, once per run.
+    async fn quarantine_names(&self) -> &[String] {
+        self.quarantine_names
+            .get_or_init(|| async {
+                let mut names: BTreeSet<String> = crate::aws::iam::KNOWN_QUARANTINE_POLICIES
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .collect();
+                match self.own_iam.quarantine_policies().await {
+                    Ok(found) => names.extend(found),
+                    Err(e) => {
+                        warn!(error = %e, "cannot list AWS's quarantine policies: looking for the known ones only")
+                    }
+                }
+                names.into_iter().collect()
+            })
+            .await
     }
 
     /// This scanner for one of `shards` workflow shards that run side by
@@ -641,27 +664,53 @@ impl Scanner {
                 }
             }
         };
-        let (mut users, source) = match iam.credential_report().await {
-            Ok(users) => (users, InventorySource::CredentialReport),
-            Err(report_err) => {
-                warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
-                match iam.enumerate_users().await {
-                    Ok(users) => (users, InventorySource::Api),
-                    Err(e) => {
-                        let mut err = stage_error("inventory", &e);
-                        err.message = format!("{} (credential report: {report_err})", err.message);
-                        return AccountOutcome::failed(account.clone(), err);
+        // Who AWS quarantined is asked beside the inventory, not after it.
+        let names = self.quarantine_names().await;
+        let inventory = async {
+            match iam.credential_report().await {
+                Ok(users) => Ok((users, InventorySource::CredentialReport)),
+                Err(report_err) => {
+                    warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
+                    match iam.enumerate_users().await {
+                        Ok(users) => Ok((users, InventorySource::Api)),
+                        Err(e) => {
+                            let mut err = stage_error("inventory", &e);
+                            err.message =
+                                format!("{} (credential report: {report_err})", err.message);
+                            Err(err)
+                        }
                     }
                 }
             }
         };
+        let (inventory, quarantine) =
+            futures::join!(inventory, iam.quarantined_users(&caller.partition, names));
+        let (mut users, source) = match inventory {
+            Ok(found) => found,
+            Err(err) => return AccountOutcome::failed(account.clone(), err),
+        };
+        let mut error = None;
+        match quarantine {
+            Ok(quarantined) => {
+                for user in users.iter_mut().filter(|u| !u.is_root) {
+                    if let Some(how) = quarantined.get(&user.user_name) {
+                        user.quarantine = how.clone();
+                    }
+                }
+            }
+            Err(e) => {
+                // Whether AWS found a key exposed is unknown here: the account
+                // is not fully checked (the run says so), the rest stands.
+                warn!(error = %e, "cannot tell which users AWS quarantined");
+                error = Some(stage_error("quarantine", &e));
+            }
+        }
         let user_count = users.iter().filter(|u| !u.is_root).count() as u64;
         let key_ages = key_age_histogram(&users, now);
         let key_count = users.iter().map(|u| u.keys.len() as u64).sum();
 
         // Users with findings open in the ledger that trip no check now:
         // their keys tell how those findings ended (deleted, deactivated, rotated).
-        let mut error = None;
         let mut observed = BTreeMap::new();
         for user in users
             .iter()

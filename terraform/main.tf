@@ -28,6 +28,9 @@ locals {
     "iam:ListAccountAliases",
     "iam:ListUserTags",
     "iam:ListUsers",
+    "iam:ListPolicies",
+    "iam:ListEntitiesForPolicy",
+    "iam:GetGroup",
   ]
   ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail"]
   ses_identity_actions = ["ses:GetEmailIdentity"]

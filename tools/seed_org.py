@@ -17,7 +17,9 @@ Spec (every field optional unless marked):
                  "root_key": {"age_days", "last_used_days", "active"},
                  "securityhub": bool,          # Security Hub enabled in the account (us-east-1 unless
                  "securityhub_region": "...",  # this region is given)
-                 "users": [{"name"*, "tags": {k: v}, "path",
+                 "groups": [{"name"*, "policies": ["<managed policy ARN>"]}],   # IAM groups, before the users
+                 "users": [{"name"*, "tags": {k: v}, "path", "groups": ["<group>"],
+                            "policies": ["<managed policy ARN>"],   # attached to the user
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "buckets": ["name" | {"name", "versioning": bool, "encryption": "AES256" | "aws:kms"}],
@@ -66,6 +68,9 @@ IAM_ACTIONS = [
     "iam:ListAccountAliases",
     "iam:ListUserTags",
     "iam:ListUsers",
+    "iam:ListPolicies",
+    "iam:ListEntitiesForPolicy",
+    "iam:GetGroup",
 ]
 
 
@@ -189,6 +194,10 @@ def main():
                 "account_id": account_id, "active": rk.get("active", True),
                 "created_at": iso(now - timedelta(days=rk["age_days"])),
                 "last_used_at": iso(now - timedelta(days=used)) if used is not None else None})
+        for group in acct.get("groups", []):
+            iam.create_group(GroupName=group["name"])
+            for arn in group.get("policies", []):
+                iam.attach_group_policy(GroupName=group["name"], PolicyArn=arn)
         for user in acct.get("users", []):
             # "${now+60d}" in a tag value is the date 60 days after --now (exemption end dates).
             def relative(value):
@@ -196,6 +205,10 @@ def main():
                               lambda m: (now + timedelta(days=int(m.group(1)))).strftime("%Y-%m-%d"), value)
             iam.create_user(UserName=user["name"], Path=user.get("path", "/"),
                             Tags=[{"Key": k, "Value": relative(v)} for k, v in user.get("tags", {}).items()])
+            for group in user.get("groups", []):
+                iam.add_user_to_group(GroupName=group, UserName=user["name"])
+            for arn in user.get("policies", []):
+                iam.attach_user_policy(UserName=user["name"], PolicyArn=arn)
             for i, key in enumerate(user.get("keys", [])):
                 k = iam.create_access_key(UserName=user["name"])["AccessKey"]
                 if key.get("status", "Active") != "Active":

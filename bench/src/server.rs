@@ -559,6 +559,12 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
             }
         }
         "GetAccountSummary" => wrap(&action, "<SummaryMap><entry><key>AccountAccessKeysPresent</key><value>0</value></entry></SummaryMap>"),
+        // key-exposed: AWS's quarantine policies exist; none is attached here.
+        "ListPolicies" => wrap(&action, &format!("<Policies>{}</Policies><IsTruncated>false</IsTruncated>",
+            ["AWSCompromisedKeyQuarantine", "AWSCompromisedKeyQuarantineV2", "AWSCompromisedKeyQuarantineV3"].iter()
+                .map(|n| format!("<member><PolicyName>{n}</PolicyName><Arn>arn:aws:iam::aws:policy/{n}</Arn><Path>/</Path><DefaultVersionId>v1</DefaultVersionId><AttachmentCount>0</AttachmentCount><IsAttachable>true</IsAttachable></member>"))
+                .collect::<String>())),
+        "ListEntitiesForPolicy" => wrap(&action, "<PolicyGroups/><PolicyUsers/><PolicyRoles/><IsTruncated>false</IsTruncated>"),
         _ => query_error(IAM_NS, 400, "InvalidAction", "not supported by the benchmark endpoint"),
     }
 }

@@ -2,6 +2,7 @@
 //! tag look-ups for users that tripped a check, and API enumeration as the
 //! fallback when the report cannot be had.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -25,6 +26,22 @@ pub const IAM_ACTIONS: &[&str] = &[
     "iam:ListAccountAliases",
     "iam:ListUserTags",
     "iam:ListUsers",
+    // key-exposed: which users an AWS quarantine policy reaches.
+    "iam:ListPolicies",
+    "iam:ListEntitiesForPolicy",
+    "iam:GetGroup",
+];
+
+/// The name every AWS quarantine policy starts with: AWS attaches one to a
+/// user when it finds one of the user's keys exposed in public.
+pub const QUARANTINE_PREFIX: &str = "AWSCompromisedKeyQuarantine";
+
+/// The quarantine policies AWS is known to have: used with the ones
+/// ListPolicies finds (and instead of them when it cannot be read).
+pub const KNOWN_QUARANTINE_POLICIES: &[&str] = &[
+    "AWSCompromisedKeyQuarantine",
+    "AWSCompromisedKeyQuarantineV2",
+    "AWSCompromisedKeyQuarantineV3",
 ];
 
 /// What the enforcement role may do (`KeywardenEnforceRole`, and the
@@ -115,6 +132,107 @@ impl Iam {
     pub fn with_polling(mut self, polling: ReportPolling) -> Self {
         self.polling = polling;
         self
+    }
+
+    /// The names of AWS's quarantine policies (`ListPolicies`, scope AWS,
+    /// names starting with [`QUARANTINE_PREFIX`]); read once per run.
+    pub async fn quarantine_policies(&self) -> Result<Vec<String>, AwsError> {
+        let op = "iam:ListPolicies";
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_policies()
+            .scope(aws_sdk_iam::types::PolicyScopeType::Aws)
+            .max_items(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(op, e))?;
+            names.extend(
+                page.policies()
+                    .iter()
+                    .filter_map(|p| p.policy_name())
+                    .filter(|n| n.starts_with(QUARANTINE_PREFIX))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(names)
+    }
+
+    /// The users the quarantine policies `names` reach, directly or through
+    /// a group, each with how ("AWSCompromisedKeyQuarantineV2 attached to
+    /// the user", "… to its group ops"). A policy this partition does not
+    /// have reaches nobody.
+    pub async fn quarantined_users(
+        &self,
+        partition: &str,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, AwsError> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for name in names {
+            let arn = format!("arn:{partition}:iam::aws:policy/{name}");
+            let mut marker: Option<String> = None;
+            loop {
+                let page = match self
+                    .client
+                    .list_entities_for_policy()
+                    .policy_arn(&arn)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let e = classify("iam:ListEntitiesForPolicy", e);
+                        if e.code == "NoSuchEntity" {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                };
+                for u in page.policy_users() {
+                    if let Some(user) = u.user_name() {
+                        out.entry(user.to_owned())
+                            .or_default()
+                            .push(format!("{name} attached to the user"));
+                    }
+                }
+                for g in page.policy_groups() {
+                    let Some(group) = g.group_name() else {
+                        continue;
+                    };
+                    for user in self.group_members(group).await? {
+                        out.entry(user)
+                            .or_default()
+                            .push(format!("{name} attached to its group {group}"));
+                    }
+                }
+                marker = page
+                    .marker()
+                    .filter(|_| page.is_truncated())
+                    .map(str::to_owned);
+                if marker.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The names of a group's members (GetGroup, paginated).
+    async fn group_members(&self, group: &str) -> Result<Vec<String>, AwsError> {
+        let mut users = Vec::new();
+        let mut pages = self
+            .client
+            .get_group()
+            .group_name(group)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("iam:GetGroup", e))?;
+            users.extend(page.users().iter().map(|u| u.user_name().to_owned()));
+        }
+        Ok(users)
     }
 
     /// One page of one user (`keywarden doctor`): proves the caller may
@@ -223,6 +341,7 @@ impl Iam {
                     is_root: false,
                     keys,
                     tags: Vec::new(),
+                    quarantine: Vec::new(),
                 })
             })
             .buffered(4)
@@ -259,6 +378,7 @@ impl Iam {
                 last_used_service: None,
             }],
             tags: Vec::new(),
+            quarantine: Vec::new(),
         }))
     }
 

@@ -25,6 +25,19 @@ use super::report::{Finding, Report};
 pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// The finding type keywarden reports under.
 pub const FINDING_TYPE: &str = "Software and Configuration Checks/AWS Security Best Practices";
+
+/// The ASFF types of an exposed key (`key-exposed`), from AWS's documented
+/// taxonomy: the data (the key) is exposed, and it is a credential an
+/// attacker can use.
+pub const EXPOSED_TYPES: [&str; 2] = ["Effects/Data Exposure", "TTPs/Credential Access"];
+
+/// The finding types of `check`.
+pub fn types(check: CheckId) -> Vec<&'static str> {
+    match check {
+        CheckId::KeyExposed => EXPOSED_TYPES.to_vec(),
+        _ => vec![FINDING_TYPE],
+    }
+}
 /// Security Hub's limit per `BatchImportFindings` call.
 pub const MAX_BATCH: usize = 100;
 
@@ -231,6 +244,9 @@ fn docs(check: CheckId) -> &'static str {
         CheckId::RootAccessKey => {
             "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user_manage_delete-key.html"
         }
+        CheckId::KeyExposed => {
+            "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html#rotating_access_keys_console"
+        }
         CheckId::KeyAgeOverdue
         | CheckId::KeyAgeWarning
         | CheckId::KeyUnused
@@ -311,14 +327,14 @@ fn open(report: &Report, f: &Finding, target: &Target, version: &str) -> AsffFin
         company_name: "keywarden",
         generator_id: f.check.as_str(),
         aws_account_id: f.account_id.to_string(),
-        types: vec![FINDING_TYPE],
+        types: types(f.check),
         first_observed_at: time(first_seen),
         last_observed_at: time(now),
         created_at: time(first_seen),
         updated_at: time(now),
         finding_provider_fields: ProviderFields {
             severity: ProviderSeverity { label, original },
-            types: vec![FINDING_TYPE],
+            types: types(f.check),
         },
         title: clip(check.title.to_owned(), 256),
         description: clip(
@@ -383,14 +399,14 @@ fn resolved(report: &Report, r: &Resolved, target: &Target, version: &str) -> As
         company_name: "keywarden",
         generator_id: r.check.as_str(),
         aws_account_id: r.account_id.to_string(),
-        types: vec![FINDING_TYPE],
+        types: types(r.check),
         first_observed_at: time(r.first_seen),
         last_observed_at: time(r.resolved_at),
         created_at: time(r.first_seen),
         updated_at: time(now),
         finding_provider_fields: ProviderFields {
             severity: ProviderSeverity { label, original },
-            types: vec![FINDING_TYPE],
+            types: types(r.check),
         },
         title: clip(check.title.to_owned(), 256),
         description: clip(

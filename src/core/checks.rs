@@ -11,6 +11,7 @@ use super::model::{add_days, days_between, KeyFacts, KeyStatus, Policy, UserFact
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckId {
+    KeyExposed,
     RootAccessKey,
     KeyAgeOverdue,
     KeyAgeWarning,
@@ -99,7 +100,22 @@ impl std::fmt::Debug for Check {
 }
 
 /// Every check, in report order.
-pub static CHECKS: [Check; 6] = [
+pub static CHECKS: [Check; 7] = [
+    Check {
+        id: CheckId::KeyExposed,
+        id_str: "key-exposed",
+        title: "AWS found a key of this user exposed in public",
+        severity: Severity::Critical,
+        risk: "AWS found a key of this user exposed in public (a code push, a paste site) and attached its quarantine policy: whoever copied the key may be using it now.",
+        remediation: "AWS found a key of this user exposed in public and quarantined the user: rotate every key of this user, check CloudTrail for use you do not recognise, keep the quarantine policy attached until the support case says otherwise.",
+        fix: "rotate every key of this user now",
+        references: &["AWS Health AWS_RISK_CREDENTIALS_EXPOSED", "AWS managed policy AWSCompromisedKeyQuarantineV3"],
+        // Every active key of a quarantined user: AWS does not say which key leaked.
+        evaluate: |s, _, _| {
+            (!s.user.is_root && s.key.status == KeyStatus::Active && !s.user.quarantine.is_empty())
+                .then_some(Hit { due_at: None })
+        },
+    },
     Check {
         id: CheckId::RootAccessKey,
         id_str: "root-access-key",
@@ -264,6 +280,7 @@ mod tests {
             is_root: false,
             keys,
             tags: vec![],
+            quarantine: Vec::new(),
         }
     }
     fn fired(u: &UserFacts, i: usize) -> Vec<CheckId> {
@@ -281,6 +298,31 @@ mod tests {
     }
     const A: &str = "AKIAAAAAAAAAAAAAAAAA";
     const B: &str = "AKIABBBBBBBBBBBBBBBB";
+
+    #[test]
+    fn every_active_key_of_a_quarantined_user_is_exposed_and_nothing_else_is() {
+        let mut u = user(vec![
+            key("AKIAAAAAAAAAAAAAAAA1", KeyStatus::Active, 5, Some(1)),
+            key("AKIAAAAAAAAAAAAAAAA2", KeyStatus::Active, 6, None),
+            key("AKIAAAAAAAAAAAAAAAA3", KeyStatus::Inactive, 7, None),
+        ]);
+        assert!(!fired(&u, 0).contains(&CheckId::KeyExposed));
+        u.quarantine = vec!["AWSCompromisedKeyQuarantineV2 attached to its group ops".into()];
+        assert_eq!(fired(&u, 0), vec![CheckId::KeyExposed]);
+        assert!(fired(&u, 1).contains(&CheckId::KeyExposed));
+        assert!(
+            !fired(&u, 2).contains(&CheckId::KeyExposed),
+            "an inactive key is not exposed now"
+        );
+        assert!(
+            user_trips_a_check(&u, &POLICY, now()),
+            "a new key of a quarantined user is worth the calls"
+        );
+        let mut root = u.clone();
+        root.is_root = true;
+        assert!(!fired(&root, 0).contains(&CheckId::KeyExposed));
+        assert_eq!(CheckId::KeyExposed.check().severity, Severity::Critical);
+    }
 
     #[test]
     fn age_thresholds_on_both_sides_of_each_boundary() {

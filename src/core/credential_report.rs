@@ -145,6 +145,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserFacts>, ReportParseError> {
             arn: arn.to_owned(),
             keys,
             tags: Vec::new(),
+            quarantine: Vec::new(),
         });
     }
     Ok(users)

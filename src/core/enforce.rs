@@ -262,10 +262,21 @@ pub fn select(
     let mut eligible: Vec<Selected> = Vec::new();
     let mut keys = BTreeSet::new();
     let runs: BTreeSet<Timestamp> = ledger.runs.iter().map(|r| r.at).collect();
+    // A user AWS found exposed is for a human to handle (deactivating a key
+    // mid-incident may break production): none of that user's keys is acted on.
+    let exposed: BTreeSet<(&AccountId, &str)> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == CheckId::KeyExposed)
+        .map(|f| (&f.account_id, f.user_name.as_str()))
+        .collect();
     for f in &report.findings {
         let Some(key) = &f.access_key_id else {
             continue;
         };
+        if exposed.contains(&(&f.account_id, f.user_name.as_str())) {
+            continue;
+        }
         let id = finding_id(&f.account_id, Some(key), f.check);
         let Some(entry) = ledger.entries.get(&id).filter(|e| e.is_open()) else {
             continue;

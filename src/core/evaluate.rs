@@ -117,7 +117,7 @@ pub fn evaluate_account(
         let exemption = exemption_for(account, user, &rules.exemptions, now);
         let mut owner = None;
         for key in &user.keys {
-            let hits = evaluate_key(Subject { user, key }, &rules.policy, now);
+            let mut hits = evaluate_key(Subject { user, key }, &rules.policy, now);
             if hits.is_empty() {
                 continue;
             }
@@ -136,7 +136,12 @@ pub fn evaluate_account(
                     age_days: key.created_at.map(|c| days_between(c, now)),
                 });
                 if ex.status == ExemptionStatus::InForce {
-                    continue;
+                    // An exemption never silences an exposed key (it is listed
+                    // as exempt, and the key-exposed finding stands).
+                    hits.retain(|(id, _)| *id == CheckId::KeyExposed);
+                    if hits.is_empty() {
+                        continue;
+                    }
                 }
             }
             let owner = owner.get_or_insert_with(|| key_owner(user, &acct_owner, &rules.owners));
@@ -218,6 +223,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            quarantine: Vec::new(),
         }
     }
 
@@ -233,6 +239,28 @@ mod tests {
         assert_eq!(e.exempt[0].status, ExemptionStatus::InForce);
         assert_eq!(e.exempt[0].reason.as_deref(), Some("vendor lock-in"));
         assert_eq!(e.exempt[0].checks, vec![CheckId::KeyAgeOverdue]);
+    }
+
+    #[test]
+    fn an_exemption_never_silences_an_exposed_key() {
+        let mut user = old_key_user("ci", &[("keywarden:exempt", "2026-12-31 vendor lock-in")]);
+        user.quarantine = vec!["AWSCompromisedKeyQuarantineV3 attached to the user".into()];
+        let e = evaluate_account(&account(), &[], &[user], &rules(), now());
+        let checks: Vec<CheckId> = e.findings.iter().map(|f| f.check).collect();
+        assert_eq!(
+            checks,
+            vec![CheckId::KeyExposed],
+            "the overdue finding stays exempt"
+        );
+        assert_eq!(
+            e.findings[0].severity,
+            crate::core::checks::Severity::Critical
+        );
+        assert_eq!(e.exempt.len(), 1, "still listed as exempt");
+        assert_eq!(
+            e.exempt[0].checks,
+            vec![CheckId::KeyExposed, CheckId::KeyAgeOverdue]
+        );
     }
 
     #[test]

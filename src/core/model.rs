@@ -229,6 +229,10 @@ pub struct UserFacts {
     /// User tags, in the order IAM returned them. Empty when they were not
     /// fetched because no key of this user tripped a check.
     pub tags: Vec<(String, String)>,
+    /// How an AWS quarantine policy (`AWSCompromisedKeyQuarantine*`) reaches
+    /// the user ("AWSCompromisedKeyQuarantineV2 attached to the user",
+    /// "… to its group ops"); empty when none does.
+    pub quarantine: Vec<String>,
 }
 
 impl UserFacts {

@@ -389,6 +389,24 @@ fn the_cap_takes_the_oldest_keys_and_the_rest_wait() {
         .collect();
     assert_eq!(picked, [key_id(2), key_id(3)], "oldest first");
     assert_eq!(sel.waiting, 2);
+    // Issue 20: a user AWS found exposed is for a human: none of its keys
+    // is acted on, however eligible (the next ones move up).
+    let mut exposed = report.clone();
+    let mut f = report
+        .findings
+        .iter()
+        .find(|f| f.access_key_id.as_ref() == Some(&key_id(2)))
+        .unwrap()
+        .clone();
+    f.check = CheckId::KeyExposed;
+    f.severity = CheckId::KeyExposed.check().severity;
+    exposed.findings.push(f);
+    let picked: Vec<AccessKeyId> = select(&exposed, &ledger, &policy, None)
+        .selected
+        .iter()
+        .map(|s| s.access_key_id.clone())
+        .collect();
+    assert_eq!(picked, [key_id(3), key_id(1)]);
     // The same facts with a key too recently told are left out, not the next one instead.
     let sel = select(
         &report,

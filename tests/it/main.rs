@@ -17,6 +17,7 @@ mod faults_moto;
 mod first_hour;
 mod golden;
 mod infra;
+mod key_risk_moto;
 mod lambda_moto;
 mod least_privilege;
 mod ledger_moto;

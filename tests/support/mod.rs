@@ -42,8 +42,15 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With these environment variables for moto (e.g.
+    /// `MOTO_IAM_LOAD_MANAGED_POLICIES=true`: AWS's managed policies exist).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(python())
             .arg(root().join("tools/moto_server.py"))
+            .envs(env.iter().copied())
             .args(["--port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

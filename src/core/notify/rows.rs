@@ -147,7 +147,9 @@ pub fn key_row(
 /// is never told to create a third).
 pub fn key_action(checks: &[CheckId]) -> &'static str {
     let has = |c| checks.contains(&c);
-    if has(CheckId::RootAccessKey) {
+    if has(CheckId::KeyExposed) {
+        "AWS found a key of this user exposed in public: rotate every key of this user now (create a new key, move every consumer, delete the old ones), check CloudTrail for calls you do not recognise, and keep the quarantine policy attached until the support case says otherwise."
+    } else if has(CheckId::RootAccessKey) {
         "Delete the root user's access key (deactivate it first if anything may still use it) and use IAM roles instead."
     } else if has(CheckId::TwoActiveKeys) {
         "Finish the rotation: move everything that uses this key to the user's newer key, then deactivate this one and delete it after a quiet period."
@@ -349,6 +351,7 @@ pub(super) fn how_to(checks: impl IntoIterator<Item = CheckId>) -> Vec<HowTo> {
 pub(super) fn phrase(check: CheckId, n: usize) -> String {
     let s = if n == 1 { "" } else { "s" };
     match check {
+        CheckId::KeyExposed => format!("{n} exposed access key{s} to rotate now"),
         CheckId::RootAccessKey => format!("{n} root access key{s} to delete"),
         CheckId::KeyAgeOverdue => format!("{n} AWS access key{s} overdue for rotation"),
         CheckId::KeyUnused => format!("{n} unused AWS access key{s} to deactivate"),
@@ -374,12 +377,15 @@ pub(super) fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> Exemp
             .as_ref()
             .map(|k| k.to_string())
             .unwrap_or_else(|| "root access key".into()),
+        // What the exemption suppresses: never key-exposed (its finding stands).
         checks: e
             .checks
             .iter()
+            .filter(|c| **c != CheckId::KeyExposed)
             .map(|c| c.as_str())
             .collect::<Vec<_>>()
             .join(", "),
+        exposed: e.checks.contains(&CheckId::KeyExposed),
         source: match e.source {
             crate::core::report::ExemptionSource::UserTag => "user tag",
             crate::core::report::ExemptionSource::ConfigAccount => "exempt_accounts",
@@ -428,6 +434,8 @@ pub struct ExemptRow {
     pub until: String,
     pub reason: String,
     pub expiring_soon: bool,
+    /// AWS quarantined the user: exempt but exposed (key-exposed stands).
+    pub exposed: bool,
     /// In force with no end date, or ending more than 30 days from now.
     pub long: bool,
 }

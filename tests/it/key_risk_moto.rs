@@ -1,0 +1,179 @@
+//! Which keys matter (issue 20), end to end: the real binary against moto
+//! with AWS's managed policies loaded (`MOTO_IAM_LOAD_MANAGED_POLICIES`),
+//! the shipped member-role template and IAM policy enforcement on.
+//! `key-exposed`: a user AWS quarantined (the policy attached directly, or
+//! through a group) has every active key flagged critical, an exemption does
+//! not silence it, and its owner is told to rotate every key.
+
+use crate::support::{run, Moto, Seeded, NOW};
+use serde_json::{json, Value};
+
+const V2: &str = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2";
+const V3: &str = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
+
+fn moto() -> Moto {
+    Moto::start_with(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")])
+}
+
+fn seed(moto: &Moto) -> Seeded {
+    let fresh = json!([{"age_days": 5, "last_used_days": 1}]);
+    moto.seed(&json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "management", "email": "root@example.com", "management": true,
+             "users": [{"name": "admin", "tags": {"owner": "admin@example.com"}, "keys": fresh}]},
+            {"name": "prod", "email": "prod@example.com", "scan_role": "stackset",
+             "groups": [{"name": "quarantined-ops", "policies": [V3]}],
+             "users": [
+                 {"name": "leaky", "tags": {"owner": "leaky@example.com"}, "policies": [V2],
+                  "keys": [{"age_days": 5, "last_used_days": 1}, {"age_days": 20, "last_used_days": 0}]},
+                 {"name": "grouped", "tags": {"owner": "grouped@example.com"},
+                  "groups": ["quarantined-ops"], "keys": fresh},
+                 {"name": "vendor", "policies": [V3],
+                  "tags": {"owner": "vendor@example.com",
+                           "keywarden:exempt": "${now+60d} vendor integration (SEC-1)"},
+                  "keys": [{"age_days": 200, "last_used_days": 1}]},
+                 {"name": "clean", "tags": {"owner": "clean@example.com"}, "keys": fresh}
+             ]}
+        ]
+    }))
+}
+
+fn scan(moto: &Moto, seeded: &Seeded) -> (i32, Value, String) {
+    let (ak, sk) = seeded.scanner();
+    let (code, stdout, stderr) = run(moto.keywarden((&ak, &sk)).args([
+        "scan",
+        "--format",
+        "json",
+        "--no-state",
+        "--now",
+        NOW,
+    ]));
+    let report =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (code, report, stderr)
+}
+
+#[test]
+fn every_active_key_of_a_quarantined_user_is_exposed_whatever_the_exemption_says() {
+    let moto = moto();
+    let seeded = seed(&moto);
+    let (code, report, stderr) = scan(&moto, &seeded);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["summary"]["accounts_failed"], 0, "{report}");
+    let exposed: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "key-exposed")
+        .map(|f| {
+            assert_eq!(f["severity"], "critical");
+            (
+                f["user_name"].as_str().unwrap().to_owned(),
+                f["access_key_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        ("grouped".to_owned(), seeded.key("prod", "grouped", 0)),
+        ("leaky".to_owned(), seeded.key("prod", "leaky", 0)),
+        ("leaky".to_owned(), seeded.key("prod", "leaky", 1)),
+        ("vendor".to_owned(), seeded.key("prod", "vendor", 0)),
+    ];
+    expected.sort();
+    let mut got = exposed.clone();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "both of leaky's keys, grouped's through its group, vendor's despite the exemption"
+    );
+    // The exemption silences vendor's overdue key, not its exposure; it is still listed.
+    let vendor: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["user_name"] == "vendor")
+        .collect();
+    assert_eq!(vendor.len(), 1, "only key-exposed: {vendor:?}");
+    let listed = report["exempt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["user_name"] == "vendor")
+        .expect("vendor is listed as exempt");
+    assert_eq!(listed["checks"], json!(["key-exposed", "key-age-overdue"]));
+    // A clean user and the management account: nothing.
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["user_name"] != "clean" && f["user_name"] != "admin"));
+}
+
+#[test]
+fn the_owner_is_told_to_rotate_every_key_and_the_digest_opens_with_the_exposure() {
+    let moto = moto();
+    let seeded = seed(&moto);
+    let (ak, sk) = seeded.scanner();
+    let outbox = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args([
+            "notify",
+            "--format",
+            "json",
+            "--no-state",
+            "--now",
+            NOW,
+            "--outbox",
+        ])
+        .arg(outbox.path())
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    let text = |p: &std::path::Path| {
+        let raw = std::fs::read(p).unwrap();
+        let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        (
+            msg.to()
+                .and_then(|t| t.first())
+                .and_then(|a| a.address())
+                .unwrap_or("")
+                .to_owned(),
+            msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        )
+    };
+    let leaky = files
+        .iter()
+        .map(|p| text(p))
+        .find(|(to, _)| to == "leaky@example.com")
+        .expect("leaky is mailed");
+    assert!(
+        leaky.1.contains("rotate every key of this user now"),
+        "{}",
+        leaky.1
+    );
+    assert!(
+        leaky.1.contains("keep the quarantine policy attached"),
+        "{}",
+        leaky.1
+    );
+    let digest = text(files.last().unwrap()).1;
+    let exposed = digest
+        .find("key-exposed")
+        .expect("the digest names the exposure");
+    let overdue = digest.find("key-age-overdue").unwrap_or(usize::MAX);
+    assert!(exposed < overdue, "exposure first:\n{digest}");
+    assert!(
+        digest.contains("(EXEMPT BUT EXPOSED: AWS quarantined this user, key-exposed stands): vendor integration (SEC-1) (user tag; suppresses key-age-overdue)"),
+        "{digest}"
+    );
+}
