@@ -19,6 +19,7 @@ pub mod notify;
 pub mod ocsf;
 pub mod owners;
 pub mod plan;
+pub mod privilege;
 pub mod record;
 pub mod report;
 pub mod summary;
