@@ -88,6 +88,11 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
         "owner_email",
         "owner_rule",
         "remediation",
+        "privilege",
+        "privilege_conditional",
+        "privilege_evidence",
+        "risk_rank",
+        "risk_reason",
     ])?;
     for f in findings {
         w.write_record([
@@ -114,6 +119,27 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
                 .unwrap_or_default(),
             cell(&f.owner.rule),
             f.remediation.clone(),
+            f.privilege
+                .as_ref()
+                .map(|p| p.class.as_str().to_owned())
+                .unwrap_or_default(),
+            f.privilege
+                .as_ref()
+                .map(|p| p.conditional.to_string())
+                .unwrap_or_default(),
+            // Evidence names IAM policies and users: data, neutralised.
+            f.privilege
+                .as_ref()
+                .map(|p| cell(&p.evidence.join("; ")))
+                .unwrap_or_default(),
+            f.risk
+                .as_ref()
+                .map(|r| r.rank.to_string())
+                .unwrap_or_default(),
+            f.risk
+                .as_ref()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default(),
         ])?;
     }
     let bytes = w

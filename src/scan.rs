@@ -17,9 +17,10 @@ use crate::aws::organizations::{Listing, Organizations};
 use crate::aws::sts::{Caller, Sts};
 use crate::aws::AwsError;
 use crate::config::Settings;
-use crate::core::checks::user_trips_a_check;
+use crate::core::checks::{user_trips_a_check, CheckId};
 use crate::core::evaluate::{evaluate_account, Rules};
 use crate::core::model::{Account, AccountId, UserFacts};
+use crate::core::privilege::Privilege;
 use crate::core::record::ObservedKey;
 use crate::core::report::{
     key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
@@ -215,6 +216,8 @@ pub struct Scanner {
     org_tag_slots: Arc<PrioritySlots>,
     /// AWS's quarantine policies, listed once per run.
     quarantine_names: Arc<tokio::sync::OnceCell<Vec<String>>>,
+    /// AWS managed policy documents, read once per run.
+    aws_policies: Arc<crate::aws::iam::PolicyCache>,
 }
 
 impl Scanner {
@@ -243,6 +246,7 @@ impl Scanner {
             polling,
             org_tag_slots: Arc::new(PrioritySlots::new(4)),
             quarantine_names: Arc::default(),
+            aws_policies: Arc::default(),
         }
     }
 
@@ -756,6 +760,24 @@ impl Scanner {
             }
             observed.insert(user.user_name.clone(), observe(&user.keys));
         }
+        // What each user with findings can do: read beside nothing else and
+        // within the account's budget; what cannot be read is `unknown`, the
+        // findings stand.
+        let privileges = tokio::time::timeout_at(until, self.privileges(&iam, &users))
+            .await
+            .unwrap_or_else(|_| {
+                users
+                    .iter()
+                    .map(|u| {
+                        (
+                            u.user_name.clone(),
+                            Privilege::unknown(
+                                "its policies were not read within the account's time budget",
+                            ),
+                        )
+                    })
+                    .collect()
+            });
         let mut tags_read = None;
         let account_tags = if in_org
             && !users.is_empty()
@@ -826,6 +848,14 @@ impl Scanner {
                 ev
             }
         };
+        let mut evaluation = evaluation;
+        for f in &mut evaluation.findings {
+            f.privilege = if f.check == CheckId::RootAccessKey {
+                Some(Privilege::root())
+            } else {
+                privileges.get(&f.user_name).cloned()
+            };
+        }
         AccountOutcome {
             account: account.clone(),
             alias,
@@ -842,6 +872,36 @@ impl Scanner {
             key_ages,
             observed,
         }
+    }
+
+    /// What each (non-root) user can do, from its policies; a user whose
+    /// policies cannot be read is `unknown`, saying why.
+    async fn privileges(&self, iam: &Iam, users: &[UserFacts]) -> BTreeMap<String, Privilege> {
+        let account = crate::aws::iam::PolicyCache::default();
+        let table = crate::core::privilege::table::Table::shipped();
+        // A few users at a time: IAM's budget is the account's.
+        futures::stream::iter(users.iter().filter(|u| !u.is_root))
+            .map(|user| async {
+            let p = match iam
+                .user_policies(&user.user_name, &self.aws_policies, &account)
+                .await
+            {
+                Ok(up) => {
+                    crate::core::privilege::of_user(table, &up.identity, up.boundary.as_ref())
+                }
+                Err(e) => {
+                    warn!(error = %e, user = %user.user_name, "cannot read the user's policies");
+                    Privilege::unknown(format!(
+                        "its policies could not be read ({}: {})",
+                        e.operation, e.code
+                    ))
+                }
+            };
+            (user.user_name.clone(), p)
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await
     }
 
     /// Adds key ids, exact creation dates and tags to a user that tripped a check.

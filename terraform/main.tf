@@ -31,6 +31,16 @@ locals {
     "iam:ListPolicies",
     "iam:ListEntitiesForPolicy",
     "iam:GetGroup",
+    "iam:GetUser",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListUserPolicies",
+    "iam:GetUserPolicy",
+    "iam:ListGroupsForUser",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
   ]
   ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail"]
   ses_identity_actions = ["ses:GetEmailIdentity"]

@@ -20,6 +20,7 @@ Spec (every field optional unless marked):
                  "groups": [{"name"*, "policies": ["<managed policy ARN>"]}],   # IAM groups, before the users
                  "users": [{"name"*, "tags": {k: v}, "path", "groups": ["<group>"],
                             "policies": ["<managed policy ARN>"],   # attached to the user
+                            "inline": {"<name>": <policy document>},  # inline policies
                             "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "buckets": ["name" | {"name", "versioning": bool, "encryption": "AES256" | "aws:kms"}],
@@ -71,6 +72,16 @@ IAM_ACTIONS = [
     "iam:ListPolicies",
     "iam:ListEntitiesForPolicy",
     "iam:GetGroup",
+    "iam:GetUser",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListUserPolicies",
+    "iam:GetUserPolicy",
+    "iam:ListGroupsForUser",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
 ]
 
 
@@ -209,6 +220,8 @@ def main():
                 iam.add_user_to_group(GroupName=group, UserName=user["name"])
             for arn in user.get("policies", []):
                 iam.attach_user_policy(UserName=user["name"], PolicyArn=arn)
+            for name, document in user.get("inline", {}).items():
+                iam.put_user_policy(UserName=user["name"], PolicyName=name, PolicyDocument=json.dumps(document))
             for i, key in enumerate(user.get("keys", [])):
                 k = iam.create_access_key(UserName=user["name"])["AccessKey"]
                 if key.get("status", "Active") != "Active":

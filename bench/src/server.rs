@@ -565,6 +565,17 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
                 .map(|n| format!("<member><PolicyName>{n}</PolicyName><Arn>arn:aws:iam::aws:policy/{n}</Arn><Path>/</Path><DefaultVersionId>v1</DefaultVersionId><AttachmentCount>0</AttachmentCount><IsAttachable>true</IsAttachable></member>"))
                 .collect::<String>())),
         "ListEntitiesForPolicy" => wrap(&action, "<PolicyGroups/><PolicyUsers/><PolicyRoles/><IsTruncated>false</IsTruncated>"),
+        // privilege: users have no policies here (a knob for admin shares is left to issue 24's bench work).
+        "GetUser" => {
+            let Some(u) = user_index(p).filter(|u| *u < org.users_in(account)) else {
+                return query_error(IAM_NS, 404, "NoSuchEntity", "The user with name cannot be found.");
+            };
+            wrap(&action, &format!("<User><Path>/</Path><UserName>{0}</UserName><UserId>AIDA{1:016}</UserId><Arn>arn:aws:iam::{2}:user/{0}</Arn><CreateDate>{3}</CreateDate></User>",
+                org.user_name(u), u, account_id(account), iso(org.now - 86_400 * 500)))
+        }
+        "ListAttachedUserPolicies" => wrap(&action, "<AttachedPolicies/><IsTruncated>false</IsTruncated>"),
+        "ListUserPolicies" => wrap(&action, "<PolicyNames/><IsTruncated>false</IsTruncated>"),
+        "ListGroupsForUser" => wrap(&action, "<Groups/><IsTruncated>false</IsTruncated>"),
         _ => query_error(IAM_NS, 400, "InvalidAction", "not supported by the benchmark endpoint"),
     }
 }

@@ -30,7 +30,36 @@ pub const IAM_ACTIONS: &[&str] = &[
     "iam:ListPolicies",
     "iam:ListEntitiesForPolicy",
     "iam:GetGroup",
+    // privilege: what the policies of a user with findings allow.
+    "iam:GetUser",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListUserPolicies",
+    "iam:GetUserPolicy",
+    "iam:ListGroupsForUser",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
 ];
+
+/// A user's policy documents, each with how it reaches the user, and its
+/// permissions boundary (label, document JSON as IAM returned it).
+#[derive(Debug, Clone, Default)]
+pub struct UserPolicies {
+    pub identity: Vec<(String, String)>,
+    pub boundary: Option<(String, String)>,
+}
+
+/// Policy documents read once: AWS managed ones once per run (the same in
+/// every account), an account's own ones and its groups' once per account.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    /// Managed policy ARN → document.
+    managed: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Group name → its (label, document) list.
+    groups: std::sync::Mutex<BTreeMap<String, Vec<(String, String)>>>,
+}
 
 /// The name every AWS quarantine policy starts with: AWS attaches one to a
 /// user when it finds one of the user's keys exposed in public.
@@ -217,6 +246,203 @@ impl Iam {
             }
         }
         Ok(out)
+    }
+
+    /// Every policy document of `user` (attached and inline, its own and its
+    /// groups'), and its permissions boundary. `run` caches AWS managed
+    /// documents for the whole run, `account` the account's own and its
+    /// groups'.
+    pub async fn user_policies(
+        &self,
+        user: &str,
+        run: &PolicyCache,
+        account: &PolicyCache,
+    ) -> Result<UserPolicies, AwsError> {
+        let mut out = UserPolicies::default();
+        let me = self
+            .client
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetUser", e))?;
+        if let Some(arn) = me
+            .user()
+            .and_then(|u| u.permissions_boundary())
+            .and_then(|b| b.permissions_boundary_arn())
+        {
+            let doc = self.managed_document(arn, run, account).await?;
+            out.boundary = Some((policy_name(arn).to_owned(), doc));
+        }
+        let attached: Vec<(String, String)> = self
+            .client
+            .list_attached_user_policies()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("iam:ListAttachedUserPolicies", e))?
+            .into_iter()
+            .filter_map(|p| Some((p.policy_name()?.to_owned(), p.policy_arn()?.to_owned())))
+            .collect();
+        for (name, arn) in attached {
+            let doc = self.managed_document(&arn, run, account).await?;
+            out.identity
+                .push((format!("{name} attached to the user"), doc));
+        }
+        let inline: Vec<String> = self
+            .client
+            .list_user_policies()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("iam:ListUserPolicies", e))?;
+        for name in inline {
+            let doc = self
+                .client
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(&name)
+                .send()
+                .await
+                .map_err(|e| classify("iam:GetUserPolicy", e))?
+                .policy_document()
+                .to_owned();
+            out.identity.push((format!("inline policy {name}"), doc));
+        }
+        let groups: Vec<String> = self
+            .client
+            .list_groups_for_user()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("iam:ListGroupsForUser", e))?
+            .into_iter()
+            .map(|g| g.group_name().to_owned())
+            .collect();
+        for group in groups {
+            let cached = account
+                .groups
+                .lock()
+                .ok()
+                .and_then(|g| g.get(&group).cloned());
+            let docs = match cached {
+                Some(d) => d,
+                None => {
+                    let d = self.group_policies(&group, run, account).await?;
+                    if let Ok(mut g) = account.groups.lock() {
+                        g.insert(group.clone(), d.clone());
+                    }
+                    d
+                }
+            };
+            out.identity.extend(docs);
+        }
+        Ok(out)
+    }
+
+    async fn group_policies(
+        &self,
+        group: &str,
+        run: &PolicyCache,
+        account: &PolicyCache,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        let mut out = Vec::new();
+        let attached: Vec<(String, String)> = self
+            .client
+            .list_attached_group_policies()
+            .group_name(group)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("iam:ListAttachedGroupPolicies", e))?
+            .into_iter()
+            .filter_map(|p| Some((p.policy_name()?.to_owned(), p.policy_arn()?.to_owned())))
+            .collect();
+        for (name, arn) in attached {
+            let doc = self.managed_document(&arn, run, account).await?;
+            out.push((format!("{name} attached to group {group}"), doc));
+        }
+        let inline: Vec<String> = self
+            .client
+            .list_group_policies()
+            .group_name(group)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("iam:ListGroupPolicies", e))?;
+        for name in inline {
+            let doc = self
+                .client
+                .get_group_policy()
+                .group_name(group)
+                .policy_name(&name)
+                .send()
+                .await
+                .map_err(|e| classify("iam:GetGroupPolicy", e))?
+                .policy_document()
+                .to_owned();
+            out.push((format!("inline policy {name} of group {group}"), doc));
+        }
+        Ok(out)
+    }
+
+    /// A managed policy's default version, from the cache where it is:
+    /// AWS managed policies (`arn:…:iam::aws:policy/…`) in `run`, the
+    /// account's own in `account`.
+    async fn managed_document(
+        &self,
+        arn: &str,
+        run: &PolicyCache,
+        account: &PolicyCache,
+    ) -> Result<String, AwsError> {
+        let cache = if arn.contains(":iam::aws:policy/") {
+            run
+        } else {
+            account
+        };
+        if let Some(d) = cache.managed.lock().ok().and_then(|m| m.get(arn).cloned()) {
+            return Ok(d);
+        }
+        let version = self
+            .client
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetPolicy", e))?
+            .policy()
+            .and_then(|p| p.default_version_id())
+            .unwrap_or("v1")
+            .to_owned();
+        let doc = self
+            .client
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(&version)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetPolicyVersion", e))?
+            .policy_version()
+            .and_then(|v| v.document())
+            .unwrap_or_default()
+            .to_owned();
+        if let Ok(mut m) = cache.managed.lock() {
+            m.insert(arn.to_owned(), doc.clone());
+        }
+        Ok(doc)
     }
 
     /// The names of a group's members (GetGroup, paginated).
@@ -508,4 +734,9 @@ impl Iam {
             .map_err(|e| classify("iam:DeleteAccessKey", e))?;
         Ok(())
     }
+}
+
+/// The name at the end of a policy ARN.
+fn policy_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
 }

@@ -319,6 +319,31 @@ fn open(report: &Report, f: &Finding, target: &Target, version: &str) -> AsffFin
     if let Some(owner) = &f.owner.email {
         fields.insert("keywarden/Owner".to_owned(), owner.as_str().to_owned());
     }
+    if let Some(p) = &f.privilege {
+        fields.insert(
+            "keywarden/Privilege".to_owned(),
+            p.class.as_str().to_owned(),
+        );
+        if p.conditional {
+            fields.insert(
+                "keywarden/PrivilegeConditional".to_owned(),
+                "true".to_owned(),
+            );
+        }
+        if !p.evidence.is_empty() {
+            fields.insert(
+                "keywarden/PrivilegeEvidence".to_owned(),
+                clip(p.evidence.join("; "), 1024),
+            );
+        }
+    }
+    if let Some(r) = &f.risk {
+        fields.insert("keywarden/RiskRank".to_owned(), r.rank.to_string());
+        fields.insert(
+            "keywarden/RiskReason".to_owned(),
+            clip(r.reason.clone(), 1024),
+        );
+    }
     AsffFinding {
         schema_version: SCHEMA_VERSION,
         id: format!("keywarden/{id}"),

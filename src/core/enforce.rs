@@ -430,6 +430,8 @@ mod tests {
             lifecycle: None,
             notices: None,
             escalated_at: None,
+            privilege: None,
+            risk: None,
         }
     }
     /// Due on day 0, told on days 0, 3 and 6 (the last one the final notice).

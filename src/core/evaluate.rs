@@ -170,6 +170,8 @@ pub fn evaluate_account(
                     lifecycle: None,
                     notices: None,
                     escalated_at: None,
+                    privilege: None,
+                    risk: None,
                 });
             }
         }

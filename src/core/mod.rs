@@ -22,6 +22,7 @@ pub mod plan;
 pub mod privilege;
 pub mod record;
 pub mod report;
+pub mod risk;
 pub mod summary;
 pub mod tag_cache;
 pub mod templates;

@@ -215,6 +215,8 @@ fn finding_event(report: &Report, f: &Finding, version: &str) -> Value {
             "owner_rule": f.owner.rule,
             "notices": f.notices,
             "escalated_time": f.escalated_at.map(millis),
+            "privilege": f.privilege,
+            "risk": f.risk,
         },
     })
 }

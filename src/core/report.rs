@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::checks::{CheckId, Severity, CHECKS};
 use super::model::{AccessKeyId, Account, AccountId, EmailAddress, KeyStatus, Policy};
 use super::owners::Owner;
+use super::privilege::Privilege;
 use super::record::{ActionRecord, Outcome};
 use super::record::{Lifecycle, Observed, ObservedKey, Resolved};
+use super::risk::{self, Risk};
 
 pub const SCHEMA: &str = "keywarden.report/v1";
 
@@ -62,6 +64,12 @@ pub struct Finding {
     /// With a ledger: when it escalated to the account owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<Timestamp>,
+    /// What the key can do, from its user's policies (users with findings only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privilege: Option<Privilege>,
+    /// Its place in the risk order (`rank` 1: fix it first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
 }
 
 /// Where an exemption came from.
@@ -170,6 +178,26 @@ pub const AGE_BUCKETS: [(&str, i64, Option<i64>); 6] = [
     ("180-364 days", 180, Some(364)),
     ("365+ days", 365, None),
 ];
+
+/// Gives every finding its place in the risk order ([`risk`]) as of `now`.
+pub fn rank_findings(findings: &mut [Finding], now: Timestamp) {
+    let inputs: Vec<risk::Input<'_>> = findings
+        .iter()
+        .map(|f| risk::Input {
+            check: f.check,
+            severity: f.severity,
+            class: f.privilege.as_ref().map(|p| p.class),
+            due_at: f.due_at,
+            account: &f.account_id,
+            user: &f.user_name,
+            key: f.access_key_id.as_ref(),
+        })
+        .collect();
+    let risks = risk::rank(&inputs, now);
+    for (f, r) in findings.iter_mut().zip(risks) {
+        f.risk = Some(r);
+    }
+}
 
 /// Counts active keys (with a known creation date) per [`AGE_BUCKETS`] entry.
 pub fn key_age_histogram(
@@ -445,6 +473,7 @@ impl ReportBuilder {
                 &b.access_key_id,
             ))
         });
+        rank_findings(&mut self.findings, self.evaluated_at);
         let mut summary = Summary {
             accounts_total: self.accounts.len() as u64,
             by_check: CHECKS.iter().map(|c| (c.id, 0)).collect(),

@@ -464,4 +464,18 @@ mod tests {
             "a Bcc: x@example.com b"
         );
     }
+
+    #[test]
+    fn the_sample_reports_risk_order_is_the_one_keywarden_computes() {
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let mut ranked = report.findings.clone();
+        crate::core::report::rank_findings(&mut ranked, report.evaluated_at);
+        if std::env::var_os("PRINT_SAMPLE_RISK").is_some() {
+            let risks: Vec<_> = ranked.iter().map(|f| f.risk.clone()).collect();
+            println!("RISKS={}", serde_json::to_string(&risks).unwrap());
+        }
+        for (stored, computed) in report.findings.iter().zip(&ranked) {
+            assert_eq!(stored.risk, computed.risk, "{}", stored.user_name);
+        }
+    }
 }

@@ -173,6 +173,8 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
             lifecycle: None,
             notices: None,
             escalated_at: None,
+            privilege: None,
+            risk: None,
         };
         let id = finding_id(&account, key.as_ref(), check);
         ledger.entries.insert(

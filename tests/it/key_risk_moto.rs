@@ -3,7 +3,9 @@
 //! the shipped member-role template and IAM policy enforcement on.
 //! `key-exposed`: a user AWS quarantined (the policy attached directly, or
 //! through a group) has every active key flagged critical, an exemption does
-//! not silence it, and its owner is told to rotate every key.
+//! not silence it, and its owner is told to rotate every key. `privilege`:
+//! what each flagged key can do, from its user's policies, with evidence,
+//! and one risk order over every finding.
 
 use crate::support::{run, Moto, Seeded, NOW};
 use serde_json::{json, Value};
@@ -176,4 +178,203 @@ fn the_owner_is_told_to_rotate_every_key_and_the_digest_opens_with_the_exposure(
         digest.contains("(EXEMPT BUT EXPOSED: AWS quarantined this user, key-exposed stands): vendor integration (SEC-1) (user tag; suppresses key-age-overdue)"),
         "{digest}"
     );
+}
+
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+fn allow(action: Value) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+}
+
+fn seed_privileges(moto: &Moto) -> Seeded {
+    let old = |name: &str, extra: Value| {
+        let mut u = json!({"name": name, "tags": {"owner": format!("{name}@example.com")},
+                           "keys": [{"age_days": 120, "last_used_days": 1}]});
+        u.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        u
+    };
+    moto.seed(&json!({
+        "scanner_user": true,
+        "enforce_auth": true,
+        "ses_identities": ["example.com"],
+        "accounts": [
+            {"name": "management", "email": "root@example.com", "management": true},
+            {"name": "prod", "email": "prod@example.com", "scan_role": "stackset",
+             "groups": [{"name": "admins", "policies": [ADMIN]}],
+             "users": [
+                 old("grp-admin", json!({"groups": ["admins"]})),
+                 old("star", json!({"inline": {"all": allow(json!("*"))}})),
+                 old("deployer", json!({"inline": {"deploy": allow(json!(["iam:PassRole", "lambda:CreateFunction"]))}})),
+                 old("reader", json!({"inline": {"read": allow(json!(["s3:Get*", "s3:List*"]))}})),
+                 old("power", json!({"inline": {"most": {"Version": "2012-10-17", "Statement": [
+                     {"Effect": "Allow", "NotAction": ["iam:*", "organizations:*", "lambda:*", "glue:*"], "Resource": "*"}]}}})),
+                 old("denied", json!({"inline": {
+                     "all": allow(json!("*")),
+                     "guard": {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}}}))
+             ]},
+            // A member role from before this release: it may not read policies.
+            {"name": "old-role", "email": "old@example.com", "scan_role": "stackset",
+             "drop_actions": ["iam:GetUser", "iam:ListAttachedUserPolicies", "iam:ListUserPolicies",
+                              "iam:GetUserPolicy", "iam:ListGroupsForUser", "iam:ListAttachedGroupPolicies",
+                              "iam:ListGroupPolicies", "iam:GetGroupPolicy", "iam:GetPolicy", "iam:GetPolicyVersion"],
+             "users": [old("legacy", json!({"inline": {"all": allow(json!("*"))}}))]}
+        ]
+    }))
+}
+
+#[test]
+fn each_flagged_key_says_what_it_can_do_with_evidence_and_the_findings_are_ranked() {
+    let moto = moto();
+    let seeded = seed_privileges(&moto);
+    let (code, report, stderr) = scan(&moto, &seeded);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(
+        report["summary"]["accounts_failed"], 0,
+        "no account is lost: {report}"
+    );
+    let by_user = |u: &str| -> Value {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["user_name"] == u && f["check"] == "key-age-overdue")
+            .unwrap_or_else(|| panic!("no overdue finding of {u}: {report}"))
+            .clone()
+    };
+    let expect = [
+        (
+            "grp-admin",
+            "admin",
+            "AdministratorAccess attached to group admins allows every action on every resource",
+        ),
+        (
+            "star",
+            "admin",
+            "inline policy all allows every action on every resource",
+        ),
+        (
+            "deployer",
+            "escalation",
+            "inline policy deploy allows iam:PassRole and lambda:CreateFunction on *",
+        ),
+        ("power", "write", "inline policy most allows "),
+        (
+            "reader",
+            "read",
+            "inline policy read allows only read and list actions",
+        ),
+        ("denied", "none", "no policy allows it any action"),
+        (
+            "legacy",
+            "unknown",
+            "its policies could not be read (iam:GetUser: AccessDenied)",
+        ),
+    ];
+    for (user, class, evidence) in expect {
+        let f = by_user(user);
+        assert_eq!(f["privilege"]["class"], class, "{user}: {f}");
+        let ev = f["privilege"]["evidence"].to_string();
+        assert!(ev.contains(evidence), "{user}: {ev}");
+        assert_eq!(f["privilege"]["conditional"], false);
+    }
+    // One risk order: overdue keys that can do everything, then the rest by
+    // what they can do (the unknown one between write and read).
+    let mut ranked: Vec<(u64, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["risk"]["rank"].as_u64().unwrap(),
+                f["user_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    ranked.sort();
+    let order: Vec<&str> = ranked.iter().map(|(_, u)| u.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "grp-admin",
+            "star",
+            "deployer",
+            "power",
+            "legacy",
+            "reader",
+            "denied"
+        ],
+        "{report}"
+    );
+    assert_eq!(ranked[0].0, 1);
+    let top = by_user("grp-admin");
+    assert_eq!(
+        top["risk"]["reason"],
+        "overdue for rotation (30 days past due), and it can do everything (administrator)"
+    );
+}
+
+#[test]
+fn the_digest_opens_with_fix_these_first_and_cards_say_what_the_key_can_do() {
+    let moto = moto();
+    let seeded = seed_privileges(&moto);
+    let (ak, sk) = seeded.scanner();
+    let outbox = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args([
+            "notify",
+            "--format",
+            "json",
+            "--no-state",
+            "--now",
+            NOW,
+            "--outbox",
+        ])
+        .arg(outbox.path())
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    let body = |p: &std::path::Path| {
+        let raw = std::fs::read(p).unwrap();
+        let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let to = msg
+            .to()
+            .and_then(|t| t.first())
+            .and_then(|a| a.address())
+            .unwrap_or("")
+            .to_owned();
+        (
+            to,
+            msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        )
+    };
+    let digest = body(files.last().unwrap()).1;
+    let fix = digest
+        .find("FIX THESE FIRST")
+        .expect("the digest has Fix these first");
+    let findings = digest.find("FINDINGS").unwrap();
+    assert!(fix < findings, "it comes before the counts:\n{digest}");
+    assert!(
+        digest.contains("1. key-age-overdue [high, admin]: prod ("),
+        "{digest}"
+    );
+    assert!(digest.contains("grp-admin"), "{digest}");
+    assert!(digest.contains("Why: overdue for rotation (30 days past due), and it can do everything (administrator)"), "{digest}");
+    let deployer = files
+        .iter()
+        .map(|p| body(p))
+        .find(|(to, _)| to == "deployer@example.com")
+        .expect("deployer is mailed")
+        .1;
+    assert!(deployer.contains(
+        "What this key can do: give itself more rights (privilege escalation): inline policy deploy allows iam:PassRole and lambda:CreateFunction on *"
+    ), "{deployer}");
 }

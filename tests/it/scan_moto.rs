@@ -366,8 +366,18 @@ fn other_formats_and_output_file() {
     assert_eq!(csv.lines().count(), 10, "header + 9 findings:\n{csv}");
     assert!(csv.starts_with("check,severity,account_id"));
     // Each finding says what to do, in every format.
-    assert!(csv.lines().next().unwrap().ends_with(",remediation"));
-    assert!(csv.contains(",delete the root access key"), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(
+        ",remediation,privilege,privilege_conditional,privilege_evidence,risk_rank,risk_reason"
+    ));
+    assert!(
+        csv.contains(",delete the root access key,admin,false,the account's root user,"),
+        "{csv}"
+    );
+    // Every finding has its place in the risk order; the root key's reason says why.
+    assert!(
+        csv.contains("a root user's key: it can do everything"),
+        "{csv}"
+    );
     let (_, report, _) = scan_json(&moto, &seeded, &[], &[]);
     for f in report["findings"].as_array().unwrap() {
         assert!(!f["remediation"].as_str().unwrap().is_empty(), "{f}");

@@ -55,6 +55,8 @@ fn finding(account: &str, check: CheckId, due: Option<Timestamp>) -> Finding {
         lifecycle: None,
         notices: None,
         escalated_at: None,
+        privilege: None,
+        risk: None,
     }
 }
 fn account(account: &str, status: AccountStatus) -> AccountEntry {

@@ -107,9 +107,73 @@ pub struct DeliveryFailure {
     pub error: String,
 }
 
+/// One line of "Fix these first".
+#[derive(Debug, Clone, Serialize)]
+pub struct FixFirst {
+    /// 1, 2, 3 … in this list (one line per key).
+    pub position: usize,
+    pub rank: u32,
+    pub reason: String,
+    pub check: &'static str,
+    pub severity: &'static str,
+    pub account: String,
+    pub user_name: String,
+    /// The key id, or "root access key".
+    pub access_key_id: String,
+    pub owner: String,
+    /// What the key can do, in a few words ("" when not worked out).
+    pub can_do: &'static str,
+}
+
+/// How many findings "Fix these first" lists.
+pub const FIX_FIRST: usize = 10;
+
+/// The top of the risk order, one line per key (its most urgent finding).
+pub fn fix_first(report: &Report) -> Vec<FixFirst> {
+    let mut ranked: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.risk.is_some())
+        .collect();
+    ranked.sort_by_key(|f| f.risk.as_ref().map_or(u32::MAX, |r| r.rank));
+    let mut keys = BTreeSet::new();
+    ranked
+        .into_iter()
+        .filter(|f| keys.insert((&f.account_id, &f.user_name, &f.access_key_id)))
+        .take(FIX_FIRST)
+        .enumerate()
+        .map(|(i, f)| {
+            let risk = f.risk.as_ref();
+            FixFirst {
+                position: i + 1,
+                rank: risk.map_or(0, |r| r.rank),
+                reason: risk.map(|r| r.reason.clone()).unwrap_or_default(),
+                check: f.check.as_str(),
+                severity: f.severity.as_str(),
+                account: format!("{} ({})", f.account_name, f.account_id),
+                user_name: f.user_name.clone(),
+                access_key_id: f
+                    .access_key_id
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "root access key".to_owned()),
+                owner: f
+                    .owner
+                    .email
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "nobody: owner unresolved".to_owned()),
+                can_do: f.privilege.as_ref().map_or("", |p| p.class.as_str()),
+            }
+        })
+        .collect()
+}
+
 /// What the digest templates render.
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestView {
+    /// The top of the risk order: what to fix first, and why.
+    pub fix_first: Vec<FixFirst>,
     pub evaluated_at: String,
     pub subject_prefix: String,
     pub subject_summary: String,
@@ -373,6 +437,7 @@ pub fn digest_view(
                     .unwrap_or_else(|| "-".into()),
             })
             .collect(),
+        fix_first: fix_first(report),
         unresolved: unresolved.into_iter().map(row).collect(),
         invalid_addresses: invalid.into_iter().collect(),
         exemptions_in_force: exempt_rows(in_force),

@@ -55,6 +55,24 @@ pub struct KeyRow {
     pub action: String,
     /// Every problem of the key (check titles), most urgent first.
     pub problems: Vec<&'static str>,
+    /// What the key can do, with the evidence ("give itself more rights
+    /// (privilege escalation): inline policy deploy allows …"); empty when
+    /// not worked out.
+    pub can_do: String,
+    /// The finding's place in the risk order (1: fix first).
+    pub risk_rank: Option<u32>,
+    /// Why it ranks there.
+    pub risk_reason: String,
+}
+
+/// "What this key can do", in words, with its evidence.
+pub fn can_do(p: &crate::core::privilege::Privilege) -> String {
+    let mut s = p.class.words().to_owned();
+    if !p.evidence.is_empty() {
+        s.push_str(": ");
+        s.push_str(&p.evidence.join("; "));
+    }
+    s
 }
 
 pub(super) fn date(t: Timestamp) -> String {
@@ -139,6 +157,13 @@ pub fn key_row(
         enforcement: String::new(),
         action: f.remediation.clone(),
         problems: vec![check.title],
+        can_do: f.privilege.as_ref().map(can_do).unwrap_or_default(),
+        risk_rank: f.risk.as_ref().map(|r| r.rank),
+        risk_reason: f
+            .risk
+            .as_ref()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -197,6 +222,13 @@ pub(super) fn cards(rows: Vec<KeyRow>) -> Vec<KeyRow> {
                 if card.enforcement.is_empty() {
                     card.enforcement = r.enforcement;
                 }
+                // The card ranks as its most urgent finding.
+                if r.risk_rank
+                    .is_some_and(|n| card.risk_rank.is_none_or(|c| n < c))
+                {
+                    card.risk_rank = r.risk_rank;
+                    card.risk_reason = r.risk_reason;
+                }
             }
             None => {
                 order.push(key.clone());
@@ -204,7 +236,7 @@ pub(super) fn cards(rows: Vec<KeyRow>) -> Vec<KeyRow> {
             }
         }
     }
-    order
+    let mut cards: Vec<KeyRow> = order
         .into_iter()
         .filter_map(|k| groups.remove(&k))
         .map(|(mut card, titles, checks)| {
@@ -212,7 +244,10 @@ pub(super) fn cards(rows: Vec<KeyRow>) -> Vec<KeyRow> {
             card.action = key_action(&checks).to_owned();
             card
         })
-        .collect()
+        .collect();
+    // In risk order (stable: rows without a rank keep their place, last).
+    cards.sort_by_key(|c| c.risk_rank.unwrap_or(u32::MAX));
+    cards
 }
 
 /// A row for an exempt key in force, for the oldest-keys list.
@@ -255,6 +290,9 @@ pub(super) fn exempt_key_row(e: &ExemptKey) -> KeyRow {
         enforcement: String::new(),
         action: String::new(),
         problems: vec![check.title],
+        can_do: String::new(),
+        risk_rank: None,
+        risk_reason: String::new(),
     }
 }
 

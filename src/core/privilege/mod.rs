@@ -43,15 +43,15 @@ impl Class {
         }
     }
 
-    /// In a few words, for messages ("What this key can do: …").
+    /// A verb phrase, for messages ("it can …"; `Unknown`: "not known").
     pub fn words(self) -> &'static str {
         match self {
-            Class::Admin => "everything (administrator)",
+            Class::Admin => "do everything (administrator)",
             Class::Escalation => "give itself more rights (privilege escalation)",
             Class::Write => "change resources",
             Class::Read => "only read",
-            Class::None => "nothing",
-            Class::Unknown => "unknown (its policies could not be read)",
+            Class::None => "do nothing",
+            Class::Unknown => "not known",
         }
     }
 }
@@ -115,6 +115,57 @@ fn strings(v: Option<&Value>) -> Option<Vec<String>> {
                 .collect(),
         ),
         _ => Some(Vec::new()),
+    }
+}
+
+/// A policy document as IAM's API returns it: URL-encoded JSON (RFC 3986
+/// percent-encoding); text that is already JSON is returned as it is.
+pub fn decode_document(text: &str) -> String {
+    if text.trim_start().starts_with('{') {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a user's policies allow: each `(label, document)` as IAM returned
+/// it, and the permissions boundary. A document that does not parse makes
+/// the class `unknown`, naming it.
+pub fn of_user(
+    table: &Table,
+    identity: &[(String, String)],
+    boundary: Option<&(String, String)>,
+) -> Privilege {
+    let parse =
+        |(label, text): &(String, String)| Doc::parse(label.clone(), &decode_document(text));
+    let docs: Result<Vec<Doc>, String> = identity.iter().map(parse).collect();
+    let boundary = boundary.map(parse).transpose();
+    match (docs, boundary) {
+        (Ok(docs), Ok(b)) => evaluate(table, &docs, b.as_ref()),
+        (Err(e), _) | (_, Err(e)) => Privilege::unknown(format!("a policy could not be read: {e}")),
     }
 }
 

@@ -66,7 +66,10 @@ fn not_action_allows_everything_else() {
     // Not admin (no IAM), but it may rewrite an existing function's code
     // and run as that function's role: a known escalation path.
     assert_eq!(p.class, Class::Escalation, "{p:?}");
-    assert!(p.evidence[0].contains("lambda:UpdateFunctionCode on *"), "{p:?}");
+    assert!(
+        p.evidence[0].contains("lambda:UpdateFunctionCode on *"),
+        "{p:?}"
+    );
     // NotAction with the escalation services left out too: write.
     let d = doc(
         "inline policy narrower",
@@ -272,4 +275,24 @@ proptest! {
         let capped = evaluate(t(), &docs, Some(&boundary)).class;
         prop_assert!(capped <= free, "{:?} > {:?}", capped, free);
     }
+}
+
+#[test]
+fn documents_come_url_encoded_from_iam() {
+    let enc = "%7B%22Version%22%3A%20%222012-10-17%22%2C%20%22Statement%22%3A%20%5B%7B%22Effect%22%3A%20%22Allow%22%2C%20%22Action%22%3A%20%22%2A%22%2C%20%22Resource%22%3A%20%22%2A%22%7D%5D%7D";
+    let p = of_user(
+        t(),
+        &[("inline policy all".to_owned(), enc.to_owned())],
+        None,
+    );
+    assert_eq!(p.class, Class::Admin);
+    let plain = r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+    assert_eq!(decode_document(plain), plain);
+    let bad = of_user(
+        t(),
+        &[("inline policy junk".to_owned(), "%7Bnope".to_owned())],
+        None,
+    );
+    assert_eq!(bad.class, Class::Unknown);
+    assert!(bad.evidence[0].contains("inline policy junk"), "{bad:?}");
 }
