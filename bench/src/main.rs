@@ -88,6 +88,14 @@ struct EndpointArgs {
     /// Every n-th member account denies AssumeRole (0: none).
     #[arg(long, default_value_t = 250)]
     unreachable_every: usize,
+    /// Share (percent) of flagged users with AdministratorAccess attached
+    /// (what each key can do: the policy documents keywarden reads).
+    #[arg(long, default_value_t = 0)]
+    admin_pct: u64,
+    /// Share (percent) of accounts with findings where AWS quarantined a
+    /// flagged user (key-exposed).
+    #[arg(long, default_value_t = 0)]
+    quarantined_pct: u64,
     /// Credential report generation time for any account…
     #[arg(long, default_value_t = 500)]
     report_delay_ms: u64,
@@ -118,6 +126,8 @@ impl EndpointArgs {
             accounts_with_findings_pct: self.accounts_with_findings_pct,
             owner_tag_pct: self.owner_tag_pct,
             unreachable_every: self.unreachable_every,
+            admin_pct: self.admin_pct,
+            quarantined_pct: self.quarantined_pct,
             now: NOW,
         }
     }
@@ -307,9 +317,12 @@ fn floors(spec: &OrgSpec, knobs: &Knobs, stats: &server::Stats, messages: u64) -
     };
     let (mut any_chain, mut kw_chain) = (0.0f64, 0.0f64);
     for a in 0..spec.accounts {
-        any_chain = any_chain.max(chain(a, 0.0));
         let findings = !spec.unreachable(a) && spec.flagged_in(a) > 0;
-        kw_chain = kw_chain.max(chain(a, if findings { lat } else { 0.0 }));
+        // What a flagged key can do needs its user's policies: one more
+        // round trip after the report, for any scanner (all users' calls at
+        // once); keywarden also reads keys and tags first (one more).
+        any_chain = any_chain.max(chain(a, if findings { lat } else { 0.0 }));
+        kw_chain = kw_chain.max(chain(a, if findings { 2.0 * lat } else { 0.0 }));
     }
     let any_scan = any_chain
         .max(by_rate(pages, limits.organizations) + lat)
@@ -607,6 +620,10 @@ const REALISTIC: &[&str] = &[
     "30",
     "--owner-tag-pct",
     "80",
+    "--admin-pct",
+    "10",
+    "--quarantined-pct",
+    "1",
 ];
 
 /// A bar chart of wall times against the two floors (log scale), as SVG.

@@ -24,6 +24,11 @@ pub struct OrgSpec {
     pub owner_tag_pct: u64,
     /// Every n-th member account denies AssumeRole (0: none).
     pub unreachable_every: usize,
+    /// Share (percent) of flagged users with AdministratorAccess attached.
+    pub admin_pct: u64,
+    /// Share (percent) of accounts with findings where AWS quarantined the
+    /// flagged user it picks (AWSCompromisedKeyQuarantineV3 attached).
+    pub quarantined_pct: u64,
     /// Seconds since the epoch that ages are measured from.
     pub now: i64,
 }
@@ -130,11 +135,26 @@ impl OrgSpec {
         }
     }
 
-    /// Users whose key trips a check, over the whole Organization's reachable accounts.
+    /// Whether a flagged user has AdministratorAccess attached.
+    pub fn is_admin(&self, account: usize, user: usize) -> bool {
+        self.key(account, user).flagged && self.h(account, user, 16) % 100 < self.admin_pct
+    }
+
+    /// The user AWS quarantined in this account, if any (only in accounts
+    /// with findings: the flagged user the hash picks).
+    pub fn quarantined_user(&self, account: usize) -> Option<usize> {
+        (self.has_findings(account) == Some(true)
+            && self.h(account, 0, 15) % 100 < self.quarantined_pct)
+            .then(|| (self.h(account, 0, 14) % self.users_in(account).max(1) as u64) as usize)
+    }
+
+    /// Findings over the whole Organization's reachable accounts: one per
+    /// flagged user (an overdue key), and one more (key-exposed) per
+    /// quarantined user.
     pub fn expected_findings(&self) -> u64 {
         (0..self.accounts)
             .filter(|a| !self.unreachable(*a))
-            .map(|a| self.flagged_in(a))
+            .map(|a| self.flagged_in(a) + u64::from(self.quarantined_user(a).is_some()))
             .sum()
     }
 

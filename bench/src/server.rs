@@ -564,8 +564,15 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
             ["AWSCompromisedKeyQuarantine", "AWSCompromisedKeyQuarantineV2", "AWSCompromisedKeyQuarantineV3"].iter()
                 .map(|n| format!("<member><PolicyName>{n}</PolicyName><Arn>arn:aws:iam::aws:policy/{n}</Arn><Path>/</Path><DefaultVersionId>v1</DefaultVersionId><AttachmentCount>0</AttachmentCount><IsAttachable>true</IsAttachable></member>"))
                 .collect::<String>())),
-        "ListEntitiesForPolicy" => wrap(&action, "<PolicyGroups/><PolicyUsers/><PolicyRoles/><IsTruncated>false</IsTruncated>"),
-        // privilege: users have no policies here (a knob for admin shares is left to issue 24's bench work).
+        "ListEntitiesForPolicy" => {
+            let v3 = p.get("PolicyArn").is_some_and(|a| a.ends_with("/AWSCompromisedKeyQuarantineV3"));
+            let users = match org.quarantined_user(account).filter(|_| v3) {
+                Some(u) => format!("<PolicyUsers><member><UserName>{}</UserName><UserId>AIDA{u:016}</UserId></member></PolicyUsers>", org.user_name(u)),
+                None => "<PolicyUsers/>".to_owned(),
+            };
+            wrap(&action, &format!("<PolicyGroups/>{users}<PolicyRoles/><IsTruncated>false</IsTruncated>"))
+        }
+        // privilege: --admin-pct of flagged users have AdministratorAccess; nobody has more.
         "GetUser" => {
             let Some(u) = user_index(p).filter(|u| *u < org.users_in(account)) else {
                 return query_error(IAM_NS, 404, "NoSuchEntity", "The user with name cannot be found.");
@@ -573,7 +580,16 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
             wrap(&action, &format!("<User><Path>/</Path><UserName>{0}</UserName><UserId>AIDA{1:016}</UserId><Arn>arn:aws:iam::{2}:user/{0}</Arn><CreateDate>{3}</CreateDate></User>",
                 org.user_name(u), u, account_id(account), iso(org.now - 86_400 * 500)))
         }
-        "ListAttachedUserPolicies" => wrap(&action, "<AttachedPolicies/><IsTruncated>false</IsTruncated>"),
+        "ListAttachedUserPolicies" => {
+            let admin = user_index(p).filter(|u| *u < org.users_in(account)).is_some_and(|u| org.is_admin(account, u));
+            wrap(&action, if admin {
+                "<AttachedPolicies><member><PolicyName>AdministratorAccess</PolicyName><PolicyArn>arn:aws:iam::aws:policy/AdministratorAccess</PolicyArn></member></AttachedPolicies><IsTruncated>false</IsTruncated>"
+            } else {
+                "<AttachedPolicies/><IsTruncated>false</IsTruncated>"
+            })
+        }
+        "GetPolicy" => wrap(&action, "<Policy><PolicyName>AdministratorAccess</PolicyName><Arn>arn:aws:iam::aws:policy/AdministratorAccess</Arn><Path>/</Path><DefaultVersionId>v1</DefaultVersionId><AttachmentCount>1</AttachmentCount><IsAttachable>true</IsAttachable></Policy>"),
+        "GetPolicyVersion" => wrap(&action, "<PolicyVersion><Document>%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D</Document><VersionId>v1</VersionId><IsDefaultVersion>true</IsDefaultVersion></PolicyVersion>"),
         "ListUserPolicies" => wrap(&action, "<PolicyNames/><IsTruncated>false</IsTruncated>"),
         "ListGroupsForUser" => wrap(&action, "<Groups/><IsTruncated>false</IsTruncated>"),
         _ => query_error(IAM_NS, 400, "InvalidAction", "not supported by the benchmark endpoint"),

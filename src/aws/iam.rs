@@ -259,13 +259,32 @@ impl Iam {
         account: &PolicyCache,
     ) -> Result<UserPolicies, AwsError> {
         let mut out = UserPolicies::default();
-        let me = self
-            .client
-            .get_user()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(|e| classify("iam:GetUser", e))?;
+        // The four look-ups at once: one round trip, not four.
+        let (me, attached, inline, groups) = futures::join!(
+            self.client.get_user().user_name(user).send(),
+            self.client
+                .list_attached_user_policies()
+                .user_name(user)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect(),
+            self.client
+                .list_user_policies()
+                .user_name(user)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect(),
+            self.client
+                .list_groups_for_user()
+                .user_name(user)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect(),
+        );
+        let me = me.map_err(|e| classify("iam:GetUser", e))?;
         if let Some(arn) = me
             .user()
             .and_then(|u| u.permissions_boundary())
@@ -274,15 +293,7 @@ impl Iam {
             let doc = self.managed_document(arn, run, account).await?;
             out.boundary = Some((policy_name(arn).to_owned(), doc));
         }
-        let attached: Vec<(String, String)> = self
-            .client
-            .list_attached_user_policies()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
+        let attached: Vec<(String, String)> = attached
             .map_err(|e| classify("iam:ListAttachedUserPolicies", e))?
             .into_iter()
             .filter_map(|p| Some((p.policy_name()?.to_owned(), p.policy_arn()?.to_owned())))
@@ -292,16 +303,7 @@ impl Iam {
             out.identity
                 .push((format!("{name} attached to the user"), doc));
         }
-        let inline: Vec<String> = self
-            .client
-            .list_user_policies()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("iam:ListUserPolicies", e))?;
+        let inline: Vec<String> = inline.map_err(|e| classify("iam:ListUserPolicies", e))?;
         for name in inline {
             let doc = self
                 .client
@@ -315,15 +317,7 @@ impl Iam {
                 .to_owned();
             out.identity.push((format!("inline policy {name}"), doc));
         }
-        let groups: Vec<String> = self
-            .client
-            .list_groups_for_user()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
+        let groups: Vec<String> = groups
             .map_err(|e| classify("iam:ListGroupsForUser", e))?
             .into_iter()
             .map(|g| g.group_name().to_owned())
