@@ -58,6 +58,49 @@ fn scan(moto: &Moto, seeded: &Seeded) -> (i32, Value, String) {
     (code, report, stderr)
 }
 
+/// `notify` into an outbox: every message as (recipient, text body), in
+/// file order (the digest last).
+fn notify_outbox(moto: &Moto, seeded: &Seeded) -> Vec<(String, String)> {
+    let (ak, sk) = seeded.scanner();
+    let outbox = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args([
+            "notify",
+            "--format",
+            "json",
+            "--no-state",
+            "--now",
+            NOW,
+            "--outbox",
+        ])
+        .arg(outbox.path())
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let raw = std::fs::read(p).unwrap();
+            let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+            (
+                msg.to()
+                    .and_then(|t| t.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or("")
+                    .to_owned(),
+                msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_active_key_of_a_quarantined_user_is_exposed_whatever_the_exemption_says() {
     let moto = moto();
@@ -118,44 +161,9 @@ fn every_active_key_of_a_quarantined_user_is_exposed_whatever_the_exemption_says
 fn the_owner_is_told_to_rotate_every_key_and_the_digest_opens_with_the_exposure() {
     let moto = moto();
     let seeded = seed(&moto);
-    let (ak, sk) = seeded.scanner();
-    let outbox = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(moto
-        .keywarden((&ak, &sk))
-        .args([
-            "notify",
-            "--format",
-            "json",
-            "--no-state",
-            "--now",
-            NOW,
-            "--outbox",
-        ])
-        .arg(outbox.path())
-        .env("KEYWARDEN_SENDER", "keywarden@example.com")
-        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    let text = |p: &std::path::Path| {
-        let raw = std::fs::read(p).unwrap();
-        let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-        (
-            msg.to()
-                .and_then(|t| t.first())
-                .and_then(|a| a.address())
-                .unwrap_or("")
-                .to_owned(),
-            msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-        )
-    };
-    let leaky = files
+    let mail = notify_outbox(&moto, &seeded);
+    let leaky = mail
         .iter()
-        .map(|p| text(p))
         .find(|(to, _)| to == "leaky@example.com")
         .expect("leaky is mailed");
     assert!(
@@ -168,7 +176,7 @@ fn the_owner_is_told_to_rotate_every_key_and_the_digest_opens_with_the_exposure(
         "{}",
         leaky.1
     );
-    let digest = text(files.last().unwrap()).1;
+    let digest = &mail.last().unwrap().1;
     let exposed = digest
         .find("key-exposed")
         .expect("the digest names the exposure");
@@ -319,44 +327,8 @@ fn each_flagged_key_says_what_it_can_do_with_evidence_and_the_findings_are_ranke
 fn the_digest_opens_with_fix_these_first_and_cards_say_what_the_key_can_do() {
     let moto = moto();
     let seeded = seed_privileges(&moto);
-    let (ak, sk) = seeded.scanner();
-    let outbox = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(moto
-        .keywarden((&ak, &sk))
-        .args([
-            "notify",
-            "--format",
-            "json",
-            "--no-state",
-            "--now",
-            NOW,
-            "--outbox",
-        ])
-        .arg(outbox.path())
-        .env("KEYWARDEN_SENDER", "keywarden@example.com")
-        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    let body = |p: &std::path::Path| {
-        let raw = std::fs::read(p).unwrap();
-        let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-        let to = msg
-            .to()
-            .and_then(|t| t.first())
-            .and_then(|a| a.address())
-            .unwrap_or("")
-            .to_owned();
-        (
-            to,
-            msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-        )
-    };
-    let digest = body(files.last().unwrap()).1;
+    let mail = notify_outbox(&moto, &seeded);
+    let digest = &mail.last().unwrap().1;
     let fix = digest
         .find("FIX THESE FIRST")
         .expect("the digest has Fix these first");
@@ -368,9 +340,8 @@ fn the_digest_opens_with_fix_these_first_and_cards_say_what_the_key_can_do() {
     );
     assert!(digest.contains("grp-admin"), "{digest}");
     assert!(digest.contains("Why: overdue for rotation (30 days past due), and it can do everything (administrator)"), "{digest}");
-    let deployer = files
+    let deployer = &mail
         .iter()
-        .map(|p| body(p))
         .find(|(to, _)| to == "deployer@example.com")
         .expect("deployer is mailed")
         .1;

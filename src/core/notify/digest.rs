@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::history::HistoryView;
 use super::owner::subject_parts;
-use super::rows::{aliases, exempt_key_row, exempt_row, key_row, ExemptRow, KeyRow};
+use super::rows::{
+    aliases, exempt_key_row, exempt_row, key_row, key_text, told_text, ExemptRow, KeyRow,
+};
 use crate::core::checks::{Severity, CHECKS};
 use crate::core::model::AccountId;
 use crate::core::plan::{urgency, NotifyPolicy};
@@ -152,17 +154,8 @@ pub fn fix_first(report: &Report) -> Vec<FixFirst> {
                 severity: f.severity.as_str(),
                 account: format!("{} ({})", f.account_name, f.account_id),
                 user_name: f.user_name.clone(),
-                access_key_id: f
-                    .access_key_id
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "root access key".to_owned()),
-                owner: f
-                    .owner
-                    .email
-                    .as_ref()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "nobody: owner unresolved".to_owned()),
+                access_key_id: key_text(f.access_key_id.as_ref()),
+                owner: told_text(&f.owner),
                 can_do: f.privilege.as_ref().map_or("", |p| p.class.as_str()),
             }
         })

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::rows::{aliases, exempt_row, key_row, ExemptRow, KeyRow};
+use super::rows::{aliases, exempt_row, key_row, key_text, ExemptRow, KeyRow};
 use crate::core::ledger::{exemption_key, is_overdue, median_days_to_fix, Changes, Ledger};
 use crate::core::model::{days_between, AccountId};
 use crate::core::plan::{urgency, NotifyPolicy};
@@ -182,11 +182,7 @@ pub fn history_view(
             .map(|r| ResolvedRow {
                 account: format!("{} ({})", r.account_name, r.account_id),
                 user_name: r.user_name.clone(),
-                access_key_id: r
-                    .access_key_id
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "root access key".to_owned()),
+                access_key_id: key_text(r.access_key_id.as_ref()),
                 check: r.check.as_str(),
                 check_title: r.check.check().title,
                 how: r.how.as_str().replace('_', " "),

@@ -65,6 +65,21 @@ pub struct KeyRow {
     pub risk_reason: String,
 }
 
+/// A key's id for messages: the id, or "root access key".
+pub(super) fn key_text(key: Option<&crate::core::model::AccessKeyId>) -> String {
+    key.map(|k| k.to_string())
+        .unwrap_or_else(|| "root access key".to_owned())
+}
+
+/// Who was told: the owner's address, or why nobody.
+pub(super) fn told_text(owner: &crate::core::owners::Owner) -> String {
+    owner
+        .email
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "nobody: owner unresolved".to_owned())
+}
+
 /// "What this key can do", in words, with its evidence.
 pub fn can_do(p: &crate::core::privilege::Privilege) -> String {
     let mut s = p.class.words().to_owned();
@@ -128,11 +143,7 @@ pub fn key_row(
         account_name: f.account_name.clone(),
         account_alias: alias.map(str::to_owned),
         user_name: f.user_name.clone(),
-        access_key_id: f
-            .access_key_id
-            .as_ref()
-            .map(|k| k.to_string())
-            .unwrap_or_else(|| "root access key".to_owned()),
+        access_key_id: key_text(f.access_key_id.as_ref()),
         key_status: f.key_status.as_str().to_owned(),
         age_days: f.age_days,
         created: f.created_at.map(date),
@@ -144,12 +155,7 @@ pub fn key_row(
         due,
         overdue,
         console_link: link(f),
-        told: f
-            .owner
-            .email
-            .as_ref()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "nobody: owner unresolved".to_owned()),
+        told: told_text(&f.owner),
         owner_rule: f.owner.rule.clone(),
         badge: "",
         open_days: f.first_seen.map(|t| days_between(t, now)),
@@ -267,11 +273,7 @@ pub(super) fn exempt_key_row(e: &ExemptKey) -> KeyRow {
         account_name: e.account_name.clone(),
         account_alias: None,
         user_name: e.user_name.clone(),
-        access_key_id: e
-            .access_key_id
-            .as_ref()
-            .map(|k| k.to_string())
-            .unwrap_or_else(|| "root access key".to_owned()),
+        access_key_id: key_text(e.access_key_id.as_ref()),
         key_status: KeyStatus::Active.as_str().to_owned(),
         age_days: e.age_days,
         created: None,
@@ -410,11 +412,7 @@ pub(super) fn exempt_row(e: &ExemptKey, now: Timestamp, soon_days: u32) -> Exemp
     ExemptRow {
         account: format!("{} ({})", e.account_name, e.account_id),
         user_name: e.user_name.clone(),
-        access_key_id: e
-            .access_key_id
-            .as_ref()
-            .map(|k| k.to_string())
-            .unwrap_or_else(|| "root access key".into()),
+        access_key_id: key_text(e.access_key_id.as_ref()),
         // What the exemption suppresses: never key-exposed (its finding stands).
         checks: e
             .checks
