@@ -114,8 +114,8 @@ impl Ses {
         })
     }
 
-    /// What SES says of `identity` (`keywarden doctor`); `None` when it is
-    /// not an identity here.
+    /// What SES says of `identity` (the sender check, `keywarden doctor`);
+    /// `None` when it is not an identity here.
     pub async fn identity_info(&self, identity: &str) -> Result<Option<IdentityInfo>, AwsError> {
         match self
             .client
@@ -125,6 +125,7 @@ impl Ses {
             .await
         {
             Ok(out) => Ok(Some(IdentityInfo {
+                // Either field says "verified"; some endpoints fill only VerificationStatus.
                 verified: out.verified_for_sending_status()
                     || out.verification_status() == Some(&VerificationStatus::Success),
                 dkim_signing: out.dkim_attributes().is_some_and(|d| d.signing_enabled()),
@@ -146,30 +147,11 @@ impl Ses {
 
     /// Whether `identity` (an address or a domain) exists and may send.
     pub async fn identity(&self, identity: &str) -> Result<Identity, AwsError> {
-        match self
-            .client
-            .get_email_identity()
-            .email_identity(identity)
-            .send()
-            .await
-        {
-            // Either field says "verified"; some endpoints fill only VerificationStatus.
-            Ok(out)
-                if out.verified_for_sending_status()
-                    || out.verification_status() == Some(&VerificationStatus::Success) =>
-            {
-                Ok(Identity::Verified)
-            }
-            Ok(_) => Ok(Identity::NotVerified),
-            Err(e) => {
-                let e = classify("ses:GetEmailIdentity", e);
-                if e.code == "NotFoundException" {
-                    Ok(Identity::Missing)
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        Ok(match self.identity_info(identity).await? {
+            Some(i) if i.verified => Identity::Verified,
+            Some(_) => Identity::NotVerified,
+            None => Identity::Missing,
+        })
     }
 
     /// Sends one raw message; returns the SES message id.
