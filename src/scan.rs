@@ -760,10 +760,13 @@ impl Scanner {
             }
             observed.insert(user.user_name.clone(), observe(&user.keys));
         }
-        // What each user with findings can do: read beside nothing else and
-        // within the account's budget; what cannot be read is `unknown`, the
-        // findings stand.
-        let privileges = tokio::time::timeout_at(until, self.privileges(&iam, &users))
+        // What each user with findings can do: within half of what is left
+        // of the account's budget (the account's tags, which decide its
+        // owner, come after and keep the rest); what cannot be read is
+        // `unknown`, the findings stand.
+        let started = tokio::time::Instant::now();
+        let privilege_until = started + until.saturating_duration_since(started) / 2;
+        let privileges = tokio::time::timeout_at(privilege_until, self.privileges(&iam, &users))
             .await
             .unwrap_or_else(|_| {
                 users
