@@ -119,12 +119,12 @@ impl App {
     ) -> anyhow::Result<Report> {
         self.notifier.preflight(delivery).await?;
         let opts = RunOptions {
-            mode: Mode::Organization,
-            now: self.clock_override.unwrap_or_else(Timestamp::now),
             only_accounts,
             deadline: Some(deadline),
-            open_users: Default::default(),
-            account_tags: Default::default(),
+            ..RunOptions::new(
+                Mode::Organization,
+                self.clock_override.unwrap_or_else(Timestamp::now),
+            )
         };
         let chat = match &self.chat {
             Some(c) => Some(Chat::open(&self.sdk_config, c).await?),

@@ -105,6 +105,7 @@ async fn execute_leased(
     if let Some(s) = &session {
         opts.open_users = std::sync::Arc::new(s.ledger.open_users());
         opts.account_tags = std::sync::Arc::new(s.ledger.account_tags.clone());
+        opts.privileges = std::sync::Arc::new(s.ledger.privileges.clone());
     }
     let mut report = scanner.run_as(&identity, &opts, progress).await?;
     let changes = Box::pin(settle(
@@ -113,7 +114,7 @@ async fn execute_leased(
         &mut report,
         session.as_mut(),
         opts.deadline,
-        scanner.settings().account_tags_max_age_days,
+        scanner.settings(),
     ))
     .await;
 
@@ -141,7 +142,7 @@ pub async fn settle(
     report: &mut Report,
     mut session: Option<&mut LedgerSession>,
     deadline: Option<crate::deadline::Deadline>,
-    tags_max_age_days: u32,
+    settings: &crate::config::Settings,
 ) -> Option<Changes> {
     let writes = plan.writes_state();
     // Read before reconcile stamps this run's time on the ledger.
@@ -155,7 +156,13 @@ pub async fn settle(
             &mut s.ledger.account_tags,
             &std::mem::take(&mut report.account_tags_read),
             report.evaluated_at,
-            tags_max_age_days,
+            settings.account_tags_max_age_days,
+        );
+        crate::core::privilege::cache::remember(
+            &mut s.ledger.privileges,
+            &std::mem::take(&mut report.privileges_read),
+            report.evaluated_at,
+            settings.privilege_max_age_days,
         );
     }
     report.observed = observed;

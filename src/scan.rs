@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::core::checks::{user_trips_a_check, CheckId};
 use crate::core::evaluate::{evaluate_account, Rules};
 use crate::core::model::{Account, AccountId, UserFacts};
-use crate::core::privilege::Privilege;
+use crate::core::privilege::{self, Privilege};
 use crate::core::record::ObservedKey;
 use crate::core::report::{
     key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
@@ -85,6 +85,9 @@ pub struct RunOptions {
     pub open_users: Arc<BTreeMap<AccountId, BTreeSet<String>>>,
     /// Account tags remembered by the ledger (`core::tag_cache`).
     pub account_tags: Arc<BTreeMap<AccountId, CachedTags>>,
+    /// What flagged users can do, remembered by the ledger
+    /// (`core::privilege::cache`).
+    pub privileges: Arc<privilege::cache::Cache>,
 }
 
 impl RunOptions {
@@ -96,6 +99,7 @@ impl RunOptions {
             deadline: None,
             open_users: Arc::default(),
             account_tags: Arc::default(),
+            privileges: Arc::default(),
         }
     }
 }
@@ -200,6 +204,8 @@ struct Remembered<'a> {
     open_users: Option<&'a BTreeSet<String>>,
     /// The account's tags as last read.
     tags: Option<&'a CachedTags>,
+    /// What the account's flagged users could do as last read.
+    privileges: Option<&'a BTreeMap<String, Privilege>>,
 }
 
 /// Clients and settings for a run; build once, share across accounts.
@@ -588,6 +594,7 @@ impl Scanner {
         let memory = Remembered {
             open_users: opts.open_users.get(&account.id),
             tags: opts.account_tags.get(&account.id),
+            privileges: opts.privileges.get(&account.id),
         };
         self.scan_account(caller, account, opts.now, in_org, budget, memory)
             .await
@@ -760,48 +767,33 @@ impl Scanner {
             }
             observed.insert(user.user_name.clone(), observe(&user.keys));
         }
-        // What each user with findings can do: within half of what is left
-        // of the account's budget (the account's tags, which decide its
-        // owner, come after and keep the rest); what cannot be read is
-        // `unknown`, the findings stand.
-        let started = tokio::time::Instant::now();
-        let privilege_until = started + until.saturating_duration_since(started) / 2;
-        let privileges = tokio::time::timeout_at(privilege_until, self.privileges(&iam, &users))
-            .await
-            .unwrap_or_else(|_| {
-                users
-                    .iter()
-                    .map(|u| {
-                        (
-                            u.user_name.clone(),
-                            Privilege::unknown(
-                                "its policies were not read within the account's time budget",
-                            ),
-                        )
-                    })
-                    .collect()
-            });
+        // What each user with findings can do, beside the account's tags
+        // (which decide its owner): both within the account's budget; what
+        // cannot be read is `unknown` (or what an earlier run read), the
+        // findings stand.
+        let privileges = self.privileges(&iam, &account.id, &users, memory.privileges, now, until);
         let mut tags_read = None;
-        let account_tags = if in_org
-            && !users.is_empty()
-            && !self.settings.owners.account_owner_tag_keys.is_empty()
-        {
-            match tag_cache::source(
-                memory.tags,
-                &account.id,
-                now,
-                self.settings.account_tags_max_age_days,
-            ) {
-                TagSource::Cached(c) => Some(c.tags.clone()),
-                TagSource::Read { fallback } => {
-                    // Few at a time: Organizations' budget is small and shared with the
-                    // listing; as patient as the listing, since the owner depends on it.
-                    // Accounts with no usable tags (never read, or stale past twice the
-                    // max age: the owner is unknown without them) go before routine
-                    // refreshes.
-                    // Within the account's budget: waiting out throttling
-                    // must never cost the findings (issue 22 item 10).
-                    let read = tokio::time::timeout_at(until, async {
+        let account_tags = async {
+            if in_org
+                && !users.is_empty()
+                && !self.settings.owners.account_owner_tag_keys.is_empty()
+            {
+                match tag_cache::source(
+                    memory.tags,
+                    &account.id,
+                    now,
+                    self.settings.account_tags_max_age_days,
+                ) {
+                    TagSource::Cached(c) => Some(c.tags.clone()),
+                    TagSource::Read { fallback } => {
+                        // Few at a time: Organizations' budget is small and shared with the
+                        // listing; as patient as the listing, since the owner depends on it.
+                        // Accounts with no usable tags (never read, or stale past twice the
+                        // max age: the owner is unknown without them) go before routine
+                        // refreshes.
+                        // Within the account's budget: waiting out throttling
+                        // must never cost the findings (issue 22 item 10).
+                        let read = tokio::time::timeout_at(until, async {
                         let _permit = self.org_tag_slots.acquire(fallback.is_none()).await;
                         patiently(|| self.orgs.account_tags(&account.id)).await
                     })
@@ -813,28 +805,31 @@ impl Scanner {
                             "the account's tags could not be read within its time budget (Organizations is throttling)",
                         ))
                     });
-                    match read {
-                        Ok(t) => {
-                            tags_read = Some(t.clone());
-                            Some(t)
+                        match read {
+                            Ok(t) => {
+                                tags_read = Some(t.clone());
+                                Some(t)
+                            }
+                            Err(e) => match fallback {
+                                Some(c) => {
+                                    warn!(error = %e, read_at = %c.read_at, "cannot read the account's tags; using the ones read earlier");
+                                    Some(c.tags.clone())
+                                }
+                                None => {
+                                    warn!(error = %e, "cannot read the account's tags: its owner is unresolved this run");
+                                    error.get_or_insert_with(|| stage_error("account_tags", &e));
+                                    None
+                                }
+                            },
                         }
-                        Err(e) => match fallback {
-                            Some(c) => {
-                                warn!(error = %e, read_at = %c.read_at, "cannot read the account's tags; using the ones read earlier");
-                                Some(c.tags.clone())
-                            }
-                            None => {
-                                warn!(error = %e, "cannot read the account's tags: its owner is unresolved this run");
-                                error.get_or_insert_with(|| stage_error("account_tags", &e));
-                                None
-                            }
-                        },
                     }
                 }
+            } else {
+                Some(Vec::new())
             }
-        } else {
-            Some(Vec::new())
         };
+        let ((privileges, privileges_read), account_tags) =
+            futures::join!(privileges, account_tags);
         // Without its tags the account owner is unknown: falling back to the
         // account email could mail the wrong person, so nobody is assumed.
         let evaluation = match &account_tags {
@@ -871,40 +866,95 @@ impl Scanner {
             findings: evaluation.findings,
             exempt: evaluation.exempt,
             tags_read,
+            privileges_read,
             error,
             key_ages,
             observed,
         }
     }
 
-    /// What each (non-root) user can do, from its policies; a user whose
-    /// policies cannot be read is `unknown`, saying why.
-    async fn privileges(&self, iam: &Iam, users: &[UserFacts]) -> BTreeMap<String, Privilege> {
-        let account = crate::aws::iam::PolicyCache::default();
-        let table = crate::core::privilege::table::Table::shipped();
-        // A few users at a time: IAM's budget is the account's.
-        futures::stream::iter(users.iter().filter(|u| !u.is_root))
-            .map(|user| async {
-            let p = match iam
-                .user_policies(&user.user_name, &self.aws_policies, &account)
-                .await
-            {
+    /// What each (non-root) user can do, from its policies, and what was
+    /// read this run (for the ledger). A user whose privilege the ledger
+    /// holds and is not due (`core::privilege::cache`) costs no call; the
+    /// others are read through the account's own IAM pace, by `until`. A
+    /// user whose policies cannot be read keeps what an earlier run read
+    /// (not too old), else is `unknown`, saying why.
+    async fn privileges(
+        &self,
+        iam: &Iam,
+        account: &AccountId,
+        users: &[UserFacts],
+        remembered: Option<&BTreeMap<String, Privilege>>,
+        now: Timestamp,
+        until: tokio::time::Instant,
+    ) -> (BTreeMap<String, Privilege>, BTreeMap<String, Privilege>) {
+        let max_age = self.settings.privilege_max_age_days;
+        let mut known = BTreeMap::new();
+        let mut due = Vec::new();
+        for user in users.iter().filter(|u| !u.is_root) {
+            let cached = remembered.and_then(|r| r.get(&user.user_name));
+            match privilege::cache::source(cached, account, now, max_age) {
+                privilege::cache::Source::Cached(p) => {
+                    known.insert(user.user_name.clone(), p.clone());
+                }
+                privilege::cache::Source::Read { fallback } => due.push((user, fallback)),
+            }
+        }
+        if due.is_empty() {
+            return (known, BTreeMap::new());
+        }
+        let reader = iam.policy_reader(&self.aws_policies);
+        let table = privilege::table::Table::shipped();
+        // A few users at a time (the reader paces the calls), until the
+        // account's budget ends: what was read by then is kept.
+        let mut read: BTreeMap<String, Result<Privilege, String>> = futures::stream::iter(
+            due.iter(),
+        )
+        .map(|(user, _)| async {
+            let p = match reader.user_policies(&user.user_name).await {
                 Ok(up) => {
-                    crate::core::privilege::of_user(table, &up.identity, up.boundary.as_ref())
+                    let mut p = privilege::of_user(table, &up.identity, up.boundary.as_ref());
+                    p.read_at = Some(now);
+                    Ok(p)
                 }
                 Err(e) => {
                     warn!(error = %e, user = %user.user_name, "cannot read the user's policies");
-                    Privilege::unknown(format!(
+                    Err(format!(
                         "its policies could not be read ({}: {})",
                         e.operation, e.code
                     ))
                 }
             };
             (user.user_name.clone(), p)
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await
+        })
+        .buffer_unordered(4)
+        .take_until(tokio::time::sleep_until(until))
+        .collect()
+        .await;
+        for (user, _) in &due {
+            read.entry(user.user_name.clone()).or_insert_with(|| {
+                Err("its policies were not read within the account's time budget".to_owned())
+            });
+        }
+        let fallbacks: BTreeMap<&str, Option<&Privilege>> = due
+            .iter()
+            .map(|(u, f)| (u.user_name.as_str(), *f))
+            .collect();
+        let mut fresh = BTreeMap::new();
+        for (user, p) in read {
+            let p = match p {
+                Ok(p) => {
+                    fresh.insert(user.clone(), p.clone());
+                    p
+                }
+                Err(why) => match fallbacks.get(user.as_str()).copied().flatten() {
+                    Some(earlier) => earlier.clone(),
+                    None => Privilege::unknown(why),
+                },
+            };
+            known.insert(user, p);
+        }
+        (known, fresh)
     }
 
     /// Adds key ids, exact creation dates and tags to a user that tripped a check.

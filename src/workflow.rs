@@ -392,6 +392,7 @@ async fn remembered(
     let session = LedgerSession::load(parts.store.clone(), &run.organization, false).await?;
     opts.open_users = std::sync::Arc::new(session.ledger.open_users());
     opts.account_tags = std::sync::Arc::new(session.ledger.account_tags.clone());
+    opts.privileges = std::sync::Arc::new(session.ledger.privileges.clone());
     Ok(())
 }
 
@@ -506,7 +507,7 @@ async fn finish(
         &mut report,
         Some(&mut session),
         deadline,
-        parts.scanner.settings().account_tags_max_age_days,
+        parts.scanner.settings(),
     ))
     .await;
     // Rendered a batch at a time (a first run at scale has thousands).

@@ -178,7 +178,7 @@ variable "settings" {
       "account_timeout_secs", "report_wait_secs", "deadline_reserve_secs", "include_accounts",
       "exclude_accounts", "include_ous", "exclude_ous", "exempt_accounts", "exempt_user_arns",
       "exempt_tag_key", "max_exemption_days", "owner_tag_keys", "account_owner_tag_keys", "notify_account_owners",
-      "account_tags_max_age_days",
+      "account_tags_max_age_days", "privilege_max_age_days",
       "reply_to", "max_send_rate", "console_link_template", "remind_every_days",
       "overdue_remind_every_days", "escalate_after_days", "deactivate_after_days", "enforce_min_notices",
       "enforce_final_notice_days", "enforce_max_per_day", "enforce_max_per_run",

@@ -24,6 +24,7 @@ and adds, under /_keywarden/:
                       {"account_id", "op": "update_access_key", "user_name", "access_key_id", "status"}
                       {"account_id", "op": "strip_role", "role_name"}: the role loses every inline policy
                       {"account_id", "op": "tag_user", "user_name", "tags": {key: value}}
+                      {"account_id", "op": "attach_user_policy", "user_name", "policy_arn"}
     change an account's IAM behind the scanner's back (no auth), as its owner would between runs
   (IAM access-key actions are authorized against the user's ARN, as AWS does,
    not moto's "*": policies scoped to users can be tested)
@@ -367,6 +368,8 @@ def iam_change(body):
             backend.delete_role_policy(body["role_name"], name)
     elif op == "tag_user":
         backend.tag_user(body["user_name"], [{"Key": k, "Value": v} for k, v in body["tags"].items()])
+    elif op == "attach_user_policy":
+        backend.attach_user_policy(body["policy_arn"], body["user_name"])
     else:
         raise ValueError(f"unknown op {op!r}")
 

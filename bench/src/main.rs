@@ -298,7 +298,13 @@ struct DayResult {
 ///
 /// Neither adds per-account chains after a budget is spent (the last call of
 /// a budget may be an account's last call), the mistake of the earlier bound.
-fn floors(spec: &OrgSpec, knobs: &Knobs, stats: &server::Stats, messages: u64) -> (f64, f64) {
+fn floors(
+    spec: &OrgSpec,
+    knobs: &Knobs,
+    stats: &server::Stats,
+    messages: u64,
+    privileges_due: &dyn Fn(usize) -> bool,
+) -> (f64, f64) {
     let lat = knobs.latency.as_secs_f64();
     let limits = &knobs.limits;
     let by_rate = |calls: f64, l: server::Limit| ((calls - l.burst).max(0.0)) / l.rate;
@@ -318,11 +324,17 @@ fn floors(spec: &OrgSpec, knobs: &Knobs, stats: &server::Stats, messages: u64) -
     let (mut any_chain, mut kw_chain) = (0.0f64, 0.0f64);
     for a in 0..spec.accounts {
         let findings = !spec.unreachable(a) && spec.flagged_in(a) > 0;
-        // What a flagged key can do needs its user's policies: one more
-        // round trip after the report, for any scanner (all users' calls at
-        // once); keywarden also reads keys and tags first (one more).
-        any_chain = any_chain.max(chain(a, if findings { lat } else { 0.0 }));
-        kw_chain = kw_chain.max(chain(a, if findings { 2.0 * lat } else { 0.0 }));
+        // What a flagged key can do needs its user's policies when they are
+        // due (see `privileges_due`): one more round trip after the report,
+        // for any scanner (all users' calls at once); keywarden also reads
+        // keys and tags first (one more).
+        let policies = if findings && privileges_due(a) {
+            lat
+        } else {
+            0.0
+        };
+        any_chain = any_chain.max(chain(a, if findings { policies } else { 0.0 }));
+        kw_chain = kw_chain.max(chain(a, if findings { lat + policies } else { 0.0 }));
     }
     let any_scan = any_chain
         .max(by_rate(pages, limits.organizations) + lat)
@@ -336,6 +348,31 @@ fn floors(spec: &OrgSpec, knobs: &Knobs, stats: &server::Stats, messages: u64) -
         0.0
     };
     (any_scan + mail, kw_scan + mail)
+}
+
+/// `privilege_max_age_days` (keywarden's default 7, or
+/// `KEYWARDEN_PRIVILEGE_MAX_AGE_DAYS` as passed to it).
+fn privilege_max_age_days() -> u64 {
+    std::env::var("KEYWARDEN_PRIVILEGE_MAX_AGE_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
+
+/// Whether what the flagged users of account `a` can do must be read again
+/// at `now` (seconds) a day after it was read: on the account's own day of
+/// the `privilege_max_age_days` cycle (keywarden's
+/// `core::tag_cache::is_refresh_day`), or every day with the cache off. A
+/// scanner that keeps the contract (privileges at most that old, refreshes
+/// spread over the cycle) can do no less.
+fn privileges_due(a: usize, now: i64) -> bool {
+    let max = privilege_max_age_days();
+    if max == 0 {
+        return true;
+    }
+    let id: u64 = org::account_id(a).parse().unwrap_or(0);
+    let day = now.div_euclid(86_400) as u64;
+    (day + id).is_multiple_of(max)
 }
 
 /// The `ms=` of the last log line that contains `what`.
@@ -496,7 +533,10 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         // Only SendEmail is throttled on SES; GetAccount and GetEmailIdentity are not messages.
         let messages = stats.calls.get("ses:SendEmail").copied().unwrap_or(0)
             - stats.throttled_by.get("ses").copied().unwrap_or(0);
-        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages);
+        // Privileges are read on the first day and then, within the
+        // contract's max age, on each account's refresh day.
+        let due = |a: usize| day == 0 || privileges_due(a, now);
+        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages, &due);
         let (owners_checked, owners_wrong) = owners(&spec, &report);
         let aws_calls: u64 = stats.calls.values().sum();
         days.push(DayResult {
@@ -776,7 +816,7 @@ async fn main() -> anyhow::Result<()> {
             let endpoint = server::start(spec, knobs).await?;
             let wall = greedy::scan(endpoint.addr, &spec, &knobs.limits).await?;
             let stats = endpoint.stats();
-            let (floor_any, _) = floors(&spec, &knobs, &stats, 0);
+            let (floor_any, _) = floors(&spec, &knobs, &stats, 0, &|_| true);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({

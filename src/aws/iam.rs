@@ -248,195 +248,22 @@ impl Iam {
         Ok(out)
     }
 
-    /// Every policy document of `user` (attached and inline, its own and its
-    /// groups'), and its permissions boundary. `run` caches AWS managed
-    /// documents for the whole run, `account` the account's own and its
-    /// groups'.
-    pub async fn user_policies(
-        &self,
-        user: &str,
-        run: &PolicyCache,
-        account: &PolicyCache,
-    ) -> Result<UserPolicies, AwsError> {
-        let mut out = UserPolicies::default();
-        // The four look-ups at once: one round trip, not four.
-        let (me, attached, inline, groups) = futures::join!(
-            self.client.get_user().user_name(user).send(),
-            self.client
-                .list_attached_user_policies()
-                .user_name(user)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect(),
-            self.client
-                .list_user_policies()
-                .user_name(user)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect(),
-            self.client
-                .list_groups_for_user()
-                .user_name(user)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect(),
-        );
-        let me = me.map_err(|e| classify("iam:GetUser", e))?;
-        if let Some(arn) = me
-            .user()
-            .and_then(|u| u.permissions_boundary())
-            .and_then(|b| b.permissions_boundary_arn())
-        {
-            let doc = self.managed_document(arn, run, account).await?;
-            out.boundary = Some((policy_name(arn).to_owned(), doc));
-        }
-        let attached: Vec<(String, String)> = attached
-            .map_err(|e| classify("iam:ListAttachedUserPolicies", e))?
-            .into_iter()
-            .filter_map(|p| Some((p.policy_name()?.to_owned(), p.policy_arn()?.to_owned())))
-            .collect();
-        for (name, arn) in attached {
-            let doc = self.managed_document(&arn, run, account).await?;
-            out.identity
-                .push((format!("{name} attached to the user"), doc));
-        }
-        let inline: Vec<String> = inline.map_err(|e| classify("iam:ListUserPolicies", e))?;
-        for name in inline {
-            let doc = self
-                .client
-                .get_user_policy()
-                .user_name(user)
-                .policy_name(&name)
-                .send()
-                .await
-                .map_err(|e| classify("iam:GetUserPolicy", e))?
-                .policy_document()
-                .to_owned();
-            out.identity.push((format!("inline policy {name}"), doc));
-        }
-        let groups: Vec<String> = groups
-            .map_err(|e| classify("iam:ListGroupsForUser", e))?
-            .into_iter()
-            .map(|g| g.group_name().to_owned())
-            .collect();
-        for group in groups {
-            let cached = account
-                .groups
-                .lock()
-                .ok()
-                .and_then(|g| g.get(&group).cloned());
-            let docs = match cached {
-                Some(d) => d,
-                None => {
-                    let d = self.group_policies(&group, run, account).await?;
-                    if let Ok(mut g) = account.groups.lock() {
-                        g.insert(group.clone(), d.clone());
-                    }
-                    d
-                }
-            };
-            out.identity.extend(docs);
-        }
-        Ok(out)
-    }
-
-    async fn group_policies(
-        &self,
-        group: &str,
-        run: &PolicyCache,
-        account: &PolicyCache,
-    ) -> Result<Vec<(String, String)>, AwsError> {
-        let mut out = Vec::new();
-        let attached: Vec<(String, String)> = self
+    /// Reads what users of this account can do, at the account's own IAM
+    /// pace (see [`PolicyReader`]); `run` caches AWS managed documents for
+    /// the whole run.
+    pub fn policy_reader<'a>(&self, run: &'a PolicyCache) -> PolicyReader<'a> {
+        let once = self
             .client
-            .list_attached_group_policies()
-            .group_name(group)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("iam:ListAttachedGroupPolicies", e))?
-            .into_iter()
-            .filter_map(|p| Some((p.policy_name()?.to_owned(), p.policy_arn()?.to_owned())))
-            .collect();
-        for (name, arn) in attached {
-            let doc = self.managed_document(&arn, run, account).await?;
-            out.push((format!("{name} attached to group {group}"), doc));
+            .config()
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .build();
+        PolicyReader {
+            client: aws_sdk_iam::Client::from_conf(once),
+            gate: super::gate::Gate::new(POLICY_CALLS_IN_FLIGHT),
+            run,
+            account: PolicyCache::default(),
         }
-        let inline: Vec<String> = self
-            .client
-            .list_group_policies()
-            .group_name(group)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("iam:ListGroupPolicies", e))?;
-        for name in inline {
-            let doc = self
-                .client
-                .get_group_policy()
-                .group_name(group)
-                .policy_name(&name)
-                .send()
-                .await
-                .map_err(|e| classify("iam:GetGroupPolicy", e))?
-                .policy_document()
-                .to_owned();
-            out.push((format!("inline policy {name} of group {group}"), doc));
-        }
-        Ok(out)
-    }
-
-    /// A managed policy's default version, from the cache where it is:
-    /// AWS managed policies (`arn:…:iam::aws:policy/…`) in `run`, the
-    /// account's own in `account`.
-    async fn managed_document(
-        &self,
-        arn: &str,
-        run: &PolicyCache,
-        account: &PolicyCache,
-    ) -> Result<String, AwsError> {
-        let cache = if arn.contains(":iam::aws:policy/") {
-            run
-        } else {
-            account
-        };
-        if let Some(d) = cache.managed.lock().ok().and_then(|m| m.get(arn).cloned()) {
-            return Ok(d);
-        }
-        let version = self
-            .client
-            .get_policy()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("iam:GetPolicy", e))?
-            .policy()
-            .and_then(|p| p.default_version_id())
-            .unwrap_or("v1")
-            .to_owned();
-        let doc = self
-            .client
-            .get_policy_version()
-            .policy_arn(arn)
-            .version_id(&version)
-            .send()
-            .await
-            .map_err(|e| classify("iam:GetPolicyVersion", e))?
-            .policy_version()
-            .and_then(|v| v.document())
-            .unwrap_or_default()
-            .to_owned();
-        if let Ok(mut m) = cache.managed.lock() {
-            m.insert(arn.to_owned(), doc.clone());
-        }
-        Ok(doc)
     }
 
     /// The names of a group's members (GetGroup, paginated).
@@ -733,4 +560,222 @@ impl Iam {
 /// The name at the end of a policy ARN.
 fn policy_name(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Policy look-ups in flight at once in one account.
+const POLICY_CALLS_IN_FLIGHT: usize = 8;
+
+/// Reads users' policy documents in one account. Its calls go through a
+/// gate of their own (`aws::gate`: one attempt per call, paced by additive
+/// increase and multiplicative decrease): IAM's budget is per account, and
+/// four users at a time with four look-ups each otherwise draw throttling
+/// storms in large accounts. The account's own managed policies and its
+/// groups' documents are read once per reader.
+#[derive(Debug)]
+pub struct PolicyReader<'a> {
+    client: aws_sdk_iam::Client,
+    gate: super::gate::Gate,
+    run: &'a PolicyCache,
+    account: PolicyCache,
+}
+
+impl PolicyReader<'_> {
+    /// Every policy document of `user` (attached and inline, its own and
+    /// its groups'), and its permissions boundary.
+    pub async fn user_policies(&self, user: &str) -> Result<UserPolicies, AwsError> {
+        let c = &self.client;
+        let mut out = UserPolicies::default();
+        // The four look-ups at once: one round trip, not four.
+        let (me, attached, inline, groups) = futures::join!(
+            self.gate.call(|| async {
+                c.get_user()
+                    .user_name(user)
+                    .send()
+                    .await
+                    .map_err(|e| classify("iam:GetUser", e))
+            }),
+            self.gate.call(|| async {
+                c.list_attached_user_policies()
+                    .user_name(user)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify("iam:ListAttachedUserPolicies", e))
+            }),
+            self.gate.call(|| async {
+                c.list_user_policies()
+                    .user_name(user)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify("iam:ListUserPolicies", e))
+            }),
+            self.gate.call(|| async {
+                c.list_groups_for_user()
+                    .user_name(user)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify("iam:ListGroupsForUser", e))
+            }),
+        );
+        if let Some(arn) = me?
+            .user()
+            .and_then(|u| u.permissions_boundary())
+            .and_then(|b| b.permissions_boundary_arn())
+        {
+            let doc = self.managed_document(arn).await?;
+            out.boundary = Some((policy_name(arn).to_owned(), doc));
+        }
+        for p in attached? {
+            let (Some(name), Some(arn)) = (p.policy_name(), p.policy_arn()) else {
+                continue;
+            };
+            let doc = self.managed_document(arn).await?;
+            out.identity
+                .push((format!("{name} attached to the user"), doc));
+        }
+        for name in inline? {
+            let doc = self
+                .gate
+                .call(|| async {
+                    c.get_user_policy()
+                        .user_name(user)
+                        .policy_name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| classify("iam:GetUserPolicy", e))
+                })
+                .await?
+                .policy_document()
+                .to_owned();
+            out.identity.push((format!("inline policy {name}"), doc));
+        }
+        for group in groups? {
+            let group = group.group_name();
+            let cached = self
+                .account
+                .groups
+                .lock()
+                .ok()
+                .and_then(|g| g.get(group).cloned());
+            let docs = match cached {
+                Some(d) => d,
+                None => {
+                    let d = self.group_policies(group).await?;
+                    if let Ok(mut g) = self.account.groups.lock() {
+                        g.insert(group.to_owned(), d.clone());
+                    }
+                    d
+                }
+            };
+            out.identity.extend(docs);
+        }
+        Ok(out)
+    }
+
+    async fn group_policies(&self, group: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let c = &self.client;
+        let mut out = Vec::new();
+        let (attached, inline) = futures::join!(
+            self.gate.call(|| async {
+                c.list_attached_group_policies()
+                    .group_name(group)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify("iam:ListAttachedGroupPolicies", e))
+            }),
+            self.gate.call(|| async {
+                c.list_group_policies()
+                    .group_name(group)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify("iam:ListGroupPolicies", e))
+            }),
+        );
+        for p in attached? {
+            let (Some(name), Some(arn)) = (p.policy_name(), p.policy_arn()) else {
+                continue;
+            };
+            let doc = self.managed_document(arn).await?;
+            out.push((format!("{name} attached to group {group}"), doc));
+        }
+        for name in inline? {
+            let doc = self
+                .gate
+                .call(|| async {
+                    c.get_group_policy()
+                        .group_name(group)
+                        .policy_name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| classify("iam:GetGroupPolicy", e))
+                })
+                .await?
+                .policy_document()
+                .to_owned();
+            out.push((format!("inline policy {name} of group {group}"), doc));
+        }
+        Ok(out)
+    }
+
+    /// A managed policy's default version, from the cache where it is: AWS
+    /// managed policies (`arn:…:iam::aws:policy/…`) in the run's, the
+    /// account's own in the reader's.
+    async fn managed_document(&self, arn: &str) -> Result<String, AwsError> {
+        let cache = if arn.contains(":iam::aws:policy/") {
+            self.run
+        } else {
+            &self.account
+        };
+        if let Some(d) = cache.managed.lock().ok().and_then(|m| m.get(arn).cloned()) {
+            return Ok(d);
+        }
+        let c = &self.client;
+        let version = self
+            .gate
+            .call(|| async {
+                c.get_policy()
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| classify("iam:GetPolicy", e))
+            })
+            .await?
+            .policy()
+            .and_then(|p| p.default_version_id())
+            .unwrap_or("v1")
+            .to_owned();
+        let doc = self
+            .gate
+            .call(|| async {
+                c.get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(&version)
+                    .send()
+                    .await
+                    .map_err(|e| classify("iam:GetPolicyVersion", e))
+            })
+            .await?
+            .policy_version()
+            .and_then(|v| v.document())
+            .unwrap_or_default()
+            .to_owned();
+        if let Ok(mut m) = cache.managed.lock() {
+            m.insert(arn.to_owned(), doc.clone());
+        }
+        Ok(doc)
+    }
 }

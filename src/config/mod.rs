@@ -68,6 +68,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("max_exemption_days", Some("90")),
     ("owner_tag_keys", Some("owner,email,contact")),
     ("account_tags_max_age_days", Some("7")),
+    ("privilege_max_age_days", Some("7")),
     ("account_owner_tag_keys", Some("owner,security-contact")),
     ("notify_account_owners", Some("true")),
     ("allowed_recipient_domains", Some("")),
@@ -151,6 +152,9 @@ pub struct Settings {
     /// How long account tags read from Organizations are reused (with a
     /// ledger); 0: read every run.
     pub account_tags_max_age_days: u32,
+    /// How long what a flagged user can do (read from its policies) is
+    /// reused (with a ledger); 0: read every run.
+    pub privilege_max_age_days: u32,
     /// The chat summary's webhook, if any.
     pub chat: Option<ChatSettings>,
     /// Import findings into Security Hub (`notify` runs that deliver).

@@ -617,6 +617,7 @@ impl RawSettings {
         let enforce_role_name = self.role("enforce_role_name")?;
         let chat = self.chat()?;
         let account_tags_max_age_days = self.integer("account_tags_max_age_days", 0, 90)? as u32;
+        let privilege_max_age_days = self.integer("privilege_max_age_days", 0, 90)? as u32;
         let securityhub_export = self.boolean("securityhub_export")?;
         let securityhub_region = match self.opt_string("securityhub_region")? {
             Some(r) if !is_region(&r) => {
@@ -639,6 +640,7 @@ impl RawSettings {
             chat,
             clock_override,
             account_tags_max_age_days,
+            privilege_max_age_days,
             enforce,
             enforce_role_name,
             notify,

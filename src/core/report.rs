@@ -335,6 +335,10 @@ pub struct Report {
     /// cache. Not part of the report's JSON.
     #[serde(skip)]
     pub account_tags_read: BTreeMap<AccountId, Vec<(String, String)>>,
+    /// What flagged users can do, as read (or re-read) this run, for the
+    /// ledger's privilege cache. Not part of the report's JSON.
+    #[serde(skip)]
+    pub privileges_read: BTreeMap<AccountId, BTreeMap<String, Privilege>>,
 }
 
 /// The outcome of one account, reduced to what the report keeps.
@@ -359,6 +363,10 @@ pub struct AccountOutcome {
     pub observed: BTreeMap<String, Vec<ObservedKey>>,
     /// The account's tags, when they were read from Organizations this run.
     pub tags_read: Option<Vec<(String, String)>>,
+    /// User name → what the user can do, for each user whose policies were
+    /// read this run (for the ledger's privilege cache).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub privileges_read: BTreeMap<String, Privilege>,
 }
 
 impl AccountOutcome {
@@ -377,6 +385,7 @@ impl AccountOutcome {
             key_ages: [0; AGE_BUCKETS.len()],
             observed: BTreeMap::new(),
             tags_read: None,
+            privileges_read: BTreeMap::new(),
         }
     }
 }
@@ -393,6 +402,7 @@ pub struct ReportBuilder {
     key_ages: [u64; AGE_BUCKETS.len()],
     observed: Observed,
     tags_read: BTreeMap<AccountId, Vec<(String, String)>>,
+    privileges_read: BTreeMap<AccountId, BTreeMap<String, Privilege>>,
     unknown_accounts: Vec<AccountId>,
 }
 
@@ -408,6 +418,7 @@ impl ReportBuilder {
             key_ages: [0; AGE_BUCKETS.len()],
             observed: Observed::new(),
             tags_read: BTreeMap::new(),
+            privileges_read: BTreeMap::new(),
             unknown_accounts: Vec::new(),
         }
     }
@@ -415,6 +426,10 @@ impl ReportBuilder {
     pub fn add(&mut self, o: AccountOutcome) {
         if let Some(tags) = o.tags_read {
             self.tags_read.insert(o.account.id.clone(), tags);
+        }
+        if !o.privileges_read.is_empty() {
+            self.privileges_read
+                .insert(o.account.id.clone(), o.privileges_read);
         }
         if o.error.is_none() {
             self.observed.insert(o.account.id.clone(), o.observed);
@@ -519,6 +534,7 @@ impl ReportBuilder {
             unknown_accounts: self.unknown_accounts,
             observed: self.observed,
             account_tags_read: self.tags_read,
+            privileges_read: self.privileges_read,
         }
     }
 }

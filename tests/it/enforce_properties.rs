@@ -125,6 +125,7 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
         unknown_accounts: vec![],
         observed: BTreeMap::new(),
         account_tags_read: BTreeMap::new(),
+        privileges_read: Default::default(),
     };
     let mut ledger = Ledger::new("o-prop");
     // One key has one creation date and one user, whatever the generator drew.

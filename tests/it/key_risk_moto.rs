@@ -349,3 +349,73 @@ fn the_digest_opens_with_fix_these_first_and_cards_say_what_the_key_can_do() {
         "What this key can do: give itself more rights (privilege escalation): inline policy deploy allows iam:PassRole and lambda:CreateFunction on *"
     ), "{deployer}");
 }
+
+/// What `reader` (prod) can do, and when it was read, in a `notify` with a
+/// ledger as of `days` after [`NOW`].
+fn reader_privilege(moto: &Moto, seeded: &Seeded, state: &std::path::Path, days: i64) -> Value {
+    let (ak, sk) = seeded.scanner();
+    let now = at(days);
+    let (code, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["notify", "--format", "json", "--now", &now, "--outbox"])
+        .arg(state.join("outbox"))
+        .arg("--state")
+        .arg(state)
+        .env("KEYWARDEN_SENDER", "keywarden@example.com")
+        .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["user_name"] == "reader")
+        .unwrap_or_else(|| panic!("reader has a finding: {report}"))["privilege"]
+        .clone()
+}
+
+fn at(days: i64) -> String {
+    let t: jiff::Timestamp = NOW.parse().unwrap();
+    (t + jiff::SignedDuration::from_hours(24 * days)).to_string()
+}
+
+#[test]
+fn what_a_user_can_do_is_remembered_and_read_again_on_the_accounts_refresh_day() {
+    let moto = moto();
+    let seeded = seed_privileges(&moto);
+    let state = tempfile::tempdir().unwrap();
+    let prod = keywarden::core::model::AccountId::parse(&seeded.account("prod")).unwrap();
+    let day = |d: i64| at(d).parse::<jiff::Timestamp>().unwrap();
+    let quiet = (1..7)
+        .find(|d| !keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
+        .unwrap();
+    let refresh = (quiet + 1..7)
+        .find(|d| keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
+        // Otherwise the max age (7 days) forces the read.
+        .unwrap_or(7);
+
+    let first = reader_privilege(&moto, &seeded, state.path(), 0);
+    assert_eq!(first["class"], "read", "{first}");
+    assert_eq!(first["read_at"], at(0), "{first}");
+
+    // The user is made an administrator behind the scanner's back.
+    moto.hook(
+        "/_keywarden/iam",
+        &json!({"account_id": seeded.account("prod"), "op": "attach_user_policy",
+                "user_name": "reader", "policy_arn": ADMIN}),
+    );
+    let remembered = reader_privilege(&moto, &seeded, state.path(), quiet);
+    assert_eq!(
+        remembered, first,
+        "day {quiet}: what the ledger remembers, read on day 0"
+    );
+    let reread = reader_privilege(&moto, &seeded, state.path(), refresh);
+    assert_eq!(reread["class"], "admin", "day {refresh}: {reread}");
+    assert_eq!(reread["read_at"], at(refresh));
+    assert!(
+        reread["evidence"]
+            .to_string()
+            .contains("AdministratorAccess attached to the user"),
+        "{reread}"
+    );
+}

@@ -216,6 +216,9 @@ pub struct Ledger {
     /// Each account's Organizations tags as last read (`core::tag_cache`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub account_tags: BTreeMap<AccountId, CachedTags>,
+    /// What each flagged user can do as last read (`core::privilege::cache`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub privileges: crate::core::privilege::cache::Cache,
 }
 
 impl Ledger {
@@ -229,6 +232,7 @@ impl Ledger {
             exemptions: BTreeMap::new(),
             runs: Vec::new(),
             account_tags: BTreeMap::new(),
+            privileges: BTreeMap::new(),
         }
     }
 

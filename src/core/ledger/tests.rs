@@ -90,6 +90,7 @@ fn report(now: Timestamp, accounts: Vec<AccountEntry>, findings: Vec<Finding>) -
         unknown_accounts: vec![],
         observed: Observed::new(),
         account_tags_read: BTreeMap::new(),
+        privileges_read: BTreeMap::new(),
     }
 }
 fn scanned(account: &str) -> Vec<AccountEntry> {

@@ -10,6 +10,7 @@
 //! `conditional` when it would be lower the other way round. SCPs, resource
 //! policies and session policies are out of scope.
 
+pub mod cache;
 pub mod escalation;
 pub mod table;
 
@@ -64,6 +65,11 @@ pub struct Privilege {
     pub conditional: bool,
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// When the policies were read (this run, or an earlier one whose
+    /// reading the ledger keeps: `core::privilege::cache`); none for a root
+    /// key and for `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<jiff::Timestamp>,
 }
 
 impl Privilege {
@@ -73,6 +79,7 @@ impl Privilege {
             class: Class::Admin,
             conditional: false,
             evidence: vec!["the account's root user".to_owned()],
+            read_at: None,
         }
     }
 
@@ -82,6 +89,7 @@ impl Privilege {
             class: Class::Unknown,
             conditional: false,
             evidence: vec![why.into()],
+            read_at: None,
         }
     }
 }
@@ -473,6 +481,7 @@ pub fn evaluate(table: &Table, identity: &[Doc], boundary: Option<&Doc>) -> Priv
         class,
         conditional,
         evidence: ev,
+        read_at: None,
     }
 }
 
