@@ -562,8 +562,9 @@ fn policy_name(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
-/// Policy look-ups in flight at once in one account.
-const POLICY_CALLS_IN_FLIGHT: usize = 8;
+/// Policy look-ups in flight at once in one account: one user's four (each
+/// call in flight holds a connection, and 128 accounts scan at once).
+const POLICY_CALLS_IN_FLIGHT: usize = 4;
 
 /// Reads users' policy documents in one account. Its calls go through a
 /// gate of their own (`aws::gate`: one attempt per call, paced by additive
