@@ -93,6 +93,9 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
         "privilege_evidence",
         "risk_rank",
         "risk_reason",
+        "usage",
+        "replace_with",
+        "replace_with_reason",
     ])?;
     for f in findings {
         w.write_record([
@@ -139,6 +142,19 @@ pub fn findings_csv(findings: &[Finding]) -> Result<String, RenderError> {
             f.risk
                 .as_ref()
                 .map(|r| r.reason.clone())
+                .unwrap_or_default(),
+            // Addresses and user agents come from CloudTrail: data, neutralised.
+            f.usage
+                .as_ref()
+                .map(|u| cell(&crate::core::notify::rows::used(u)))
+                .unwrap_or_default(),
+            f.replace_with
+                .as_ref()
+                .map(|r| r.kind.as_str().to_owned())
+                .unwrap_or_default(),
+            f.replace_with
+                .as_ref()
+                .map(|r| cell(&r.reason))
                 .unwrap_or_default(),
         ])?;
     }
@@ -378,6 +394,14 @@ fn table(r: &Report) -> String {
         }));
     }
 
+    if r.usage_not_read > 0 {
+        out.push_str(&format!(
+            "\nWhere {} flagged key{} {} used was not read this run (at most 20 keys per account and run, and usage_max_keys_without_ledger without a ledger); with a ledger the rest are read on the next runs.\n",
+            r.usage_not_read,
+            if r.usage_not_read == 1 { "" } else { "s" },
+            if r.usage_not_read == 1 { "is" } else { "are" },
+        ));
+    }
     let failed: Vec<_> = r
         .accounts
         .iter()

@@ -106,6 +106,7 @@ async fn execute_leased(
         opts.open_users = std::sync::Arc::new(s.ledger.open_users());
         opts.account_tags = std::sync::Arc::new(s.ledger.account_tags.clone());
         opts.privileges = std::sync::Arc::new(s.ledger.privileges.clone());
+        opts.usage = Some(std::sync::Arc::new(s.ledger.usage.clone()));
     }
     let mut report = scanner.run_as(&identity, &opts, progress).await?;
     let changes = Box::pin(settle(
@@ -163,6 +164,12 @@ pub async fn settle(
             &std::mem::take(&mut report.privileges_read),
             report.evaluated_at,
             settings.privilege_max_age_days,
+        );
+        crate::core::usage::remember(
+            &mut s.ledger.usage,
+            &std::mem::take(&mut report.usage_read),
+            report.evaluated_at,
+            settings.usage.refresh_days,
         );
     }
     report.observed = observed;

@@ -12,6 +12,7 @@ use futures::{SinkExt, StreamExt};
 use jiff::Timestamp;
 use tracing::{info, warn, Instrument};
 
+use crate::aws::cloudtrail::Trail;
 use crate::aws::iam::{Iam, ReportPolling};
 use crate::aws::organizations::{Listing, Organizations};
 use crate::aws::sts::{Caller, Sts};
@@ -19,6 +20,7 @@ use crate::aws::AwsError;
 use crate::config::Settings;
 use crate::core::checks::{user_trips_a_check, CheckId};
 use crate::core::evaluate::{evaluate_account, Rules};
+use crate::core::model::AccessKeyId;
 use crate::core::model::{Account, AccountId, UserFacts};
 use crate::core::privilege::{self, Privilege};
 use crate::core::record::ObservedKey;
@@ -26,6 +28,7 @@ use crate::core::report::{
     key_age_histogram, AccountOutcome, InventorySource, Report, ReportBuilder, StageError,
 };
 use crate::core::tag_cache::{self, CachedTags, TagSource};
+use crate::core::usage::{self, Usage};
 use crate::deadline::Deadline;
 
 /// A failure that stops the whole run before any account is scanned.
@@ -88,6 +91,13 @@ pub struct RunOptions {
     /// What flagged users can do, remembered by the ledger
     /// (`core::privilege::cache`).
     pub privileges: Arc<privilege::cache::Cache>,
+    /// Where flagged keys were used, remembered by the ledger
+    /// (`core::usage`); `None` without a ledger (then at most
+    /// `usage_max_keys_without_ledger` footprints are read).
+    pub usage: Option<Arc<usage::Cache>>,
+    /// Footprints a run without a ledger has read so far (shared by its
+    /// accounts).
+    pub usage_read: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl RunOptions {
@@ -100,6 +110,8 @@ impl RunOptions {
             open_users: Arc::default(),
             account_tags: Arc::default(),
             privileges: Arc::default(),
+            usage: None,
+            usage_read: Arc::default(),
         }
     }
 }
@@ -198,7 +210,7 @@ impl PrioritySlots {
 }
 
 /// What the ledger remembers about one account, for its scan.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Remembered<'a> {
     /// Users with open findings: their keys are re-read.
     open_users: Option<&'a BTreeSet<String>>,
@@ -206,6 +218,10 @@ struct Remembered<'a> {
     tags: Option<&'a CachedTags>,
     /// What the account's flagged users could do as last read.
     privileges: Option<&'a BTreeMap<String, Privilege>>,
+    /// Footprints as last read; `None` without a ledger.
+    usage: Option<&'a usage::Cache>,
+    /// Footprints read so far by a run without a ledger.
+    usage_read: &'a std::sync::atomic::AtomicU32,
 }
 
 /// Clients and settings for a run; build once, share across accounts.
@@ -595,6 +611,8 @@ impl Scanner {
             open_users: opts.open_users.get(&account.id),
             tags: opts.account_tags.get(&account.id),
             privileges: opts.privileges.get(&account.id),
+            usage: opts.usage.as_deref(),
+            usage_read: &opts.usage_read,
         };
         self.scan_account(caller, account, opts.now, in_org, budget, memory)
             .await
@@ -651,8 +669,8 @@ impl Scanner {
             code: e.code.clone(),
             message: format!("{}: {}", e.operation, e.message),
         };
-        let iam = if account.id == caller.account {
-            self.own_iam.clone()
+        let (iam, trail) = if account.id == caller.account {
+            (self.own_iam.clone(), Trail::new(&self.sdk_config, None))
         } else {
             let role_arn = format!(
                 "arn:{}:iam::{}:role/{}",
@@ -667,8 +685,11 @@ impl Scanner {
                 )
                 .await
             {
-                Ok(creds) => Iam::with_credentials(&self.sdk_config, creds, &account.id)
-                    .with_polling(self.polling),
+                Ok(creds) => (
+                    Iam::with_credentials(&self.sdk_config, creds.clone(), &account.id)
+                        .with_polling(self.polling),
+                    Trail::new(&self.sdk_config, Some(creds)),
+                ),
                 Err(e) => {
                     warn!(error = %e, role_arn, "cannot assume the scan role");
                     return AccountOutcome::failed(account.clone(), stage_error("assume_role", &e));
@@ -772,6 +793,9 @@ impl Scanner {
         // cannot be read is `unknown` (or what an earlier run read), the
         // findings stand.
         let privileges = self.privileges(&iam, &account.id, &users, memory.privileges, now, until);
+        // Where each flagged key was used: its CloudTrail events, beside
+        // both, within the same budget.
+        let footprints = self.footprints(&trail, account, &users, memory, now, until);
         let mut tags_read = None;
         let account_tags = async {
             if in_org
@@ -828,8 +852,8 @@ impl Scanner {
                 Some(Vec::new())
             }
         };
-        let ((privileges, privileges_read), account_tags) =
-            futures::join!(privileges, account_tags);
+        let ((privileges, privileges_read), account_tags, footprints) =
+            futures::join!(privileges, account_tags, footprints);
         // Without its tags the account owner is unknown: falling back to the
         // account email could mail the wrong person, so nobody is assumed.
         let evaluation = match &account_tags {
@@ -847,12 +871,28 @@ impl Scanner {
             }
         };
         let mut evaluation = evaluation;
+        let console: BTreeSet<&str> = users
+            .iter()
+            .filter(|u| u.console_password)
+            .map(|u| u.user_name.as_str())
+            .collect();
         for f in &mut evaluation.findings {
             f.privilege = if f.check == CheckId::RootAccessKey {
                 Some(Privilege::root())
             } else {
                 privileges.get(&f.user_name).cloned()
             };
+            f.usage = f
+                .access_key_id
+                .as_ref()
+                .and_then(|k| footprints.usage.get(k))
+                .cloned();
+            f.replace_with = Some(usage::for_finding(
+                f,
+                console.contains(f.user_name.as_str()),
+                self.settings.policy.unused_days,
+                now,
+            ));
         }
         AccountOutcome {
             account: account.clone(),
@@ -867,10 +907,179 @@ impl Scanner {
             exempt: evaluation.exempt,
             tags_read,
             privileges_read,
+            usage_read: footprints.read,
+            usage_not_read: footprints.not_read,
             error,
             key_ages,
             observed,
         }
+    }
+
+    /// Where each flagged key was used (`core::usage`): for every active
+    /// key with a finding (not exempt) used in the last
+    /// [`usage::WINDOW_DAYS`] days, its CloudTrail events in the region of
+    /// its last use and in us-east-1 (global services), summarised. A
+    /// footprint the ledger holds and is not due costs no call; one that
+    /// cannot be read by `until` is `unknown` with the reason (or what an
+    /// earlier run read); a run without a ledger reads at most
+    /// `usage_max_keys_without_ledger` of them.
+    async fn footprints(
+        &self,
+        trail: &Trail,
+        account: &Account,
+        users: &[UserFacts],
+        memory: Remembered<'_>,
+        now: Timestamp,
+        until: tokio::time::Instant,
+    ) -> Footprints {
+        let settings = self.settings.usage;
+        let mut out = Footprints::default();
+        // The keys with findings now (exemptions do not depend on the
+        // account's tags, so the owner can wait).
+        let flagged = evaluate_account(account, &[], users, &self.rules, now);
+        let window_start = now - jiff::SignedDuration::from_hours(24 * usage::WINDOW_DAYS);
+        let mut seen = BTreeSet::new();
+        let mut due = Vec::new();
+        for f in &flagged.findings {
+            let Some(key) = f.access_key_id.as_ref() else {
+                continue;
+            };
+            if f.key_status != crate::core::model::KeyStatus::Active || !seen.insert(key.clone()) {
+                continue;
+            }
+            let Some(last_used) = f.last_used_at else {
+                continue;
+            };
+            if last_used < window_start {
+                out.usage.insert(
+                    key.clone(),
+                    Usage::Unknown {
+                        reason: format!(
+                            "last used more than {} days ago: CloudTrail's event history keeps {} days",
+                            usage::WINDOW_DAYS,
+                            usage::WINDOW_DAYS
+                        ),
+                    },
+                );
+                continue;
+            }
+            let cached = memory.usage.and_then(|c| c.get(key));
+            if due.len() >= FOOTPRINTS_PER_ACCOUNT
+                && usage::due(cached, Some(last_used), now, settings.refresh_days)
+            {
+                out.not_read += 1;
+                out.usage.insert(
+                    key.clone(),
+                    match cached {
+                        Some(c) => Usage::Known(Box::new(c.footprint.clone())),
+                        None => Usage::Unknown {
+                            reason: format!(
+                                "not read this run: at most {FOOTPRINTS_PER_ACCOUNT} keys per account and run (with a ledger the rest are read on the next runs)"
+                            ),
+                        },
+                    },
+                );
+                continue;
+            }
+            match memory.usage {
+                Some(_) if !usage::due(cached, Some(last_used), now, settings.refresh_days) => {
+                    if let Some(c) = cached {
+                        out.usage
+                            .insert(key.clone(), Usage::Known(Box::new(c.footprint.clone())));
+                    }
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    let n = memory
+                        .usage_read
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= settings.max_keys_without_ledger {
+                        out.not_read += 1;
+                        out.usage.insert(
+                            key.clone(),
+                            Usage::Unknown {
+                                reason: format!(
+                                    "not read: a run without a ledger reads at most {} footprints (usage_max_keys_without_ledger)",
+                                    settings.max_keys_without_ledger
+                                ),
+                            },
+                        );
+                        continue;
+                    }
+                }
+            }
+            let region = users
+                .iter()
+                .flat_map(|u| u.keys.iter())
+                .find(|k| k.access_key_id.as_ref() == Some(key))
+                .and_then(|k| k.last_used_region.clone())
+                .filter(|r| {
+                    !r.is_empty()
+                        && r.len() <= 32
+                        && r.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                });
+            due.push((key.clone(), region, last_used, cached));
+        }
+        if due.is_empty() {
+            return out;
+        }
+        let pages = settings.max_pages;
+        let mut read: BTreeMap<AccessKeyId, Result<usage::Footprint, String>> =
+            futures::stream::iter(due.iter())
+                .map(|(key, region, _, _)| async move {
+                    let mut regions = vec![region.clone().unwrap_or_else(|| GLOBAL_REGION.to_owned())];
+                    if regions[0] != GLOBAL_REGION {
+                        regions.push(GLOBAL_REGION.to_owned());
+                    }
+                    let mut events = Vec::new();
+                    let mut complete = true;
+                    for r in &regions {
+                        match trail
+                            .key_events(r, key.as_str(), window_start, now, pages)
+                            .await
+                        {
+                            Ok(found) => {
+                                complete &= found.complete;
+                                events.extend(found.events);
+                            }
+                            Err(e) => {
+                                warn!(error = %e, key = %key, region = %r, "cannot read where the key was used");
+                                return (key.clone(), Err(format!("{}: {} in {r}", e.operation, e.code)));
+                            }
+                        }
+                    }
+                    (key.clone(), Ok(usage::summarize(&events, complete, now)))
+                })
+                .buffer_unordered(4)
+                .take_until(tokio::time::sleep_until(until))
+                .collect()
+                .await;
+        for (key, _, last_used, cached) in &due {
+            let result = read
+                .remove(key)
+                .unwrap_or_else(|| Err("not read within the account's time budget".to_owned()));
+            let u = match result {
+                Ok(footprint) => {
+                    out.read.insert(
+                        key.clone(),
+                        usage::Cached {
+                            footprint: footprint.clone(),
+                            last_used_at: Some(*last_used),
+                        },
+                    );
+                    Usage::Known(Box::new(footprint))
+                }
+                Err(reason) => match cached {
+                    // An earlier reading, while the cache still keeps it.
+                    Some(c) => Usage::Known(Box::new(c.footprint.clone())),
+                    None => Usage::Unknown { reason },
+                },
+            };
+            out.usage.insert(key.clone(), u);
+        }
+        out
     }
 
     /// What each (non-root) user can do, from its policies, and what was
@@ -970,6 +1179,26 @@ impl Scanner {
         user.tags = iam.user_tags(&user.user_name).await?;
         Ok(())
     }
+}
+
+/// Footprints read per account and run at most: LookupEvents allows 2
+/// requests a second per account and region, so an account with hundreds
+/// of flagged keys would otherwise hold its slot for minutes. With a ledger
+/// the rest are read on the next runs (what was read is not due again).
+const FOOTPRINTS_PER_ACCOUNT: usize = 20;
+
+/// Where global services (IAM, the STS global endpoint) log their events.
+const GLOBAL_REGION: &str = "us-east-1";
+
+/// What [`Scanner::footprints`] found in one account.
+#[derive(Debug, Default)]
+struct Footprints {
+    /// Every flagged key's usage (known or unknown).
+    usage: BTreeMap<AccessKeyId, Usage>,
+    /// Read this run (for the ledger).
+    read: usage::Cache,
+    /// Not read: the run without a ledger had read its quota.
+    not_read: u64,
 }
 
 /// How long the account listing (and an account-tag look-up) keeps asking

@@ -393,6 +393,7 @@ async fn remembered(
     opts.open_users = std::sync::Arc::new(session.ledger.open_users());
     opts.account_tags = std::sync::Arc::new(session.ledger.account_tags.clone());
     opts.privileges = std::sync::Arc::new(session.ledger.privileges.clone());
+    opts.usage = Some(std::sync::Arc::new(session.ledger.usage.clone()));
     Ok(())
 }
 

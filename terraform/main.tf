@@ -41,6 +41,8 @@ locals {
     "iam:GetGroupPolicy",
     "iam:GetPolicy",
     "iam:GetPolicyVersion",
+    # usage: where a flagged key is used (CloudTrail's event history; read-only).
+    "cloudtrail:LookupEvents",
   ]
   ses_send_actions     = ["ses:SendEmail", "ses:SendRawEmail"]
   ses_identity_actions = ["ses:GetEmailIdentity"]

@@ -51,6 +51,15 @@ and adds, under /_keywarden/:
    STS AssumeRole of a role that does not exist is refused with AccessDenied, as AWS
    does, where moto 5.2.1 hands out credentials; OrganizationAccountAccessRole, which
    Organizations creates in every account it creates, counts as existing)
+  POST /_keywarden/cloudtrail {"account_id", "region", "events": [{"eventTime", "eventSource", "eventName",
+                                "accessKeyId", "sourceIPAddress", "userAgent", "vpcEndpointId"?, ...}]}
+        CloudTrail LookupEvents (moto 5.2.1 has none) answers from these events, as AWS does:
+        JSON 1.1, newest first, MaxResults (at most 50) with NextToken, StartTime/EndTime, the
+        AccessKeyId lookup attribute, 2 requests per second per account and region
+        (ThrottlingException), and cloudtrail:LookupEvents authorized with IAM enforcement on
+        (AccessDeniedException); {"account_id", "region", "events": []} clears them;
+        {"account_id", "region", "throttle": true|false}: every call there is throttled (or not)
+  GET  /_keywarden/cloudtrail -> {"calls": {"<account id>/<region>": n}, "throttled": n}
   GET  /_keywarden/health
 
 It binds 127.0.0.1 on the given port (0: a free one) and prints
@@ -58,6 +67,7 @@ It binds 127.0.0.1 on the given port (0: a free one) and prints
 """
 
 import argparse
+import base64
 import io
 import json
 import logging
@@ -454,6 +464,109 @@ def answered_as_aws(environ):
     return None
 
 
+CLOUDTRAIL_EVENTS = {}  # (account_id, region) -> [event]
+CLOUDTRAIL_THROTTLED = set()  # (account_id, region): every LookupEvents is throttled
+CLOUDTRAIL = {"lock": threading.Lock(), "calls": {}, "throttled": 0, "recent": {}}
+# The SDKs send "CloudTrail_20131101.LookupEvents" (Rust) or with the
+# "com.amazonaws.cloudtrail.v20131101." prefix (boto3); AWS takes both.
+LOOKUP_EVENTS = "CloudTrail_20131101.LookupEvents"
+# CloudTrail's LookupEvents quota: 2 requests per second per account per region.
+LOOKUP_EVENTS_PER_SECOND = 2
+
+
+def cloudtrail_fault(code, message):
+    return Response(json.dumps({"__type": code, "Message": message}), status=400,
+                    content_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": code})
+
+
+def epoch(value):
+    return parse_time(value).timestamp()
+
+
+def lookup_events(environ):
+    """CloudTrail LookupEvents as AWS answers it (see the module docs)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    account, region = request_account(environ), signing_region(environ)
+    denied = cloudtrail_denied(environ, account, body)
+    if denied:
+        return cloudtrail_fault("AccessDeniedException", denied)
+    now = time.monotonic()
+    with CLOUDTRAIL["lock"]:
+        recent = [t for t in CLOUDTRAIL["recent"].get((account, region), []) if now - t < 1.0]
+        if len(recent) >= LOOKUP_EVENTS_PER_SECOND or (account, region) in CLOUDTRAIL_THROTTLED:
+            CLOUDTRAIL["throttled"] += 1
+            CLOUDTRAIL["recent"][(account, region)] = recent
+            return cloudtrail_fault("ThrottlingException", "Rate exceeded")
+        recent.append(now)
+        CLOUDTRAIL["recent"][(account, region)] = recent
+        key = f"{account}/{region}"
+        CLOUDTRAIL["calls"][key] = CLOUDTRAIL["calls"].get(key, 0) + 1
+    request = json.loads(body or b"{}")
+    wanted = {}
+    for a in request.get("LookupAttributes") or []:
+        wanted[a.get("AttributeKey")] = a.get("AttributeValue")
+    unknown = set(wanted) - {"AccessKeyId", "EventName", "EventSource", "Username"}
+    if unknown:
+        return cloudtrail_fault("InvalidLookupAttributesException", f"unsupported lookup attribute {sorted(unknown)}")
+    limit = int(request.get("MaxResults") or 50)
+    if not 1 <= limit <= 50:
+        return cloudtrail_fault("InvalidMaxResultsException", "MaxResults must be between 1 and 50")
+    start, end = request.get("StartTime"), request.get("EndTime")
+    field = {"AccessKeyId": "accessKeyId", "EventName": "eventName", "EventSource": "eventSource"}
+    events = [e for e in CLOUDTRAIL_EVENTS.get((account, region), [])
+              if all(e.get(field.get(k, "username")) == v for k, v in wanted.items())
+              and (start is None or epoch(e["eventTime"]) >= float(start))
+              and (end is None or epoch(e["eventTime"]) <= float(end))]
+    events.sort(key=lambda e: epoch(e["eventTime"]), reverse=True)
+    offset = 0
+    if request.get("NextToken"):
+        try:
+            offset = int(base64.b64decode(request["NextToken"]).decode().removeprefix("page:"))
+        except Exception:
+            return cloudtrail_fault("InvalidNextTokenException", "Invalid NextToken")
+    page = events[offset:offset + limit]
+    answer = {"Events": [{
+        "EventId": e.get("eventID") or f"ev-{offset + i}",
+        "EventName": e.get("eventName"),
+        "ReadOnly": "true" if e.get("readOnly", True) else "false",
+        "AccessKeyId": e.get("accessKeyId"),
+        "EventTime": epoch(e["eventTime"]),
+        "EventSource": e.get("eventSource"),
+        "Username": e.get("username", ""),
+        "Resources": [],
+        "CloudTrailEvent": json.dumps({"eventVersion": "1.09", "awsRegion": region, **e}),
+    } for i, e in enumerate(page)]}
+    if offset + limit < len(events):
+        answer["NextToken"] = base64.b64encode(f"page:{offset + limit}".encode()).decode()
+    return Response(json.dumps(answer), content_type="application/x-amz-json-1.1")
+
+
+def cloudtrail_denied(environ, account, body):
+    """With IAM enforcement on, why the caller may not call LookupEvents (None: it may)."""
+    from moto import settings as moto_settings
+    from moto.core.authorization import ActionAuthenticatorMixin as auth
+    if auth.request_count < moto_settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        return None
+    headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    try:
+        request = access_control.IAMRequest(account_id=account, method="POST", path="/", data={},
+                                            body=body, headers=headers, action="LookupEvents")
+        request.check_action_permitted("*")
+    except Exception as exc:  # moto's AccessDenied (or an unknown key): AWS says AccessDenied
+        return getattr(exc, "message", None) or str(exc) or "not authorized to perform: cloudtrail:LookupEvents"
+    return None
+
+
+def cloudtrail_change(body):
+    where = (body["account_id"], body.get("region", "us-east-1"))
+    if "events" in body:
+        CLOUDTRAIL_EVENTS[where] = list(body.get("events") or [])
+    if "throttle" in body:
+        (CLOUDTRAIL_THROTTLED.add if body["throttle"] else CLOUDTRAIL_THROTTLED.discard)(where)
+
+
 def versioning_as_aws(app, environ, start_response):
     """S3 GetBucketVersioning: moto 5.2.1 names the root element
     GetBucketVersioningResponse; AWS (and the SDKs' parsers) say VersioningConfiguration."""
@@ -492,6 +605,8 @@ class Hooks:
             fault = injected_fault(environ)
             if fault is not None:
                 return fault(environ, start_response)
+            if environ.get("HTTP_X_AMZ_TARGET", "").endswith(LOOKUP_EVENTS):
+                return lookup_events(environ)(environ, start_response)
             answer = answered_as_aws(environ)
             if answer is not None:
                 return answer(environ, start_response)
@@ -515,6 +630,10 @@ class Hooks:
                     if backend.findings:
                         found.setdefault(account_id, {})[region] = [f.as_dict() for f in backend.findings]
             return Response(json.dumps(found), content_type="application/json")(environ, start_response)
+        if path == "/_keywarden/cloudtrail" and environ.get("REQUEST_METHOD") == "GET":
+            with CLOUDTRAIL["lock"]:
+                counts = {"calls": dict(CLOUDTRAIL["calls"]), "throttled": CLOUDTRAIL["throttled"]}
+            return Response(json.dumps(counts), content_type="application/json")(environ, start_response)
         if path == "/_keywarden/api-fault" and environ.get("REQUEST_METHOD") == "GET":
             counts = {"throttled": API_FAULTS["throttled"], "errors": API_FAULTS["errors"]}
             return Response(json.dumps(counts), content_type="application/json")(environ, start_response)
@@ -557,6 +676,8 @@ class Hooks:
                                       "MaxSendRate": float(body.get("max_send_rate", 14)),
                                       "SentLast24Hours": float(body.get("sent_last_24_hours", 0))},
                     }
+            elif path == "/_keywarden/cloudtrail":
+                cloudtrail_change(body)
             elif path == "/_keywarden/ses-identity":
                 ses_identity_change(body)
             elif path == "/_keywarden/ses-fault":

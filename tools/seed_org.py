@@ -21,7 +21,11 @@ Spec (every field optional unless marked):
                  "users": [{"name"*, "tags": {k: v}, "path", "groups": ["<group>"],
                             "policies": ["<managed policy ARN>"],   # attached to the user
                             "inline": {"<name>": <policy document>},  # inline policies
-                            "keys": [{"age_days"*, "last_used_days", "service", "status"}]}]}],
+                            "password": bool,          # a console password (login profile)
+                            "keys": [{"age_days"*, "last_used_days", "service", "region", "status",
+                                      # CloudTrail events of the key (LookupEvents answers them):
+                                      "events": [{"days_ago"*, "ip"*, "ua"*, "api"*: "s3:ListBuckets",
+                                                  "vpce", "region", "count"}]}]}]}],
    "ses_identities": ["sender@example.com" | "example.com"],   # verified in SES (us-east-1)
    "buckets": ["name" | {"name", "versioning": bool, "encryption": "AES256" | "aws:kms"}],
                              # S3 buckets in the management account (for `state`)
@@ -82,6 +86,7 @@ IAM_ACTIONS = [
     "iam:GetGroupPolicy",
     "iam:GetPolicy",
     "iam:GetPolicyVersion",
+    "cloudtrail:LookupEvents",
 ]
 
 
@@ -160,6 +165,7 @@ def main():
 
     out = {"management_account_id": MANAGEMENT_ACCOUNT, "accounts": {}, "keys": {}, "ous": {}}
     backdates = []
+    trail = {}  # (account id, region) -> CloudTrail events
     scanner_principal = f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:user/keywarden-scanner"
     for acct in spec.get("accounts", []):
         if acct.get("management"):
@@ -222,8 +228,22 @@ def main():
                 iam.attach_user_policy(UserName=user["name"], PolicyArn=arn)
             for name, document in user.get("inline", {}).items():
                 iam.put_user_policy(UserName=user["name"], PolicyName=name, PolicyDocument=json.dumps(document))
+            if user.get("password"):
+                iam.create_login_profile(UserName=user["name"], Password="Keywarden-test-1!")
             for i, key in enumerate(user.get("keys", [])):
                 k = iam.create_access_key(UserName=user["name"])["AccessKey"]
+                for e in key.get("events", []):
+                    region = e.get("region") or key.get("region") or "us-east-1"
+                    source, name = e["api"].split(":", 1)
+                    for n in range(e.get("count", 1)):
+                        event = {"eventTime": iso(now - timedelta(days=e["days_ago"], minutes=n)),
+                                 "eventSource": f"{source}.amazonaws.com", "eventName": name,
+                                 "accessKeyId": k["AccessKeyId"], "sourceIPAddress": e["ip"],
+                                 "userAgent": e["ua"], "username": user["name"],
+                                 "requestParameters": {"note": "never read by keywarden"}}
+                        if e.get("vpce"):
+                            event["vpcEndpointId"] = e["vpce"]
+                        trail.setdefault((account_id, region), []).append(event)
                 if key.get("status", "Active") != "Active":
                     iam.update_access_key(UserName=user["name"], AccessKeyId=k["AccessKeyId"], Status="Inactive")
                 used = key.get("last_used_days")
@@ -231,10 +251,13 @@ def main():
                     "account_id": account_id, "user_name": user["name"], "access_key_id": k["AccessKeyId"],
                     "created_at": iso(now - timedelta(days=key["age_days"])),
                     "last_used_at": iso(now - timedelta(days=used)) if used is not None else None,
-                    "last_used_service": key.get("service", "s3")})
+                    "last_used_service": key.get("service", "s3"),
+                    "last_used_region": key.get("region")})
                 out["keys"][f"{acct['name']}/{user['name']}/{i}"] = k["AccessKeyId"]
     out["ous"] = {path: oid for path, oid in ou_ids.items() if path}
     hook(ep, "/_keywarden/backdate", backdates)
+    for (account_id, region), events in trail.items():
+        hook(ep, "/_keywarden/cloudtrail", {"account_id": account_id, "region": region, "events": events})
 
     s3 = client("s3", ep)
     for bucket in spec.get("buckets", []):

@@ -41,6 +41,9 @@ pub struct Limits {
     pub organizations: Limit,
     /// SES v2 SendEmail: the account's maximum send rate.
     pub ses: Limit,
+    /// CloudTrail LookupEvents, per account and region (AWS's documented
+    /// quota: 2 a second).
+    pub cloudtrail: Limit,
 }
 
 impl Default for Limits {
@@ -61,6 +64,10 @@ impl Default for Limits {
             ses: Limit {
                 rate: 14.0,
                 burst: 14.0,
+            },
+            cloudtrail: Limit {
+                rate: 2.0,
+                burst: 2.0,
             },
         }
     }
@@ -318,6 +325,56 @@ fn credential(req: &Request<Incoming>) -> (String, String) {
     )
 }
 
+/// The region of the request's SigV4 credential scope.
+fn credential_region(req: &Request<Incoming>) -> String {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    auth.split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split(',').next())
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("us-east-1")
+        .to_owned()
+}
+
+/// CloudTrail LookupEvents: a few events per key (one page), from one
+/// address with the AWS CLI, at 2 requests a second per account and region.
+fn lookup_events(state: &State, account: usize, region: &str, body: &[u8]) -> Reply {
+    state.count("cloudtrail:LookupEvents");
+    if !state.admit(
+        &format!("cloudtrail:{account}:{region}"),
+        state.knobs.limits.cloudtrail,
+    ) {
+        return json_error("ThrottlingException", "Rate exceeded");
+    }
+    let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let key = input["LookupAttributes"][0]["AttributeValue"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let now = state.org.now;
+    let events: Vec<serde_json::Value> = (1..=5)
+        .map(|d| {
+            let at = now - 86_400 * d;
+            let detail = serde_json::json!({
+                "eventTime": iso(at), "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
+                "awsRegion": region, "sourceIPAddress": format!("198.51.100.{}", account % 250),
+                "userAgent": "aws-cli/2.15.30 Python/3.11.8 Linux/6.5.0", "accessKeyId": key});
+            serde_json::json!({"EventId": format!("ev-{account}-{d}"), "EventName": "ListBuckets",
+                "ReadOnly": "true", "AccessKeyId": key, "EventTime": at, "EventSource": "s3.amazonaws.com",
+                "Resources": [], "CloudTrailEvent": detail.to_string()})
+        })
+        .collect();
+    reply(
+        200,
+        "application/x-amz-json-1.1",
+        serde_json::json!({ "Events": events }).to_string(),
+    )
+}
+
 /// Assumed-role keys carry the account index: ASIA + 12-digit account id + 4 letters.
 fn assumed_key(account: usize) -> String {
     format!("ASIA{}BNCH", account_id(account))
@@ -381,6 +438,7 @@ impl State {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     state.delay().await;
     let (service, key) = credential(&req);
+    let region = credential_region(&req);
     let target = req
         .headers()
         .get("x-amz-target")
@@ -397,6 +455,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     Ok(match (service.as_str(), target) {
         (_, Some(t)) if t.starts_with("AWSOrganizationsV20161128.") => {
             organizations(&state, &t[26..], &body)
+        }
+        ("cloudtrail", Some(t)) if t.ends_with(".LookupEvents") => {
+            lookup_events(&state, account_of_key(&key), &region, &body)
         }
         ("sts", _) => sts(&state, &form(&body)),
         ("iam", _) => iam(&state, account_of_key(&key), &form(&body)),

@@ -66,6 +66,8 @@ pub struct Gate {
     queue: tokio::sync::Mutex<()>,
     /// The first retry's backoff (doubling, at most 5 s).
     first_backoff: Duration,
+    /// Attempts per call (the first and the retries).
+    attempts: u32,
 }
 
 impl Gate {
@@ -81,6 +83,23 @@ impl Gate {
                 answered: VecDeque::new(),
             }),
             first_backoff: Duration::from_millis(100),
+            attempts: ATTEMPTS,
+        }
+    }
+
+    /// A budget whose pace is known (CloudTrail's LookupEvents: 2 a second
+    /// per account and region): it starts there, without the slow start,
+    /// and a call is tried at most `attempts` times (what is not had then
+    /// is reported, not waited for).
+    pub fn with_pace(ceiling: usize, rate: f64, attempts: u32) -> Self {
+        let gate = Self::new(ceiling);
+        if let Ok(mut p) = gate.pace.lock() {
+            p.rate = rate.max(MIN_RATE);
+            p.slow_start = false;
+        }
+        Self {
+            attempts: attempts.max(1),
+            ..gate
         }
     }
 
@@ -145,7 +164,8 @@ impl Gate {
     }
 
     /// Runs `op` (one attempt, no SDK retries) within the budget: retried
-    /// with backoff on throttling and service errors, up to [`ATTEMPTS`].
+    /// with backoff on throttling and service errors, up to [`ATTEMPTS`]
+    /// (or the gate's own number, [`Gate::with_pace`]).
     pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, AwsError>
     where
         F: Fn() -> Fut,
@@ -160,7 +180,7 @@ impl Gate {
                 op().await
             };
             match result {
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                Err(e) if e.is_retryable() && attempt < self.attempts => {
                     if e.is_throttling() {
                         self.throttled();
                     }

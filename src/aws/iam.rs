@@ -15,8 +15,9 @@ use super::{classify, timestamp, unlimited_retries, AwsError};
 use crate::core::credential_report::{self, ReportParseError, ROOT_USER};
 use crate::core::model::{AccessKeyId, AccountId, KeyFacts, KeyStatus, UserFacts};
 
-/// Every IAM action the scanner calls in an account. The StackSet role and
-/// the Lambda's own role must grant exactly these (tests hold them to it).
+/// Every action the scanner calls in an account (IAM's, and CloudTrail's
+/// `LookupEvents`). The StackSet role and the Lambda's own role must grant
+/// exactly these (tests hold them to it).
 pub const IAM_ACTIONS: &[&str] = &[
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
@@ -41,6 +42,9 @@ pub const IAM_ACTIONS: &[&str] = &[
     "iam:GetGroupPolicy",
     "iam:GetPolicy",
     "iam:GetPolicyVersion",
+    // usage: where a flagged key is used (CloudTrail's event history, read
+    // with the same role; see aws::cloudtrail).
+    "cloudtrail:LookupEvents",
 ];
 
 /// A user's policy documents, each with how it reaches the user, and its
@@ -389,6 +393,7 @@ impl Iam {
                     keys,
                     tags: Vec::new(),
                     quarantine: Vec::new(),
+                    console_password: false,
                 })
             })
             .buffered(4)
@@ -423,9 +428,11 @@ impl Iam {
                 created_at: None,
                 last_used_at: None,
                 last_used_service: None,
+                last_used_region: None,
             }],
             tags: Vec::new(),
             quarantine: Vec::new(),
+            console_password: false,
         }))
     }
 
@@ -444,8 +451,12 @@ impl Iam {
                 (Some(a), Some(b)) => (a.as_second() - b.as_second()).abs() <= 1,
                 _ => false,
             });
-            let (last_used_at, last_used_service) = match twin {
-                Some(k) => (k.last_used_at, k.last_used_service.clone()),
+            let (last_used_at, last_used_service, last_used_region) = match twin {
+                Some(k) => (
+                    k.last_used_at,
+                    k.last_used_service.clone(),
+                    k.last_used_region.clone(),
+                ),
                 None => self.last_used(&id).await?,
             };
             keys.push(KeyFacts {
@@ -454,6 +465,7 @@ impl Iam {
                 created_at,
                 last_used_at,
                 last_used_service,
+                last_used_region,
             });
         }
         Ok(keys)
@@ -462,7 +474,7 @@ impl Iam {
     async fn last_used(
         &self,
         id: &AccessKeyId,
-    ) -> Result<(Option<Timestamp>, Option<String>), AwsError> {
+    ) -> Result<(Option<Timestamp>, Option<String>, Option<String>), AwsError> {
         let out = self
             .client
             .get_access_key_last_used()
@@ -476,8 +488,11 @@ impl Iam {
                 Some(u.service_name())
                     .filter(|s| !s.is_empty() && *s != "N/A")
                     .map(str::to_owned),
+                Some(u.region())
+                    .filter(|s| !s.is_empty() && *s != "N/A")
+                    .map(str::to_owned),
             ),
-            None => (None, None),
+            None => (None, None, None),
         })
     }
 

@@ -2,6 +2,7 @@
 //! classification live here; everything returned upward is a core type or
 //! an [`AwsError`]. `SdkError` never leaves this module.
 
+pub mod cloudtrail;
 pub mod gate;
 pub mod iam;
 pub mod organizations;

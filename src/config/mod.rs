@@ -69,6 +69,9 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("owner_tag_keys", Some("owner,email,contact")),
     ("account_tags_max_age_days", Some("7")),
     ("privilege_max_age_days", Some("7")),
+    ("usage_max_pages", Some("5")),
+    ("usage_refresh_days", Some("7")),
+    ("usage_max_keys_without_ledger", Some("50")),
     ("account_owner_tag_keys", Some("owner,security-contact")),
     ("notify_account_owners", Some("true")),
     ("allowed_recipient_domains", Some("")),
@@ -155,6 +158,10 @@ pub struct Settings {
     /// How long what a flagged user can do (read from its policies) is
     /// reused (with a ledger); 0: read every run.
     pub privilege_max_age_days: u32,
+    /// Where flagged keys are used (CloudTrail): pages of 50 events read
+    /// per key, how long a footprint is reused (with a ledger; 0: every
+    /// run), and how many keys a run without a ledger reads.
+    pub usage: UsageSettings,
     /// The chat summary's webhook, if any.
     pub chat: Option<ChatSettings>,
     /// Import findings into Security Hub (`notify` runs that deliver).
@@ -166,6 +173,14 @@ pub struct Settings {
     /// it). `--now` and event fields cannot reach the shared S3 ledger; this
     /// setting can, so the Terraform module never sets or accepts it.
     pub clock_override: Option<jiff::Timestamp>,
+}
+
+/// How keywarden reads where flagged keys are used (`core::usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageSettings {
+    pub max_pages: u32,
+    pub refresh_days: u32,
+    pub max_keys_without_ledger: u32,
 }
 
 /// Where the run summary is posted.

@@ -618,6 +618,12 @@ impl RawSettings {
         let chat = self.chat()?;
         let account_tags_max_age_days = self.integer("account_tags_max_age_days", 0, 90)? as u32;
         let privilege_max_age_days = self.integer("privilege_max_age_days", 0, 90)? as u32;
+        let usage = super::UsageSettings {
+            max_pages: self.integer("usage_max_pages", 1, 50)? as u32,
+            refresh_days: self.integer("usage_refresh_days", 0, 90)? as u32,
+            max_keys_without_ledger: self.integer("usage_max_keys_without_ledger", 0, 10_000)?
+                as u32,
+        };
         let securityhub_export = self.boolean("securityhub_export")?;
         let securityhub_region = match self.opt_string("securityhub_region")? {
             Some(r) if !is_region(&r) => {
@@ -641,6 +647,7 @@ impl RawSettings {
             clock_override,
             account_tags_max_age_days,
             privilege_max_age_days,
+            usage,
             enforce,
             enforce_role_name,
             notify,

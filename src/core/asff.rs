@@ -344,6 +344,22 @@ fn open(report: &Report, f: &Finding, target: &Target, version: &str) -> AsffFin
             clip(r.reason.clone(), 1024),
         );
     }
+    if let Some(u) = &f.usage {
+        fields.insert(
+            "keywarden/Usage".to_owned(),
+            clip(crate::core::notify::rows::used(u), 1024),
+        );
+    }
+    if let Some(r) = &f.replace_with {
+        fields.insert(
+            "keywarden/ReplaceWith".to_owned(),
+            r.kind.as_str().to_owned(),
+        );
+        fields.insert(
+            "keywarden/ReplaceWithReason".to_owned(),
+            clip(r.reason.clone(), 1024),
+        );
+    }
     AsffFinding {
         schema_version: SCHEMA_VERSION,
         id: format!("keywarden/{id}"),

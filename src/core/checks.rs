@@ -271,6 +271,7 @@ mod tests {
             created_at: Some(ago(created_days, 0)),
             last_used_at: used_days.map(|d| ago(d, 0)),
             last_used_service: used_days.map(|_| "s3".to_owned()),
+            last_used_region: None,
         }
     }
     fn user(keys: Vec<KeyFacts>) -> UserFacts {
@@ -281,6 +282,7 @@ mod tests {
             keys,
             tags: vec![],
             quarantine: Vec::new(),
+            console_password: false,
         }
     }
     fn fired(u: &UserFacts, i: usize) -> Vec<CheckId> {

@@ -33,6 +33,7 @@ struct KeyColumns {
     rotated: &'static str,
     used: &'static str,
     service: &'static str,
+    region: &'static str,
 }
 const KEYS: [KeyColumns; 2] = [
     KeyColumns {
@@ -40,12 +41,14 @@ const KEYS: [KeyColumns; 2] = [
         rotated: "access_key_1_last_rotated",
         used: "access_key_1_last_used_date",
         service: "access_key_1_last_used_service",
+        region: "access_key_1_last_used_region",
     },
     KeyColumns {
         active: "access_key_2_active",
         rotated: "access_key_2_last_rotated",
         used: "access_key_2_last_used_date",
         service: "access_key_2_last_used_service",
+        region: "access_key_2_last_used_region",
     },
 ];
 
@@ -73,6 +76,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserFacts>, ReportParseError> {
     };
     let user_col = col(USER)?;
     let arn_col = col(ARN)?;
+    // Read where present (older or trimmed reports may lack them).
+    let optional = |name: &str| headers.iter().position(|h| h == name);
+    let password_col = optional("password_enabled");
     let mut key_cols = Vec::with_capacity(2);
     for k in &KEYS {
         key_cols.push((
@@ -81,6 +87,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserFacts>, ReportParseError> {
             col(k.rotated)?,
             col(k.used)?,
             col(k.service)?,
+            optional(k.region),
         ));
     }
 
@@ -118,7 +125,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserFacts>, ReportParseError> {
                 }
             };
         let mut keys = Vec::new();
-        for (names, active, rotated, used, service) in &key_cols {
+        for (names, active, rotated, used, service, region) in &key_cols {
             let active_v = get(*active);
             let status = match active_v {
                 "true" => KeyStatus::Active,
@@ -137,6 +144,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserFacts>, ReportParseError> {
                 created_at,
                 last_used_at: time(names.used, get(*used))?,
                 last_used_service: (!is_absent(service_v)).then(|| service_v.to_owned()),
+                last_used_region: region
+                    .map(&get)
+                    .filter(|v| !is_absent(v))
+                    .map(str::to_owned),
             });
         }
         users.push(UserFacts {
@@ -146,6 +157,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserFacts>, ReportParseError> {
             keys,
             tags: Vec::new(),
             quarantine: Vec::new(),
+            console_password: password_col.is_some_and(|i| get(i) == "true"),
         });
     }
     Ok(users)
@@ -185,6 +197,11 @@ mod tests {
         assert!(!ci.is_root);
         assert_eq!(ci.keys.len(), 2);
         assert_eq!(ci.keys[0].last_used_service.as_deref(), Some("s3"));
+        assert_eq!(ci.keys[0].last_used_region.as_deref(), Some("us-east-1"));
+        assert_eq!(ci.keys[1].last_used_region, None, "N/A");
+        assert!(!ci.console_password);
+        assert!(users[2].console_password, "nokeys has a password");
+        assert!(!root.console_password, "not_supported");
         assert_eq!(
             ci.keys[0].last_used_at,
             Some("2026-11-20T10:00:00Z".parse().unwrap())

@@ -432,6 +432,8 @@ mod tests {
             escalated_at: None,
             privilege: None,
             risk: None,
+            usage: None,
+            replace_with: None,
         }
     }
     /// Due on day 0, told on days 0, 3 and 6 (the last one the final notice).

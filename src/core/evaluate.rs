@@ -172,6 +172,8 @@ pub fn evaluate_account(
                     escalated_at: None,
                     privilege: None,
                     risk: None,
+                    usage: None,
+                    replace_with: None,
                 });
             }
         }
@@ -220,12 +222,14 @@ mod tests {
                 created_at: Some(now() - jiff::SignedDuration::from_hours(24 * 100)),
                 last_used_at: Some(now()),
                 last_used_service: Some("s3".into()),
+                last_used_region: None,
             }],
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             quarantine: Vec::new(),
+            console_password: false,
         }
     }
 

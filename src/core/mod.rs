@@ -26,3 +26,4 @@ pub mod risk;
 pub mod summary;
 pub mod tag_cache;
 pub mod templates;
+pub mod usage;

@@ -217,6 +217,8 @@ pub struct KeyFacts {
     /// `None` when the key has never been used.
     pub last_used_at: Option<Timestamp>,
     pub last_used_service: Option<String>,
+    /// The region of the last use (the credential report's), where known.
+    pub last_used_region: Option<String>,
 }
 
 /// A principal that holds keys: an IAM user or the account's root user.
@@ -233,6 +235,9 @@ pub struct UserFacts {
     /// the user ("AWSCompromisedKeyQuarantineV2 attached to the user",
     /// "… to its group ops"); empty when none does.
     pub quarantine: Vec<String>,
+    /// The user has a console password (the credential report's
+    /// `password_enabled`).
+    pub console_password: bool,
 }
 
 impl UserFacts {

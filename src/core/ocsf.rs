@@ -217,6 +217,8 @@ fn finding_event(report: &Report, f: &Finding, version: &str) -> Value {
             "escalated_time": f.escalated_at.map(millis),
             "privilege": f.privilege,
             "risk": f.risk,
+            "usage": f.usage,
+            "replace_with": f.replace_with,
         },
     })
 }

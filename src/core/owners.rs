@@ -176,6 +176,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             quarantine: Vec::new(),
+            console_password: false,
         }
     }
 

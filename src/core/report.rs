@@ -13,12 +13,9 @@ use super::privilege::Privilege;
 use super::record::{ActionRecord, Outcome};
 use super::record::{Lifecycle, Observed, ObservedKey, Resolved};
 use super::risk::{self, Risk};
+use super::usage::{ReplaceWith, Usage};
 
 pub const SCHEMA: &str = "keywarden.report/v1";
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
 
 /// How a requested account that the Organization does not have is shown.
 pub const NOT_IN_ORGANIZATION: &str = "NotInOrganization";
@@ -70,6 +67,14 @@ pub struct Finding {
     /// Its place in the risk order (`rank` 1: fix it first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<Risk>,
+    /// Where the key was used in the last 90 days (CloudTrail), for an
+    /// active key used in that time; `unknown` with the reason when it
+    /// could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// What should replace the key, and why (`core::usage::advise`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_with: Option<ReplaceWith>,
 }
 
 /// Where an exemption came from.
@@ -339,6 +344,18 @@ pub struct Report {
     /// ledger's privilege cache. Not part of the report's JSON.
     #[serde(skip)]
     pub privileges_read: BTreeMap<AccountId, BTreeMap<String, Privilege>>,
+    /// Footprints read this run, for the ledger's cache. Not part of the
+    /// report's JSON.
+    #[serde(skip)]
+    pub usage_read: super::usage::Cache,
+    /// Keys whose footprint was not read this run (at most 20 per account
+    /// and run; `usage_max_keys_without_ledger` without a ledger).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub usage_not_read: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The outcome of one account, reduced to what the report keeps.
@@ -367,6 +384,13 @@ pub struct AccountOutcome {
     /// read this run (for the ledger's privilege cache).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub privileges_read: BTreeMap<String, Privilege>,
+    /// Footprints read this run (for the ledger's usage cache).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage_read: super::usage::Cache,
+    /// Footprints not read this run (the per-account cap, or the quota of a
+    /// run without a ledger).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub usage_not_read: u64,
 }
 
 impl AccountOutcome {
@@ -386,6 +410,8 @@ impl AccountOutcome {
             observed: BTreeMap::new(),
             tags_read: None,
             privileges_read: BTreeMap::new(),
+            usage_read: BTreeMap::new(),
+            usage_not_read: 0,
         }
     }
 }
@@ -403,6 +429,8 @@ pub struct ReportBuilder {
     observed: Observed,
     tags_read: BTreeMap<AccountId, Vec<(String, String)>>,
     privileges_read: BTreeMap<AccountId, BTreeMap<String, Privilege>>,
+    usage_read: super::usage::Cache,
+    usage_not_read: u64,
     unknown_accounts: Vec<AccountId>,
 }
 
@@ -419,14 +447,18 @@ impl ReportBuilder {
             observed: Observed::new(),
             tags_read: BTreeMap::new(),
             privileges_read: BTreeMap::new(),
+            usage_read: BTreeMap::new(),
+            usage_not_read: 0,
             unknown_accounts: Vec::new(),
         }
     }
 
-    pub fn add(&mut self, o: AccountOutcome) {
+    pub fn add(&mut self, mut o: AccountOutcome) {
         if let Some(tags) = o.tags_read {
             self.tags_read.insert(o.account.id.clone(), tags);
         }
+        self.usage_read.extend(std::mem::take(&mut o.usage_read));
+        self.usage_not_read += o.usage_not_read;
         if !o.privileges_read.is_empty() {
             self.privileges_read
                 .insert(o.account.id.clone(), o.privileges_read);
@@ -535,6 +567,8 @@ impl ReportBuilder {
             observed: self.observed,
             account_tags_read: self.tags_read,
             privileges_read: self.privileges_read,
+            usage_read: self.usage_read,
+            usage_not_read: self.usage_not_read,
         }
     }
 }

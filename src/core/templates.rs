@@ -478,4 +478,32 @@ mod tests {
             assert_eq!(stored.risk, computed.risk, "{}", stored.user_name);
         }
     }
+
+    #[test]
+    fn the_sample_reports_replace_with_is_the_one_keywarden_computes() {
+        let report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        let computed: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| {
+                crate::core::usage::for_finding(
+                    f,
+                    false,
+                    report.policy.unused_days,
+                    report.evaluated_at,
+                )
+            })
+            .collect();
+        if std::env::var_os("PRINT_SAMPLE_REPLACE").is_some() {
+            println!("REPLACE={}", serde_json::to_string(&computed).unwrap());
+        }
+        for (stored, computed) in report.findings.iter().zip(&computed) {
+            assert_eq!(
+                stored.replace_with.as_ref(),
+                Some(computed),
+                "{}",
+                stored.user_name
+            );
+        }
+    }
 }

@@ -126,6 +126,8 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
         observed: BTreeMap::new(),
         account_tags_read: BTreeMap::new(),
         privileges_read: Default::default(),
+        usage_read: Default::default(),
+        usage_not_read: 0,
     };
     let mut ledger = Ledger::new("o-prop");
     // One key has one creation date and one user, whatever the generator drew.
@@ -176,6 +178,8 @@ fn build(cases: &[Case], now: Timestamp) -> (Report, Ledger) {
             escalated_at: None,
             privilege: None,
             risk: None,
+            usage: None,
+            replace_with: None,
         };
         let id = finding_id(&account, key.as_ref(), check);
         ledger.entries.insert(

@@ -31,4 +31,5 @@ mod securityhub_moto;
 mod state_moto;
 mod tag_cache_moto;
 mod terminal;
+mod usage_moto;
 mod workflow_moto;

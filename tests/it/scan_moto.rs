@@ -367,7 +367,7 @@ fn other_formats_and_output_file() {
     assert!(csv.starts_with("check,severity,account_id"));
     // Each finding says what to do, in every format.
     assert!(csv.lines().next().unwrap().ends_with(
-        ",remediation,privilege,privilege_conditional,privilege_evidence,risk_rank,risk_reason"
+        ",remediation,privilege,privilege_conditional,privilege_evidence,risk_rank,risk_reason,usage,replace_with,replace_with_reason"
     ));
     assert!(
         csv.contains(",delete the root access key,admin,false,the account's root user,"),

@@ -219,6 +219,9 @@ pub struct Ledger {
     /// What each flagged user can do as last read (`core::privilege::cache`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub privileges: crate::core::privilege::cache::Cache,
+    /// Where flagged keys were used, as last read (`core::usage`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: crate::core::usage::Cache,
 }
 
 impl Ledger {
@@ -233,6 +236,7 @@ impl Ledger {
             runs: Vec::new(),
             account_tags: BTreeMap::new(),
             privileges: BTreeMap::new(),
+            usage: BTreeMap::new(),
         }
     }
 

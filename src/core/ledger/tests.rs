@@ -57,6 +57,8 @@ fn finding(account: &str, check: CheckId, due: Option<Timestamp>) -> Finding {
         escalated_at: None,
         privilege: None,
         risk: None,
+        usage: None,
+        replace_with: None,
     }
 }
 fn account(account: &str, status: AccountStatus) -> AccountEntry {
@@ -91,6 +93,8 @@ fn report(now: Timestamp, accounts: Vec<AccountEntry>, findings: Vec<Finding>) -
         observed: Observed::new(),
         account_tags_read: BTreeMap::new(),
         privileges_read: BTreeMap::new(),
+        usage_read: BTreeMap::new(),
+        usage_not_read: 0,
     }
 }
 fn scanned(account: &str) -> Vec<AccountEntry> {

@@ -12,7 +12,7 @@ use super::rows::{
     aliases, exempt_key_row, exempt_row, key_row, key_text, told_text, ExemptRow, KeyRow,
 };
 use crate::core::checks::{Severity, CHECKS};
-use crate::core::model::AccountId;
+use crate::core::model::{AccessKeyId, AccountId};
 use crate::core::plan::{urgency, NotifyPolicy};
 use crate::core::record::Outcome;
 use crate::core::report::{
@@ -162,11 +162,40 @@ pub fn fix_first(report: &Report) -> Vec<FixFirst> {
         .collect()
 }
 
+/// "31 keys could be Identity Center users": flagged keys counted by what
+/// should replace them (`core::usage`), most first; keys to rotate last.
+pub fn replace_counts(report: &Report) -> Vec<String> {
+    let mut kinds: BTreeMap<
+        crate::core::usage::Kind,
+        BTreeSet<(&AccountId, Option<&AccessKeyId>)>,
+    > = BTreeMap::new();
+    for f in &report.findings {
+        if let Some(r) = &f.replace_with {
+            kinds
+                .entry(r.kind)
+                .or_default()
+                .insert((&f.account_id, f.access_key_id.as_ref()));
+        }
+    }
+    let mut counts: Vec<(crate::core::usage::Kind, usize)> =
+        kinds.into_iter().map(|(k, keys)| (k, keys.len())).collect();
+    counts.sort_by_key(|(k, n)| {
+        (
+            *k == crate::core::usage::Kind::Rotate,
+            std::cmp::Reverse(*n),
+            *k,
+        )
+    });
+    counts.into_iter().map(|(k, n)| k.counted(n)).collect()
+}
+
 /// What the digest templates render.
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestView {
     /// The top of the risk order: what to fix first, and why.
     pub fix_first: Vec<FixFirst>,
+    /// Flagged keys by what should replace them.
+    pub replace_counts: Vec<String>,
     pub evaluated_at: String,
     pub subject_prefix: String,
     pub subject_summary: String,
@@ -218,6 +247,9 @@ pub struct ActionRow {
     pub outcome: &'static str,
     pub error: String,
     pub owner: String,
+    /// Who still uses the key ("used 2 hours ago from 3 addresses by
+    /// terraform/1: deactivating it will break them"), from its footprint.
+    pub breaks: String,
 }
 
 /// Extra facts for the digest that only delivery and the ledger know.
@@ -431,6 +463,7 @@ pub fn digest_view(
             })
             .collect(),
         fix_first: fix_first(report),
+        replace_counts: replace_counts(report),
         unresolved: unresolved.into_iter().map(row).collect(),
         invalid_addresses: invalid.into_iter().collect(),
         exemptions_in_force: exempt_rows(in_force),
@@ -470,6 +503,12 @@ pub fn digest_view(
                         .and_then(|f| f.owner.email.as_ref())
                         .map(|e| e.to_string())
                         .unwrap_or_else(|| "-".to_owned()),
+                    breaks: match f.and_then(|f| f.usage.as_ref()) {
+                        Some(crate::core::usage::Usage::Known(u)) => {
+                            crate::core::usage::breaks_line(u, report.evaluated_at)
+                        }
+                        _ => String::new(),
+                    },
                 }
             })
             .collect(),

@@ -63,6 +63,11 @@ pub struct KeyRow {
     pub risk_rank: Option<u32>,
     /// Why it ranks there.
     pub risk_reason: String,
+    /// Where the key was used in the last 90 days (CloudTrail), in a line;
+    /// empty when not read.
+    pub used: String,
+    /// What should replace the key, and why; empty when not worked out.
+    pub replace_with: String,
 }
 
 /// A key's id for messages: the id, or "root access key".
@@ -170,6 +175,20 @@ pub fn key_row(
             .as_ref()
             .map(|r| r.reason.clone())
             .unwrap_or_default(),
+        used: f.usage.as_ref().map(used).unwrap_or_default(),
+        replace_with: f
+            .replace_with
+            .as_ref()
+            .map(|r| format!("{} (because {})", r.kind.advice(), r.reason))
+            .unwrap_or_default(),
+    }
+}
+
+/// "Used in the last 90 days: …", in a line.
+pub fn used(u: &crate::core::usage::Usage) -> String {
+    match u {
+        crate::core::usage::Usage::Known(f) => crate::core::usage::used_line(f),
+        crate::core::usage::Usage::Unknown { reason } => format!("not known ({reason})"),
     }
 }
 
@@ -295,6 +314,8 @@ pub(super) fn exempt_key_row(e: &ExemptKey) -> KeyRow {
         can_do: String::new(),
         risk_rank: None,
         risk_reason: String::new(),
+        used: String::new(),
+        replace_with: String::new(),
     }
 }
 
