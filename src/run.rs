@@ -102,13 +102,21 @@ async fn execute_leased(
         Some(store) => Some(LedgerSession::load(store, &identity.organization, writes).await?),
         None => None,
     };
-    if let Some(s) = &session {
+    // The ledger's caches are lent to the scan (not copied: at 20,000
+    // accounts they are megabytes) and given back before anything is saved.
+    if let Some(s) = &mut session {
         opts.open_users = std::sync::Arc::new(s.ledger.open_users());
-        opts.account_tags = std::sync::Arc::new(s.ledger.account_tags.clone());
-        opts.privileges = std::sync::Arc::new(s.ledger.privileges.clone());
-        opts.usage = Some(std::sync::Arc::new(s.ledger.usage.clone()));
+        opts.account_tags = std::sync::Arc::new(std::mem::take(&mut s.ledger.account_tags));
+        opts.privileges = std::sync::Arc::new(std::mem::take(&mut s.ledger.privileges));
+        opts.usage = Some(std::sync::Arc::new(std::mem::take(&mut s.ledger.usage)));
     }
-    let mut report = scanner.run_as(&identity, &opts, progress).await?;
+    let scanned = scanner.run_as(&identity, &opts, progress).await;
+    if let Some(s) = &mut session {
+        s.ledger.account_tags = give_back(std::mem::take(&mut opts.account_tags));
+        s.ledger.privileges = give_back(std::mem::take(&mut opts.privileges));
+        s.ledger.usage = opts.usage.take().map(give_back).unwrap_or_default();
+    }
+    let mut report = scanned?;
     let changes = Box::pin(settle(
         &plan,
         &identity,
@@ -132,6 +140,11 @@ async fn execute_leased(
     }
     conclude(session.as_mut(), &identity.organization, &mut report).await;
     Ok(report)
+}
+
+/// What was lent to the scan, back (a copy only if something still holds it).
+fn give_back<T: Clone>(lent: std::sync::Arc<T>) -> T {
+    std::sync::Arc::try_unwrap(lent).unwrap_or_else(|still| (*still).clone())
 }
 
 /// Everything between the scan and the mail: the ledger brought up to date

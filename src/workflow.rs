@@ -389,11 +389,14 @@ async fn remembered(
     run: &RunRef,
     opts: &mut RunOptions,
 ) -> Result<(), StepError> {
-    let session = LedgerSession::load(parts.store.clone(), &run.organization, false).await?;
+    let mut session = LedgerSession::load(parts.store.clone(), &run.organization, false).await?;
+    // A read-only copy for this shard: its caches are moved, not copied.
     opts.open_users = std::sync::Arc::new(session.ledger.open_users());
-    opts.account_tags = std::sync::Arc::new(session.ledger.account_tags.clone());
-    opts.privileges = std::sync::Arc::new(session.ledger.privileges.clone());
-    opts.usage = Some(std::sync::Arc::new(session.ledger.usage.clone()));
+    opts.account_tags = std::sync::Arc::new(std::mem::take(&mut session.ledger.account_tags));
+    opts.privileges = std::sync::Arc::new(std::mem::take(&mut session.ledger.privileges));
+    opts.usage = Some(std::sync::Arc::new(std::mem::take(
+        &mut session.ledger.usage,
+    )));
     Ok(())
 }
 
