@@ -3,7 +3,7 @@
 //! 0 complete and nothing at or above `--fail-on`; 1 findings at or above it;
 //! 2 fatal error; 3 incomplete and nothing at or above `--fail-on`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -16,7 +16,7 @@ use crate::core::report::Report;
 use crate::core::templates::Templates;
 use crate::deliver::webhook::Chat;
 use crate::notify::{Delivery, Notifier};
-use crate::output::{render, Format};
+use crate::output::{write_report, Format};
 use crate::scan::{Mode, Progress, RunOptions, Scanner};
 
 #[derive(Debug, Parser)]
@@ -431,11 +431,24 @@ async fn scan(
     if format != Format::Table && report.is_incomplete() {
         eprintln!("keywarden: {}", incomplete_line(&report));
     }
-    let text = render(&report, format)?;
+    // Written as it is rendered: the JSON of a 20,000-account run is tens of
+    // megabytes, and building it in memory first was the run's largest
+    // allocation.
     match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write the report to {}", path.display()))?,
-        None => print!("{text}"),
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            write_report(&report, format, &mut w)
+                .and_then(|()| w.flush().map_err(Into::into))
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        }
+        None => {
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            write_report(&report, format, &mut w)
+                .and_then(|()| w.flush().map_err(Into::into))
+                .context("cannot write the report to stdout")?;
+        }
     }
     Ok(exit_code(&report, args.fail_on))
 }

@@ -29,6 +29,25 @@ pub enum RenderError {
     Json(#[from] serde_json::Error),
     #[error("cannot write CSV: {0}")]
     Csv(#[from] csv::Error),
+    #[error("cannot write: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes `report` in `format` to `w` as it is rendered (JSON is streamed,
+/// never held whole in memory).
+pub fn write_report(
+    report: &Report,
+    format: Format,
+    w: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *w, report)?;
+            w.write_all(b"\n")?;
+        }
+        other => w.write_all(render(report, other)?.as_bytes())?,
+    }
+    Ok(())
 }
 
 pub fn render(report: &Report, format: Format) -> Result<String, RenderError> {

@@ -312,31 +312,38 @@ async fn post_summary(
 /// partitions, and its OCSF events in a parallel tree; a failure is recorded
 /// in the report.
 async fn archive(store: &Store, organization: &str, report: &mut Report) {
-    // One JSON object on one line: what Athena's JSON SerDe reads.
-    let mut json = serde_json::to_vec(&*report).unwrap_or_default();
-    json.push(b'\n');
-    let files = crate::output::findings_csv(&report.findings)
-        .map_err(|e| format!("cannot render the findings CSV: {e}"))
-        .and_then(|csv| {
-            crate::output::ocsf_lines(report)
-                .map(|ocsf| (csv, ocsf))
-                .map_err(|e| format!("cannot render the OCSF events: {e}"))
-        });
-    let result = match files {
-        Ok((csv, ocsf)) => crate::state::archive(
-            store,
-            organization,
-            report.evaluated_at,
-            crate::state::Archived {
-                json,
-                csv: csv.into_bytes(),
-                ocsf: ocsf.into_bytes(),
-            },
-        )
-        .await
-        .map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+    let r: &Report = report;
+    // One JSON object on one line: what Athena's JSON SerDe reads. Each file
+    // is rendered when it is written and dropped after.
+    let json = || {
+        let mut out = Vec::with_capacity(r.findings.len() * 1_500 + r.accounts.len() * 300);
+        serde_json::to_writer(&mut out, r)
+            .map_err(|e| format!("cannot render the report JSON: {e}"))?;
+        out.push(b'\n');
+        Ok(out)
     };
+    let csv = || {
+        crate::output::findings_csv(&r.findings)
+            .map(String::into_bytes)
+            .map_err(|e| format!("cannot render the findings CSV: {e}"))
+    };
+    let ocsf = || {
+        crate::output::ocsf_lines(r)
+            .map(String::into_bytes)
+            .map_err(|e| format!("cannot render the OCSF events: {e}"))
+    };
+    let result = crate::state::archive(
+        store,
+        organization,
+        r.evaluated_at,
+        crate::state::Archived {
+            json: &json,
+            csv: &csv,
+            ocsf: &ocsf,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string());
     if let Err(message) = result {
         warn!(error = %message, "report not archived");
         report.errors.push(StageError {

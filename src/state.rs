@@ -573,15 +573,19 @@ pub fn archive_stem(organization: &str, evaluated_at: Timestamp) -> String {
 }
 
 /// One run's files for the archive.
-#[derive(Debug, Clone)]
-pub struct Archived {
+#[derive(Clone, Copy)]
+pub struct Archived<'a> {
     /// The report, one JSON object on one line.
-    pub json: Vec<u8>,
+    pub json: Render<'a>,
     /// The findings CSV.
-    pub csv: Vec<u8>,
+    pub csv: Render<'a>,
     /// OCSF Detection Findings, one per line.
-    pub ocsf: Vec<u8>,
+    pub ocsf: Render<'a>,
 }
+
+/// Renders one archived file when it is written: at 20,000 accounts each is
+/// megabytes, so only one is held at a time.
+pub type Render<'a> = &'a (dyn Fn() -> Result<Vec<u8>, String> + Sync);
 
 /// Where a report stem's OCSF events go: the same partitions under `ocsf/`
 /// instead of `reports/`, so a table over `reports/` never reads them.
@@ -596,8 +600,8 @@ pub async fn archive(
     store: &Store,
     organization: &str,
     evaluated_at: Timestamp,
-    files: Archived,
-) -> Result<String, StoreError> {
+    files: Archived<'_>,
+) -> Result<String, ArchiveError> {
     let Archived { json, csv, ocsf } = files;
     let base = archive_stem(organization, evaluated_at);
     for n in 1..=20 {
@@ -606,10 +610,12 @@ pub async fn archive(
         } else {
             format!("{base}-{n}")
         };
+        // Rendered again for the next stem after a conflict (rare), never
+        // copied.
         match store
             .save_as(
                 &format!("{stem}.json"),
-                json.clone(),
+                json().map_err(ArchiveError::Render)?,
                 "application/json",
                 &Version::Absent,
             )
@@ -617,12 +623,17 @@ pub async fn archive(
         {
             Ok(_) => {
                 store
-                    .save_as(&format!("{stem}.csv"), csv, "text/csv", &Version::Absent)
+                    .save_as(
+                        &format!("{stem}.csv"),
+                        csv().map_err(ArchiveError::Render)?,
+                        "text/csv",
+                        &Version::Absent,
+                    )
                     .await?;
                 store
                     .save_as(
                         &ocsf_key(&stem),
-                        ocsf,
+                        ocsf().map_err(ArchiveError::Render)?,
                         "application/x-ndjson",
                         &Version::Absent,
                     )
@@ -630,12 +641,22 @@ pub async fn archive(
                 return Ok(stem);
             }
             Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(StoreError::Conflict {
         location: store.describe(&format!("{base}-20.json")),
-    })
+    }
+    .into())
+}
+
+/// Why a report was not archived.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Render(String),
 }
 
 /// The ledger of one run: loaded at the start, checkpointed during long
@@ -651,6 +672,9 @@ pub struct LedgerSession {
     unsaved: usize,
     /// The first save that failed: every later save reports it again.
     broken: Option<StoreError>,
+    /// The size of the ledger as last loaded or saved (the next save's
+    /// buffer starts there).
+    size: usize,
 }
 
 /// Delivered messages between checkpoints.
@@ -694,6 +718,7 @@ impl LedgerSession {
             writable,
             unsaved: 0,
             broken: None,
+            size,
         })
     }
 
@@ -719,6 +744,7 @@ impl LedgerSession {
             writable,
             unsaved: 0,
             broken: None,
+            size: 0,
         }
     }
 
@@ -750,8 +776,9 @@ impl LedgerSession {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let bytes = self.ledger.to_json();
+        let bytes = self.ledger.to_json_sized(self.size);
         let size = bytes.len();
+        self.size = size;
         match self.store.save(&self.key, bytes, &self.version).await {
             Ok(v) => {
                 self.version = v;
