@@ -295,6 +295,12 @@ struct DayResult {
 ///   endpoint admitted, per budget: its tag look-ups, its retries of listing
 ///   pages) and its per-account chain: an account with findings needs one more
 ///   round trip after the report (the key and tag look-ups, the account tags).
+/// - Both add, for an account with findings, what the key-risk contracts need
+///   after the report: its flagged users' policies when due (one round trip;
+///   `privileges_due`), and on the first day (`footprints_due`) where each
+///   flagged key used in 90 days was used: its key id, then LookupEvents at
+///   CloudTrail's 2 a second per account and region, at most 20 keys per
+///   account and run; whichever takes longer.
 ///
 /// Neither adds per-account chains after a budget is spent (the last call of
 /// a budget may be an account's last call), the mistake of the earlier bound.
@@ -304,6 +310,7 @@ fn floors(
     stats: &server::Stats,
     messages: u64,
     privileges_due: &dyn Fn(usize) -> bool,
+    footprints_due: bool,
 ) -> (f64, f64) {
     let lat = knobs.latency.as_secs_f64();
     let limits = &knobs.limits;
@@ -333,8 +340,29 @@ fn floors(
         } else {
             0.0
         };
-        any_chain = any_chain.max(chain(a, if findings { policies } else { 0.0 }));
-        kw_chain = kw_chain.max(chain(a, if findings { lat + policies } else { 0.0 }));
+        // Where each flagged key was used: its key id (one round trip), then
+        // LookupEvents at 2 a second per account and region, at most 20
+        // keys per account and run, on the first day (the footprints are
+        // then cached for 7 days and the bench's keys are not used again).
+        let lookups = if findings && footprints_due {
+            let k = spec.used_flagged_in(a).min(20) as f64;
+            if k > 0.0 {
+                lat + ((k - limits.cloudtrail.burst).max(0.0) / limits.cloudtrail.rate) + lat
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        };
+        any_chain = any_chain.max(chain(a, if findings { policies.max(lookups) } else { 0.0 }));
+        kw_chain = kw_chain.max(chain(
+            a,
+            if findings {
+                lat + policies.max(lookups - lat)
+            } else {
+                0.0
+            },
+        ));
     }
     let any_scan = any_chain
         .max(by_rate(pages, limits.organizations) + lat)
@@ -536,7 +564,7 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         // Privileges are read on the first day and then, within the
         // contract's max age, on each account's refresh day.
         let due = |a: usize| day == 0 || privileges_due(a, now);
-        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages, &due);
+        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages, &due, day == 0);
         let (owners_checked, owners_wrong) = owners(&spec, &report);
         let aws_calls: u64 = stats.calls.values().sum();
         days.push(DayResult {
@@ -816,7 +844,7 @@ async fn main() -> anyhow::Result<()> {
             let endpoint = server::start(spec, knobs).await?;
             let wall = greedy::scan(endpoint.addr, &spec, &knobs.limits).await?;
             let stats = endpoint.stats();
-            let (floor_any, _) = floors(&spec, &knobs, &stats, 0, &|_| true);
+            let (floor_any, _) = floors(&spec, &knobs, &stats, 0, &|_| true, false);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({

@@ -158,6 +158,15 @@ impl OrgSpec {
             .sum()
     }
 
+    /// Flagged keys of one account used in the last 90 days: the keys whose
+    /// CloudTrail footprint is read (one per user here).
+    pub fn used_flagged_in(&self, account: usize) -> u64 {
+        (0..self.users_in(account))
+            .map(|u| self.key(account, u))
+            .filter(|k| k.flagged && k.last_used.is_some_and(|t| self.now - t < 90 * 86_400))
+            .count() as u64
+    }
+
     /// Flagged users of one account.
     pub fn flagged_in(&self, account: usize) -> u64 {
         (0..self.users_in(account))

@@ -559,6 +559,46 @@ mod tests {
     }
 
     #[test]
+    fn the_enforcement_plan_says_who_still_uses_each_key_and_keys_are_counted_by_replacement() {
+        let mut report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
+        // ci-deploy's key: used by GitHub Actions runners, the last on 2026-11-26.
+        let ci = report
+            .findings
+            .iter()
+            .find(|f| f.user_name == "ci-deploy")
+            .unwrap()
+            .clone();
+        report.actions.push(crate::core::record::ActionRecord {
+            finding_id: "x".into(),
+            action: crate::core::record::Action::Deactivate,
+            outcome: Outcome::Planned,
+            account_id: ci.account_id.clone(),
+            user_name: ci.user_name.clone(),
+            access_key_id: ci.access_key_id.clone().unwrap(),
+            error: None,
+        });
+        let view = digest_view(
+            &report,
+            &NotifyPolicy::default(),
+            DigestExtras::default(),
+            &|_| String::new(),
+        );
+        assert_eq!(
+            view.actions[0].breaks,
+            "used 2 days ago from 14 addresses by terraform/1, aws-sdk-js/3: deactivating it will break them"
+        );
+        assert_eq!(
+            view.replace_counts,
+            [
+                "5 keys could be deleted (nothing uses them)",
+                "1 key could be an Identity Center user",
+                "1 CI key could use OIDC",
+                "1 vendor key could be a cross-account role",
+            ]
+        );
+    }
+
+    #[test]
     fn an_exempt_900_day_key_still_heads_the_oldest_keys_marked_exempt_and_long() {
         let mut report: Report = serde_json::from_str(SAMPLE_REPORT).unwrap();
         let exempt = report

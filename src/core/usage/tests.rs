@@ -339,3 +339,23 @@ fn a_footprint_is_read_again_when_old_or_when_the_key_was_used_again() {
     remember(&mut cache, &Cache::new(), at(104, 0), 7);
     assert!(cache.is_empty(), "twice refresh_days: forgotten");
 }
+
+#[test]
+fn the_enforcement_plan_says_who_still_uses_a_key() {
+    let events = [
+        ev(88, "203.0.113.7", TERRAFORM, "s3:ListBuckets"),
+        ev(89, "198.51.100.2", TERRAFORM, "s3:ListBuckets"),
+        ev(89, "198.51.100.3", CLI, "s3:ListBuckets"),
+    ];
+    let f = summarize(&events, true, at(90, 0));
+    // The last event is at day 89, 09:00; two hours later:
+    assert_eq!(
+        breaks_line(&f, at(89, 11)),
+        "used 2 hours ago from 3 addresses by terraform/1, aws-cli/2: deactivating it will break them"
+    );
+    assert_eq!(
+        breaks_line(&f, at(95, 9)),
+        "used 6 days ago from 3 addresses by terraform/1, aws-cli/2: deactivating it will break them"
+    );
+    assert_eq!(breaks_line(&summarize(&[], true, at(90, 0)), at(90, 0)), "");
+}
