@@ -887,7 +887,7 @@ impl Scanner {
                 .as_ref()
                 .and_then(|k| footprints.usage.get(k))
                 .cloned();
-            f.replace_with = Some(usage::for_finding(
+            f.replace_with = Some(crate::core::report::replace_with(
                 f,
                 console.contains(f.user_name.as_str()),
                 self.settings.policy.unused_days,

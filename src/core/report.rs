@@ -184,6 +184,40 @@ pub const AGE_BUCKETS: [(&str, i64, Option<i64>); 6] = [
     ("365+ days", 365, None),
 ];
 
+/// What should replace a finding's key (`core::usage::advise`, with what
+/// the finding knows of the key); a root
+/// key: nothing, delete it.
+pub fn replace_with(
+    f: &Finding,
+    console_password: bool,
+    unused_days: u32,
+    now: Timestamp,
+) -> ReplaceWith {
+    if f.check == crate::core::checks::CheckId::RootAccessKey {
+        return ReplaceWith {
+            kind: super::usage::Kind::Delete,
+            reason: "a root user's key: AWS recommends none; use roles or IAM Identity Center for what it does".to_owned(),
+        };
+    }
+    if f.key_status == crate::core::model::KeyStatus::Inactive {
+        return ReplaceWith {
+            kind: super::usage::Kind::Delete,
+            reason: "it is inactive: nothing can use it".to_owned(),
+        };
+    }
+    let unused = f.check == crate::core::checks::CheckId::KeyUnused
+        || f.last_used_at
+            .is_some_and(|t| crate::core::model::days_between(t, now) >= i64::from(unused_days));
+    super::usage::advise(
+        super::usage::KeyContext {
+            unused,
+            never_used: f.last_used_at.is_none(),
+            console_password,
+        },
+        f.usage.as_ref(),
+    )
+}
+
 /// Gives every finding its place in the risk order ([`risk`]) as of `now`.
 pub fn rank_findings(findings: &mut [Finding], now: Timestamp) {
     let inputs: Vec<risk::Input<'_>> = findings

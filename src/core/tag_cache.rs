@@ -52,19 +52,44 @@ pub fn source<'a>(
     now: Timestamp,
     max_age_days: u32,
 ) -> TagSource<'a> {
-    let max = i64::from(max_age_days);
-    let Some(c) = cached.filter(|_| max > 0) else {
+    let Some(c) = cached.filter(|_| max_age_days > 0) else {
         return TagSource::Read { fallback: None };
     };
-    let age = whole_days(c.read_at, now);
-    let usable = (age < 2 * max).then_some(c);
-    if age >= max {
-        return TagSource::Read { fallback: usable };
+    match refresh(c.read_at, account, now, max_age_days) {
+        Refresh::Keep => TagSource::Cached(c),
+        Refresh::Read { usable } => TagSource::Read {
+            fallback: usable.then_some(c),
+        },
     }
-    if age >= 1 && is_refresh_day(account, now, max_age_days) {
-        return TagSource::Read { fallback: usable };
+}
+
+/// Whether something of `account` read at `read_at` is read again at `now`
+/// (the rule of this module, shared with `core::privilege::cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    Keep,
+    /// Read again; `usable`: what was read may stand in if that fails
+    /// (younger than twice the max age).
+    Read {
+        usable: bool,
+    },
+}
+
+/// The refresh rule (module docs); `max_age_days` > 0.
+pub fn refresh(
+    read_at: Timestamp,
+    account: &AccountId,
+    now: Timestamp,
+    max_age_days: u32,
+) -> Refresh {
+    let max = i64::from(max_age_days);
+    let age = whole_days(read_at, now);
+    let usable = age < 2 * max;
+    if age >= max || (age >= 1 && is_refresh_day(account, now, max_age_days)) {
+        Refresh::Read { usable }
+    } else {
+        Refresh::Keep
     }
-    TagSource::Cached(c)
 }
 
 /// The account's own day in each `max_age_days`-day cycle (UTC days).

@@ -486,7 +486,7 @@ mod tests {
             .findings
             .iter()
             .map(|f| {
-                crate::core::usage::for_finding(
+                crate::core::report::replace_with(
                     f,
                     false,
                     report.policy.unused_days,

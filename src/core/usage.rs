@@ -619,39 +619,6 @@ pub fn advise(key: KeyContext, usage: Option<&Usage>) -> ReplaceWith {
     )
 }
 
-/// What should replace a finding's key (`core::usage::advise`); a root
-/// key: nothing, delete it.
-pub fn for_finding(
-    f: &crate::core::report::Finding,
-    console_password: bool,
-    unused_days: u32,
-    now: Timestamp,
-) -> ReplaceWith {
-    if f.check == crate::core::checks::CheckId::RootAccessKey {
-        return ReplaceWith {
-            kind: Kind::Delete,
-            reason: "a root user's key: AWS recommends none; use roles or IAM Identity Center for what it does".to_owned(),
-        };
-    }
-    if f.key_status == crate::core::model::KeyStatus::Inactive {
-        return ReplaceWith {
-            kind: Kind::Delete,
-            reason: "it is inactive: nothing can use it".to_owned(),
-        };
-    }
-    let unused = f.check == crate::core::checks::CheckId::KeyUnused
-        || f.last_used_at
-            .is_some_and(|t| crate::core::model::days_between(t, now) >= i64::from(unused_days));
-    advise(
-        KeyContext {
-            unused,
-            never_used: f.last_used_at.is_none(),
-            console_password,
-        },
-        f.usage.as_ref(),
-    )
-}
-
 fn agent_tool_is_interactive(tool: &str) -> bool {
     tool == "console" || tool.starts_with("aws-cli")
 }

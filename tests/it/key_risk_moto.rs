@@ -78,27 +78,7 @@ fn notify_outbox(moto: &Moto, seeded: &Seeded) -> Vec<(String, String)> {
         .env("KEYWARDEN_SENDER", "keywarden@example.com")
         .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com"));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| {
-            let raw = std::fs::read(p).unwrap();
-            let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-            (
-                msg.to()
-                    .and_then(|t| t.first())
-                    .and_then(|a| a.address())
-                    .unwrap_or("")
-                    .to_owned(),
-                msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-            )
-        })
-        .collect()
+    crate::mail::outbox(outbox.path())
 }
 
 #[test]

@@ -84,27 +84,7 @@ fn notify(
     assert!(code == 0 || code == 3, "{stdout}\n{stderr}");
     let report: Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    let mut files: Vec<_> = std::fs::read_dir(outbox.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    let mail = files
-        .iter()
-        .map(|p| {
-            let raw = std::fs::read(p).unwrap();
-            let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-            (
-                msg.to()
-                    .and_then(|t| t.first())
-                    .and_then(|a| a.address())
-                    .unwrap_or("")
-                    .to_owned(),
-                msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let mail = crate::mail::outbox(outbox.path());
     (report, mail)
 }
 

@@ -59,3 +59,29 @@ pub fn sent(moto: &Moto) -> Vec<Mail> {
         })
         .collect()
 }
+
+/// The messages an `--outbox` run wrote into `dir`, as (first recipient,
+/// text body), in file order (the digest last).
+pub fn outbox(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let raw = std::fs::read(p).unwrap();
+            let msg = MessageParser::default().parse(&raw).unwrap();
+            (
+                msg.to()
+                    .and_then(|t| t.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or("")
+                    .to_owned(),
+                msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}

@@ -26,7 +26,7 @@ use jiff::Timestamp;
 
 use super::{Class, Privilege};
 use crate::core::model::AccountId;
-use crate::core::tag_cache::is_refresh_day;
+use crate::core::tag_cache::{refresh, Refresh};
 
 /// Each account's flagged users' privileges as last read (user name → it;
 /// every entry's `read_at` is set).
@@ -53,19 +53,18 @@ pub fn source<'a>(
     now: Timestamp,
     max_age_days: u32,
 ) -> Source<'a> {
-    let max = i64::from(max_age_days);
     let Some((c, read_at)) = cached
-        .filter(|_| max > 0)
+        .filter(|_| max_age_days > 0)
         .and_then(|c| Some((c, c.read_at?)))
     else {
         return Source::Read { fallback: None };
     };
-    let age = whole_days(read_at, now);
-    let usable = (age < 2 * max).then_some(c);
-    if age >= max || (age >= 1 && is_refresh_day(account, now, max_age_days)) {
-        return Source::Read { fallback: usable };
+    match refresh(read_at, account, now, max_age_days) {
+        Refresh::Keep => Source::Cached(c),
+        Refresh::Read { usable } => Source::Read {
+            fallback: usable.then_some(c),
+        },
     }
-    Source::Cached(c)
 }
 
 /// Stores the privileges read this run (never an `unknown` one) and forgets
@@ -99,6 +98,7 @@ pub fn remember(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::tag_cache::is_refresh_day;
     use jiff::SignedDuration;
 
     fn at(days: i64) -> Timestamp {
