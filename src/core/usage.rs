@@ -241,6 +241,16 @@ pub fn agent(ua: &str) -> Agent {
     }
 }
 
+/// A `sourceIPAddress` (an IPv4 or IPv6 address, or a service name such as
+/// `lambda.amazonaws.com`), keeping only the characters those have.
+fn address(source: &str) -> String {
+    source
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-'))
+        .take(64)
+        .collect()
+}
+
 fn version_after<'a>(ua: &'a str, token: &str) -> Option<&'a str> {
     let at = ua.find(token)?;
     ua[at + token.len()..].split_whitespace().next()
@@ -279,24 +289,30 @@ pub fn summarize(events: &[Event], complete: bool, read_at: Timestamp) -> Footpr
     let mut exec_env = BTreeSet::new();
     let mut ci = BTreeSet::new();
     let mut regions = BTreeSet::new();
-    let mut addresses: BTreeMap<&str, (u64, Timestamp, Timestamp, BTreeSet<i64>)> = BTreeMap::new();
+    let mut addresses: BTreeMap<String, (u64, Timestamp, Timestamp, BTreeSet<i64>)> =
+        BTreeMap::new();
     let mut via_vpc_endpoint = 0;
     for e in events {
+        // Every name comes from CloudTrail's answer and ends up in mail:
+        // only the characters such names have, bounded.
         let service = e.source.strip_suffix(".amazonaws.com").unwrap_or(&e.source);
-        *apis.entry(format!("{service}:{}", e.name)).or_insert(0) += 1;
-        if !e.region.is_empty() {
-            regions.insert(e.region.clone());
+        *apis
+            .entry(format!("{}:{}", clean(service, 40), clean(&e.name, 64)))
+            .or_insert(0) += 1;
+        let region = clean(&e.region, 32);
+        if !region.is_empty() {
+            regions.insert(region);
         }
         if e.vpc_endpoint.as_deref().is_some_and(|v| !v.is_empty()) {
             via_vpc_endpoint += 1;
         }
-        if is_aws_service(&e.source_ip) {
-            *services.entry(e.source_ip.clone()).or_insert(0) += 1;
-        } else if !e.source_ip.is_empty() {
-            let a =
-                addresses
-                    .entry(e.source_ip.as_str())
-                    .or_insert((0, e.at, e.at, BTreeSet::new()));
+        let source = address(&e.source_ip);
+        if is_aws_service(&source) {
+            *services.entry(source).or_insert(0) += 1;
+        } else if !source.is_empty() {
+            let a = addresses
+                .entry(source)
+                .or_insert((0, e.at, e.at, BTreeSet::new()));
             a.0 += 1;
             a.1 = a.1.min(e.at);
             a.2 = a.2.max(e.at);
@@ -315,7 +331,7 @@ pub fn summarize(events: &[Event], complete: bool, read_at: Timestamp) -> Footpr
     let mut addresses: Vec<Address> = addresses
         .into_iter()
         .map(|(ip, (count, first, last, days))| Address {
-            ip: ip.to_owned(),
+            ip,
             count,
             first,
             last,

@@ -118,6 +118,18 @@ fn the_parser_never_holds_request_or_response_parameters() {
         "{text}"
     );
     assert!(Event::parse("{").unwrap_err().contains("not readable"));
+    // What CloudTrail (or a hostile endpoint) answers never shapes a message.
+    let mut odd = ev(
+        1,
+        "203.0.113.7\nBcc: x@example.com",
+        CLI,
+        "s3:List\nBuckets",
+    );
+    odd.region = "eu-west-1\r\nX".into();
+    let f = summarize(&[odd], true, at(90, 0));
+    assert_eq!(f.addresses[0].ip, "203.0.113.7Bcc:xexample.com");
+    assert_eq!(f.apis[0].name, "s3:ListBuckets");
+    assert_eq!(f.regions, ["eu-west-1X"]);
 }
 
 #[test]
