@@ -13,6 +13,7 @@ use aws_config::SdkConfig;
 use futures::StreamExt;
 use jiff::Timestamp;
 
+use crate::aws::cloudtrail::{Trail, GLOBAL_REGION};
 use crate::aws::iam::Iam;
 use crate::aws::organizations::{Organizations, STACKSETS_PRINCIPAL};
 use crate::aws::securityhub::SecurityHub;
@@ -249,6 +250,11 @@ impl Doctor<'_> {
         // Without the Organization's accounts there is nothing to try (the
         // Organization's own check already blocks).
         if self.mode == Mode::SingleAccount || accounts.is_empty() {
+            let own: Vec<&Account> = accounts.iter().filter(|a| a.id == caller.account).collect();
+            if !own.is_empty() {
+                let failures = self.usage_probe(sts, caller, &own, &self.settings.role_name).await;
+                up.push(doctor::usage_access(g, own.len(), &failures));
+            }
             return;
         }
         let members: Vec<&Account> = accounts.iter().filter(|a| a.id != caller.account).collect();
@@ -264,6 +270,55 @@ impl Doctor<'_> {
             &failures,
             "deploy the member-role StackSet to these accounts' OUs (automatic deployment on), or fix the role's trust policy and any SCP that denies sts:AssumeRole",
         ));
+        // Where flagged keys are used: LookupEvents in a sample of the
+        // accounts whose role was assumed (one StackSet grants it to all).
+        // The caller's own account first, when in scope.
+        let failed: BTreeSet<&AccountId> = failures.iter().map(|f| &f.0).collect();
+        let sample: Vec<&Account> = accounts
+            .iter()
+            .filter(|a| a.id == caller.account)
+            .chain(members.into_iter().filter(|a| !failed.contains(&a.id)))
+            .take(SAMPLE)
+            .collect();
+        let failures = self.usage_probe(sts, caller, &sample, role).await;
+        up.push(doctor::usage_access(g, sample.len(), &failures));
+    }
+
+    /// LookupEvents (one event, in us-east-1) through the scan role in
+    /// each of `accounts` (the caller's own permissions in its own); the
+    /// failures.
+    async fn usage_probe(
+        &self,
+        sts: &Sts,
+        caller: &Caller,
+        accounts: &[&Account],
+        role: &str,
+    ) -> Vec<Failure> {
+        let budget = self.settings.account_timeout;
+        futures::stream::iter(accounts)
+            .map(|a| async move {
+                let arn = format!("arn:{}:iam::{}:role/{role}", caller.partition, a.id);
+                let attempt = async {
+                    let creds = if a.id == caller.account {
+                        None
+                    } else {
+                        Some(
+                            sts.assume_role(&arn, SCAN_SESSION, self.settings.external_id.as_deref())
+                                .await?,
+                        )
+                    };
+                    Trail::new(self.sdk_config, creds).probe(GLOBAL_REGION).await
+                };
+                match tokio::time::timeout(budget, attempt).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some((a.id.clone(), e.code, e.message)),
+                    Err(_) => Some((a.id.clone(), "Timeout".to_owned(), String::new())),
+                }
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .filter_map(futures::future::ready)
+            .collect()
+            .await
     }
 
     /// Assumes `role` as `session` in each account and proves the

@@ -12,7 +12,7 @@ use futures::{SinkExt, StreamExt};
 use jiff::Timestamp;
 use tracing::{info, warn, Instrument};
 
-use crate::aws::cloudtrail::Trail;
+use crate::aws::cloudtrail::{Trail, GLOBAL_REGION};
 use crate::aws::iam::{Iam, ReportPolling};
 use crate::aws::organizations::{Listing, Organizations};
 use crate::aws::sts::{Caller, Sts};
@@ -1187,8 +1187,6 @@ impl Scanner {
 /// the rest are read on the next runs (what was read is not due again).
 const FOOTPRINTS_PER_ACCOUNT: usize = 20;
 
-/// Where global services (IAM, the STS global endpoint) log their events.
-const GLOBAL_REGION: &str = "us-east-1";
 
 /// What [`Scanner::footprints`] found in one account.
 #[derive(Debug, Default)]

@@ -28,6 +28,9 @@ pub const LOOKUP_EVENTS_PER_SECOND: f64 = 2.0;
 /// reported `unknown` after these, not waited for past the account's budget.
 pub const LOOKUP_ATTEMPTS: u32 = 4;
 
+/// Where global services (IAM, the STS global endpoint) log their events.
+pub const GLOBAL_REGION: &str = "us-east-1";
+
 /// Events per page (LookupEvents' maximum).
 pub const PAGE: i32 = 50;
 
@@ -82,6 +85,19 @@ impl Trail {
                 )
             })
             .clone()
+    }
+
+    /// Whether this account's credentials may call LookupEvents in
+    /// `region`: one call for one event (doctor), through the region's gate.
+    pub async fn probe(&self, region: &str) -> Result<(), AwsError> {
+        let op = "cloudtrail:LookupEvents";
+        let (client, gate) = self.region(region);
+        gate.call(|| {
+            let request = client.lookup_events().max_results(1);
+            async move { request.send().await.map_err(|e| classify(op, e)) }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The management events of `key` in `region` between `start` and

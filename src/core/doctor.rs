@@ -229,6 +229,35 @@ pub fn assume_reason(code: &str, message: &str) -> String {
     }
 }
 
+/// Failed accounts grouped by `reason(code, message)`, the largest group
+/// first: "N accounts (reason): ids".
+fn grouped(
+    failures: &[(AccountId, String, String)],
+    reason: impl Fn(&str, &str) -> String,
+) -> Vec<String> {
+    let mut by_reason: BTreeMap<String, Vec<AccountId>> = BTreeMap::new();
+    for (id, code, message) in failures {
+        by_reason
+            .entry(reason(code, message))
+            .or_default()
+            .push(id.clone());
+    }
+    let mut groups: Vec<(String, Vec<AccountId>)> = by_reason.into_iter().collect();
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+    groups
+        .into_iter()
+        .map(|(reason, mut ids)| {
+            ids.sort();
+            let n = ids.len();
+            format!(
+                "{n} {} ({reason}): {}",
+                if n == 1 { "account" } else { "accounts" },
+                some_ids(&ids)
+            )
+        })
+        .collect()
+}
+
 /// The verdict on one role across the member accounts in scope: ✓ when
 /// every account let it be assumed, else ✗ with the accounts grouped by
 /// what AWS said.
@@ -248,28 +277,7 @@ pub fn role_coverage(
         };
         return Check::ok(group, check, detail);
     }
-    let mut by_reason: BTreeMap<String, Vec<AccountId>> = BTreeMap::new();
-    for (id, code, message) in failures {
-        by_reason
-            .entry(assume_reason(code, message))
-            .or_default()
-            .push(id.clone());
-    }
-    // The largest group first.
-    let mut groups: Vec<(String, Vec<AccountId>)> = by_reason.into_iter().collect();
-    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
-    let more = groups
-        .into_iter()
-        .map(|(reason, mut ids)| {
-            ids.sort();
-            let n = ids.len();
-            format!(
-                "{n} {} ({reason}): {}",
-                if n == 1 { "account" } else { "accounts" },
-                some_ids(&ids)
-            )
-        })
-        .collect();
+    let more = grouped(failures, assume_reason);
     Check::blocker(
         group,
         check,
@@ -278,6 +286,39 @@ pub fn role_coverage(
             failures.len()
         ),
         fix,
+    )
+    .with_more(more)
+}
+
+/// The verdict on where flagged keys are used (`cloudtrail:LookupEvents`,
+/// asked in `tried` accounts): ✓ when each answered; ! otherwise, the
+/// accounts grouped by what AWS said (the scan works; their footprints are
+/// `unknown`, and "replace it with" falls back to what else is known).
+pub fn usage_access(group: Group, tried: usize, failures: &[(AccountId, String, String)]) -> Check {
+    let check = "key usage";
+    if failures.is_empty() {
+        let detail = match tried {
+            0 => "no account to ask for CloudTrail's event history".to_owned(),
+            1 => "CloudTrail's event history is readable (LookupEvents) in the 1 account asked".to_owned(),
+            n => format!("CloudTrail's event history is readable (LookupEvents) in all {n} accounts asked"),
+        };
+        return Check::ok(group, check, detail);
+    }
+    let more = grouped(failures, |code, message| match code {
+        "AccessDenied" | "AccessDeniedException" => {
+            "no cloudtrail:LookupEvents: a member role older than this version, or an SCP".to_owned()
+        }
+        "Timeout" => "no answer within account_timeout_secs".to_owned(),
+        _ => format!("{code}: {}", one_line(message)),
+    });
+    Check::warning(
+        group,
+        check,
+        format!(
+            "CloudTrail's event history cannot be read in {} of {tried} accounts asked: their flagged keys' usage will be unknown",
+            failures.len()
+        ),
+        "update the member-role StackSet (it grants cloudtrail:LookupEvents, read-only), or allow it in the SCP",
     )
     .with_more(more)
 }
@@ -472,6 +513,27 @@ mod tests {
         let ok = role_coverage(Group::MemberRole, "scan role", "R", 10, &[], "deploy");
         assert_eq!(ok.status, Status::Ok);
         assert!(ok.detail.contains("all 10"));
+    }
+
+    #[test]
+    fn unreadable_key_usage_is_a_warning_grouped_by_reason() {
+        let failures = vec![
+            (id(2), "AccessDeniedException".to_owned(), "no".to_owned()),
+            (id(1), "AccessDeniedException".to_owned(), "no".to_owned()),
+            (id(3), "Timeout".to_owned(), String::new()),
+        ];
+        let c = usage_access(Group::MemberRole, 7, &failures);
+        assert_eq!(c.status, Status::Warning);
+        assert!(c.detail.contains("in 3 of 7 accounts asked"), "{}", c.detail);
+        assert_eq!(
+            c.more,
+            vec![
+                "2 accounts (no cloudtrail:LookupEvents: a member role older than this version, or an SCP): 000000000001, 000000000002".to_owned(),
+                "1 account (no answer within account_timeout_secs): 000000000003".to_owned(),
+            ]
+        );
+        assert_eq!(usage_access(Group::MemberRole, 7, &[]).status, Status::Ok);
+        assert!(usage_access(Group::MemberRole, 1, &[]).detail.contains("the 1 account"));
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn a_healthy_organization_is_all_ticks_and_exits_0() {
         "3 accounts in scope",
         "StackSets trusted access is on",
         "KeywardenScanRole assumed in all 2 member accounts in scope",
+        "CloudTrail's event history is readable (LookupEvents) in all 3 accounts asked",
         "keywarden@example.com may send: its domain example.com is a verified SES identity",
         "DKIM signs mail from example.com",
         "out of the SES sandbox",
@@ -147,6 +148,9 @@ fn a_healthy_organization_is_all_ticks_and_exits_0() {
 #[test]
 fn every_first_day_problem_is_named_with_its_fix_and_exits_2() {
     let moto = Moto::start();
+    // A member role from before key usage: no cloudtrail:LookupEvents.
+    let mut no_hub = member("no-hub", false, false);
+    no_hub["drop_actions"] = json!(["cloudtrail:LookupEvents"]);
     let seeded = moto.seed(&json!({
         "scanner_user": true,
         "scanner_actions": scanner_actions(),
@@ -159,7 +163,7 @@ fn every_first_day_problem_is_named_with_its_fix_and_exits_2() {
             {"name": "management", "email": "root@example.com", "management": true,
              "securityhub": true, "users": [user("admin", 100)]},
             member("prod", false, true),
-            member("no-hub", false, false),
+            no_hub,
             {"name": "lost", "email": "lost@example.com", "scan_role": "none",
              "users": [user("etl", 150)]},
         ]
@@ -215,6 +219,17 @@ fn every_first_day_problem_is_named_with_its_fix_and_exits_2() {
     assert_eq!(status("enforce role"), "blocker");
     assert!(text("enforce role").contains("cannot assume KeywardenEnforceRole in 3 of 3"));
     assert!(text("enforce role").contains("EnableEnforcement=true"));
+    // Key usage unreadable in one account: a warning naming it.
+    assert_eq!(status("key usage"), "warning");
+    assert!(
+        text("key usage").contains("cannot be read in 1 of 3 accounts asked"),
+        "{}",
+        text("key usage")
+    );
+    assert!(text("key usage").contains(&format!(
+        "1 account (no cloudtrail:LookupEvents: a member role older than this version, or an SCP): {no_hub}"
+    )));
+    assert!(text("key usage").contains("update the member-role StackSet"));
     // StackSets trusted access off: a warning.
     assert_eq!(status("stacksets"), "warning");
     assert!(text("stacksets").contains("enable-aws-service-access"));
