@@ -371,7 +371,14 @@ impl Scanner {
     ) -> Result<(), ScanError> {
         let listing = self.open_listing().await?;
         let (tx, rx) = futures::channel::mpsc::channel::<Account>(self.settings.concurrency * 2);
-        let consumer = rx
+        // With a ledger, the accounts it remembers as the largest start
+        // first; without one, in listing order.
+        let queue = if opts.open_users.is_empty() {
+            rx.left_stream()
+        } else {
+            largest_first(rx, opts.open_users.clone()).right_stream()
+        };
+        let consumer = queue
             .map(|account| self.start_account(caller, account, opts, true))
             .buffer_unordered(self.settings.concurrency)
             .for_each(|outcome| {
@@ -1181,6 +1188,65 @@ impl Scanner {
     }
 }
 
+/// The accounts as listed, except that of those listed and not yet started
+/// the one with the most users with open findings in the ledger starts
+/// first (ties in listing order): a large account started last would hold
+/// the run's end alone (its credential report, its policies and footprints
+/// take longest), and the ledger knows which accounts are large. Reading
+/// everything listed so far lets the listing run ahead of the scan (the
+/// accounts are small; the listing's pages are few).
+fn largest_first(
+    rx: futures::channel::mpsc::Receiver<Account>,
+    open_users: Arc<BTreeMap<AccountId, BTreeSet<String>>>,
+) -> impl futures::Stream<Item = Account> {
+    struct Queued(usize, std::cmp::Reverse<u64>, Account);
+    impl PartialEq for Queued {
+        fn eq(&self, other: &Self) -> bool {
+            (self.0, self.1) == (other.0, other.1)
+        }
+    }
+    impl Eq for Queued {}
+    impl PartialOrd for Queued {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Queued {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            (self.0, self.1).cmp(&(other.0, other.1))
+        }
+    }
+    let state = (rx, std::collections::BinaryHeap::new(), 0u64, false);
+    futures::stream::unfold(state, move |(mut rx, mut heap, mut n, mut closed)| {
+        let open_users = open_users.clone();
+        async move {
+            let queue = |heap: &mut std::collections::BinaryHeap<Queued>, a: Account, n: &mut u64| {
+                let weight = open_users.get(&a.id).map_or(0, BTreeSet::len);
+                heap.push(Queued(weight, std::cmp::Reverse(*n), a));
+                *n += 1;
+            };
+            // Everything listed so far; wait only when nothing is queued.
+            loop {
+                match rx.try_recv() {
+                    Ok(a) => queue(&mut heap, a, &mut n),
+                    Err(futures::channel::mpsc::TryRecvError::Closed) => {
+                        closed = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !closed && heap.is_empty() {
+                match rx.next().await {
+                    Some(a) => queue(&mut heap, a, &mut n),
+                    None => closed = true,
+                }
+            }
+            heap.pop().map(|q| (q.2, (rx, heap, n, closed)))
+        }
+    })
+}
+
 /// Footprints read per account and run at most: LookupEvents allows 2
 /// requests a second per account and region, so an account with hundreds
 /// of flagged keys would otherwise hold its slot for minutes. With a ledger
@@ -1277,6 +1343,39 @@ fn observe(keys: &[crate::core::model::KeyFacts]) -> Vec<ObservedKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(n: u64) -> Account {
+        Account {
+            id: AccountId::parse(&format!("{n:012}")).unwrap(),
+            name: format!("a{n}"),
+            email: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn of_the_accounts_listed_the_largest_in_the_ledger_start_first() {
+        let open: BTreeMap<AccountId, BTreeSet<String>> = [(2, 5), (3, 2), (5, 9)]
+            .into_iter()
+            .map(|(a, users)| {
+                let names = (0..users).map(|u| format!("u{u}")).collect();
+                (account(a).id, names)
+            })
+            .collect();
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Account>(16);
+        for a in 1..=4 {
+            tx.send(account(a)).await.unwrap();
+        }
+        let mut queue = Box::pin(largest_first(rx, Arc::new(open)));
+        // Of 1..4 listed: 2 (5 users with open findings), 3 (2), then 1, 4
+        // as listed; 5 arrives later and jumps the queue.
+        assert_eq!(queue.next().await.unwrap().name, "a2");
+        assert_eq!(queue.next().await.unwrap().name, "a3");
+        tx.send(account(5)).await.unwrap();
+        tx.send(account(6)).await.unwrap();
+        drop(tx);
+        let rest: Vec<String> = queue.map(|a| a.name).collect().await;
+        assert_eq!(rest, ["a5", "a1", "a4", "a6"]);
+    }
 
     #[tokio::test]
     async fn urgent_requests_get_slots_before_routine_ones_waiting() {
