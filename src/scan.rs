@@ -978,7 +978,7 @@ impl Scanner {
                 out.usage.insert(
                     key.clone(),
                     match cached {
-                        Some(c) => Usage::Known(Box::new(c.footprint.clone())),
+                        Some(c) => Usage::Known(c.footprint.clone()),
                         None => Usage::Unknown {
                             reason: format!(
                                 "not read this run: at most {FOOTPRINTS_PER_ACCOUNT} keys per account and run (with a ledger the rest are read on the next runs)"
@@ -992,7 +992,7 @@ impl Scanner {
                 Some(_) if !usage::due(cached, Some(last_used), now, settings.refresh_days) => {
                     if let Some(c) = cached {
                         out.usage
-                            .insert(key.clone(), Usage::Known(Box::new(c.footprint.clone())));
+                            .insert(key.clone(), Usage::Known(c.footprint.clone()));
                     }
                     continue;
                 }
@@ -1069,6 +1069,8 @@ impl Scanner {
                 .unwrap_or_else(|| Err("not read within the account's time budget".to_owned()));
             let u = match result {
                 Ok(footprint) => {
+                    // One copy, shared by the findings and the ledger.
+                    let footprint = Arc::new(footprint);
                     out.read.insert(
                         key.clone(),
                         usage::Cached {
@@ -1076,11 +1078,11 @@ impl Scanner {
                             last_used_at: Some(*last_used),
                         },
                     );
-                    Usage::Known(Box::new(footprint))
+                    Usage::Known(footprint)
                 }
                 Err(reason) => match cached {
                     // An earlier reading, while the cache still keeps it.
-                    Some(c) => Usage::Known(Box::new(c.footprint.clone())),
+                    Some(c) => Usage::Known(c.footprint.clone()),
                     None => Usage::Unknown { reason },
                 },
             };

@@ -116,7 +116,7 @@ pub struct Footprint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Usage {
-    Known(Box<Footprint>),
+    Known(std::sync::Arc<Footprint>),
     Unknown { reason: String },
 }
 
@@ -723,7 +723,7 @@ pub fn used_line(f: &Footprint) -> String {
 /// was read (a key used again elsewhere is read again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cached {
-    pub footprint: Footprint,
+    pub footprint: std::sync::Arc<Footprint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<Timestamp>,
 }

@@ -33,7 +33,7 @@ fn person() -> KeyContext {
 }
 
 fn known(events: &[Event], complete: bool) -> Usage {
-    Usage::Known(Box::new(summarize(events, complete, at(90, 0))))
+    Usage::Known(std::sync::Arc::new(summarize(events, complete, at(90, 0))))
 }
 
 #[test]
@@ -290,7 +290,7 @@ fn a_cut_window_says_at_least() {
         used_line(&f)
     );
     assert!(used_line(&f).contains("and 5 more"), "{}", used_line(&f));
-    let r = advise(person(), Some(&Usage::Known(Box::new(f))));
+    let r = advise(person(), Some(&Usage::Known(std::sync::Arc::new(f))));
     assert!(r.reason.starts_with("at least 8 events"), "{}", r.reason);
 }
 
@@ -323,7 +323,7 @@ fn a_footprint_is_read_again_when_old_or_when_the_key_was_used_again() {
         at(90, 0),
     );
     let c = Cached {
-        footprint: f,
+        footprint: std::sync::Arc::new(f),
         last_used_at: Some(at(89, 0)),
     };
     let used = Some(at(89, 0));
