@@ -252,7 +252,9 @@ impl Doctor<'_> {
         if self.mode == Mode::SingleAccount || accounts.is_empty() {
             let own: Vec<&Account> = accounts.iter().filter(|a| a.id == caller.account).collect();
             if !own.is_empty() {
-                let failures = self.usage_probe(sts, caller, &own, &self.settings.role_name).await;
+                let failures = self
+                    .usage_probe(sts, caller, &own, &self.settings.role_name)
+                    .await;
                 up.push(doctor::usage_access(g, own.len(), &failures));
             }
             return;
@@ -303,11 +305,17 @@ impl Doctor<'_> {
                         None
                     } else {
                         Some(
-                            sts.assume_role(&arn, SCAN_SESSION, self.settings.external_id.as_deref())
-                                .await?,
+                            sts.assume_role(
+                                &arn,
+                                SCAN_SESSION,
+                                self.settings.external_id.as_deref(),
+                            )
+                            .await?,
                         )
                     };
-                    Trail::new(self.sdk_config, creds).probe(GLOBAL_REGION).await
+                    Trail::new(self.sdk_config, creds)
+                        .probe(GLOBAL_REGION)
+                        .await
                 };
                 match tokio::time::timeout(budget, attempt).await {
                     Ok(Ok(())) => None,

@@ -20,7 +20,7 @@ use crate::core::ledger::{Cadence, Changes, Ledger, Notice, Stage};
 use crate::core::model::EmailAddress;
 use crate::core::notify::{
     digest_view, history_view, owner_view, plan_people, DeliveryFailure, DeliveryMode,
-    DigestExtras, Memory, NotifyPolicy, PersonPlan,
+    DigestExtras, FindingsCsv, Memory, NotifyPolicy, PersonPlan,
 };
 use crate::core::owners::OwnerRules;
 use crate::core::report::{
@@ -147,6 +147,7 @@ impl Notifier {
         mut session: Option<&mut LedgerSession>,
         changes: Option<&Changes>,
         deadline: Option<Deadline>,
+        archive_csv: Option<String>,
     ) {
         // Owner mail stops in time for the digest (and the ledger save): the
         // digest always goes out, naming whoever was not reached.
@@ -180,15 +181,14 @@ impl Notifier {
         }
         report.notifications = notes;
         let ledger = session.as_deref().map(|s| &s.ledger);
-        self.send_digest(
-            report,
+        let digest = DigestRun {
             ledger,
             changes,
-            delivery,
-            &mut transport,
-            people.len(),
-        )
-        .await;
+            owners: people.len(),
+            archive_csv,
+        };
+        self.send_digest(report, delivery, &mut transport, digest)
+            .await;
     }
 
     /// A transport for `delivery`; `senders` transports send side by side
@@ -289,17 +289,20 @@ impl Notifier {
 
     /// Renders and sends the security digest last, naming every failure in
     /// `report.notifications` (owner mail, chat, Security Hub), and appends
-    /// it there. `owners` is how many owner messages were planned (the
-    /// digest's number follows theirs).
+    /// it there.
     pub async fn send_digest(
         &self,
         report: &mut Report,
-        ledger: Option<&Ledger>,
-        changes: Option<&Changes>,
         delivery: &Delivery,
         transport: &mut Transport,
-        owners: usize,
+        digest: DigestRun<'_>,
     ) {
+        let DigestRun {
+            ledger,
+            changes,
+            owners,
+            archive_csv,
+        } = digest;
         let link = |f: &Finding| self.templates.link(f);
         let failure = |n: &Notification| DeliveryFailure {
             recipients: n.recipients.join(", "),
@@ -309,7 +312,18 @@ impl Notifier {
         let failed_notes = notes
             .iter()
             .filter(|n| n.outcome == DeliveryOutcome::Failed);
+        // Every finding as CSV, attached unless too large for mail (then
+        // the digest says where the run's archive keeps it).
+        let csv = crate::output::findings_csv(&report.findings)
+            .unwrap_or_else(|e| format!("error: {e}\n"));
+        let findings_csv = FindingsCsv::for_size(csv.len(), archive_csv);
+        let attachment = (findings_csv == FindingsCsv::Attached).then(|| Attached {
+            content_type: "text/csv".to_owned(),
+            file_name: "keywarden-findings.csv".to_owned(),
+            content: csv,
+        });
         let extras = DigestExtras {
+            findings_csv,
             people_notified: notes
                 .iter()
                 .filter(|n| n.kind == MessageKind::Owner && n.outcome != DeliveryOutcome::Failed)
@@ -335,13 +349,6 @@ impl Notifier {
             },
         };
         let view = digest_view(report, &self.policy, extras, &link);
-        let csv = crate::output::findings_csv(&report.findings)
-            .unwrap_or_else(|e| format!("error: {e}\n"));
-        let attachment = Attached {
-            content_type: "text/csv".to_owned(),
-            file_name: "keywarden-findings.csv".to_owned(),
-            content: csv,
-        };
         let total = report.findings.len();
         let mut notes = notes;
         match self.templates.digest(&view) {
@@ -352,7 +359,7 @@ impl Notifier {
                         owners + j + 1,
                         chunk,
                         rendered.clone(),
-                        Some(attachment.clone()),
+                        attachment.clone(),
                         total,
                         report.evaluated_at,
                     );
@@ -440,6 +447,17 @@ impl Notifier {
             date: now,
         }
     }
+}
+
+/// What the digest needs besides the report: the ledger and what changed
+/// (with a ledger), how many owner messages were planned (the digest's
+/// number follows theirs), and where this run's archive will keep the
+/// findings CSV (named when it is too large to attach).
+pub struct DigestRun<'a> {
+    pub ledger: Option<&'a Ledger>,
+    pub changes: Option<&'a Changes>,
+    pub owners: usize,
+    pub archive_csv: Option<String>,
 }
 
 /// One owner message of a run, planned and rendered but not sent yet: what

@@ -128,6 +128,12 @@ async fn execute_leased(
     .await;
 
     if let Some((notifier, delivery)) = plan.notify {
+        let archive_csv = archive_location(
+            session.as_ref(),
+            &identity.organization,
+            report.evaluated_at,
+            "csv",
+        );
         notifier
             .deliver(
                 &mut report,
@@ -135,6 +141,7 @@ async fn execute_leased(
                 session.as_mut(),
                 changes.as_ref(),
                 opts.deadline,
+                archive_csv,
             )
             .await;
     }
@@ -223,17 +230,33 @@ pub async fn settle(
     }
 
     if let (Some((_, delivery)), Some(chat)) = (plan.notify, plan.chat) {
-        let location = session.as_deref().map(|s| {
-            s.store().describe(&format!(
-                "{}.json",
-                crate::state::archive_stem(&identity.organization, report.evaluated_at)
-            ))
-        });
+        let location = archive_location(
+            session.as_deref(),
+            &identity.organization,
+            report.evaluated_at,
+            "json",
+        );
         let until = deadline.map(|d| d.at - d.reserve);
         let note = post_summary(chat, delivery, report, changes.as_ref(), location, until).await;
         report.notifications.push(note);
     }
     changes
+}
+
+/// Where [`conclude`] will archive this run's report as `ext` (`json`,
+/// `csv`): only a writable session archives.
+pub fn archive_location(
+    session: Option<&LedgerSession>,
+    organization: &str,
+    evaluated_at: jiff::Timestamp,
+    ext: &str,
+) -> Option<String> {
+    session.filter(|s| s.writable()).map(|s| {
+        s.store().describe(&format!(
+            "{}.{ext}",
+            crate::state::archive_stem(organization, evaluated_at)
+        ))
+    })
 }
 
 /// Saves the ledger and archives the report (a writable session only); a

@@ -1222,11 +1222,12 @@ fn largest_first(
     futures::stream::unfold(state, move |(mut rx, mut heap, mut n, mut closed)| {
         let open_users = open_users.clone();
         async move {
-            let queue = |heap: &mut std::collections::BinaryHeap<Queued>, a: Account, n: &mut u64| {
-                let weight = open_users.get(&a.id).map_or(0, BTreeSet::len);
-                heap.push(Queued(weight, std::cmp::Reverse(*n), a));
-                *n += 1;
-            };
+            let queue =
+                |heap: &mut std::collections::BinaryHeap<Queued>, a: Account, n: &mut u64| {
+                    let weight = open_users.get(&a.id).map_or(0, BTreeSet::len);
+                    heap.push(Queued(weight, std::cmp::Reverse(*n), a));
+                    *n += 1;
+                };
             // Everything listed so far; wait only when nothing is queued.
             loop {
                 match rx.try_recv() {
@@ -1254,7 +1255,6 @@ fn largest_first(
 /// of flagged keys would otherwise hold its slot for minutes. With a ledger
 /// the rest are read on the next runs (what was read is not due again).
 const FOOTPRINTS_PER_ACCOUNT: usize = 20;
-
 
 /// What [`Scanner::footprints`] found in one account.
 #[derive(Debug, Default)]

@@ -685,15 +685,24 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
     }
     let delivery = run.delivery();
     let mut transport = parts.notifier.transport(&delivery, 1).await;
+    let archive_csv = crate::run::archive_location(
+        Some(&session),
+        &run.organization,
+        report.evaluated_at,
+        "csv",
+    );
     parts
         .notifier
         .send_digest(
             &mut report,
-            Some(&session.ledger),
-            changes.as_ref(),
             &delivery,
             &mut transport,
-            owners,
+            crate::notify::DigestRun {
+                ledger: Some(&session.ledger),
+                changes: changes.as_ref(),
+                owners,
+                archive_csv,
+            },
         )
         .await;
     crate::run::conclude(Some(&mut session), &run.organization, &mut report).await;

@@ -299,14 +299,18 @@ pub fn usage_access(group: Group, tried: usize, failures: &[(AccountId, String, 
     if failures.is_empty() {
         let detail = match tried {
             0 => "no account to ask for CloudTrail's event history".to_owned(),
-            1 => "CloudTrail's event history is readable (LookupEvents) in the 1 account asked".to_owned(),
-            n => format!("CloudTrail's event history is readable (LookupEvents) in all {n} accounts asked"),
+            1 => "CloudTrail's event history is readable (LookupEvents) in the 1 account asked"
+                .to_owned(),
+            n => format!(
+                "CloudTrail's event history is readable (LookupEvents) in all {n} accounts asked"
+            ),
         };
         return Check::ok(group, check, detail);
     }
     let more = grouped(failures, |code, message| match code {
         "AccessDenied" | "AccessDeniedException" => {
-            "no cloudtrail:LookupEvents: a member role older than this version, or an SCP".to_owned()
+            "no cloudtrail:LookupEvents: a member role older than this version, or an SCP"
+                .to_owned()
         }
         "Timeout" => "no answer within account_timeout_secs".to_owned(),
         _ => format!("{code}: {}", one_line(message)),
@@ -524,7 +528,11 @@ mod tests {
         ];
         let c = usage_access(Group::MemberRole, 7, &failures);
         assert_eq!(c.status, Status::Warning);
-        assert!(c.detail.contains("in 3 of 7 accounts asked"), "{}", c.detail);
+        assert!(
+            c.detail.contains("in 3 of 7 accounts asked"),
+            "{}",
+            c.detail
+        );
         assert_eq!(
             c.more,
             vec![
@@ -533,7 +541,9 @@ mod tests {
             ]
         );
         assert_eq!(usage_access(Group::MemberRole, 7, &[]).status, Status::Ok);
-        assert!(usage_access(Group::MemberRole, 1, &[]).detail.contains("the 1 account"));
+        assert!(usage_access(Group::MemberRole, 1, &[])
+            .detail
+            .contains("the 1 account"));
     }
 
     #[test]

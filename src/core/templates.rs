@@ -217,6 +217,7 @@ impl Templates {
             self.owner(&owner_view(&report, &person, "security@example.com", &link))?;
         }
         let extras = DigestExtras {
+            findings_csv: Default::default(),
             people_notified: 1,
             delivery_failures: vec![DeliveryFailure {
                 recipients: "someone@example.com".into(),

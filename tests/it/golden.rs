@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use keywarden::core::ledger::Cadence;
 use keywarden::core::notify::{
-    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, Memory,
-    NotifyPolicy,
+    digest_view, history_view, owner_view, plan_people, DeliveryFailure, DigestExtras, FindingsCsv,
+    Memory, NotifyPolicy,
 };
 use keywarden::core::report::{Finding, Report};
 use keywarden::core::templates::{sample_memory, Templates, SAMPLE_REPORT};
@@ -54,6 +54,7 @@ fn rendered_templates_match_their_golden_files() {
         subjects.push_str(&format!("{}: {}\n", person.recipient, r.subject));
     }
     let extras = DigestExtras {
+        findings_csv: Default::default(),
         people_notified: people.len() - 1,
         delivery_failures: vec![DeliveryFailure {
             recipients: "ops@example.com".into(),
@@ -95,6 +96,11 @@ fn rendered_templates_match_their_golden_files() {
         problems.extend(check(&format!("{stem}.txt"), &r.text));
     }
     let extras = DigestExtras {
+        // A findings CSV too large to attach: where the archive keeps it.
+        findings_csv: FindingsCsv::TooLarge {
+            bytes: 14_383_119,
+            archive: Some("s3://keywarden-state/keywarden/o-abc123def4/reports/year=2026/month=04/day=21/2026-04-21T060000Z.csv".into()),
+        },
         people_notified: 3,
         history: Some(history_view(&later, &ledger, &changes, &policy, &link)),
         enforce_mode: "apply",

@@ -222,6 +222,8 @@ pub struct DigestView {
     /// "3 people were sent their own message.", or what a dry run or an
     /// outbox run did instead (never "sent" when nothing was).
     pub people_line: String,
+    /// Where every finding is as CSV: attached, or too large and where.
+    pub csv_line: String,
     pub delivery_failures: Vec<DeliveryFailure>,
     /// Accounts whose findings did not reach Security Hub (one line each).
     pub export_failures: Vec<DeliveryFailure>,
@@ -252,9 +254,62 @@ pub struct ActionRow {
     pub breaks: String,
 }
 
+/// The largest findings CSV the digest attaches (5 MiB): a larger one
+/// makes a message mail gateways refuse (Gmail and Exchange Online take
+/// 25 MB, base64 makes a file a third larger; SES takes 40 MB) and a run at
+/// 20,000 accounts would hold it several times over while SES encodes it.
+pub const CSV_ATTACH_MAX_BYTES: usize = 5 * 1024 * 1024;
+
+/// Where the digest's reader finds every finding as CSV.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FindingsCsv {
+    /// Attached to the digest (`keywarden-findings.csv`).
+    #[default]
+    Attached,
+    /// Larger than [`CSV_ATTACH_MAX_BYTES`]: not attached; where the run's
+    /// archive keeps it (`None`: this run archives nothing).
+    TooLarge {
+        bytes: usize,
+        archive: Option<String>,
+    },
+}
+
+impl FindingsCsv {
+    /// Attached when `bytes` is at most [`CSV_ATTACH_MAX_BYTES`].
+    pub fn for_size(bytes: usize, archive: Option<String>) -> Self {
+        if bytes <= CSV_ATTACH_MAX_BYTES {
+            Self::Attached
+        } else {
+            Self::TooLarge { bytes, archive }
+        }
+    }
+
+    /// The digest's sentence about it.
+    pub fn line(&self) -> String {
+        match self {
+            Self::Attached => "All findings are attached as CSV.".to_owned(),
+            Self::TooLarge { bytes, archive } => {
+                let size = format!(
+                    "The findings CSV ({:.1} MB) is too large to attach (more than {} MB)",
+                    *bytes as f64 / 1_048_576.0,
+                    CSV_ATTACH_MAX_BYTES / 1_048_576
+                );
+                match archive {
+                    Some(at) => format!("{size}: it is in this run's archive, {at}"),
+                    None => format!(
+                        "{size}, and this run archives nothing: `keywarden scan --format csv` writes it."
+                    ),
+                }
+            }
+        }
+    }
+}
+
 /// Extra facts for the digest that only delivery and the ledger know.
 #[derive(Debug, Clone, Default)]
 pub struct DigestExtras {
+    /// Whether the findings CSV is attached, or where it is.
+    pub findings_csv: FindingsCsv,
     pub people_notified: usize,
     pub delivery_failures: Vec<DeliveryFailure>,
     /// Accounts whose findings did not reach Security Hub.
@@ -472,6 +527,7 @@ pub fn digest_view(
         histogram,
         people_notified: extras.people_notified,
         people_line: people_line(extras.people_notified, extras.delivery),
+        csv_line: extras.findings_csv.line(),
         delivery_failures: extras.delivery_failures,
         export_failures: extras.export_failures,
         max_age_days: report.policy.max_age_days,
@@ -518,6 +574,32 @@ pub fn digest_view(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_findings_csv_is_attached_up_to_its_bound_else_the_digest_says_where_it_is() {
+        assert_eq!(
+            FindingsCsv::for_size(CSV_ATTACH_MAX_BYTES, None),
+            FindingsCsv::Attached
+        );
+        assert_eq!(
+            FindingsCsv::Attached.line(),
+            "All findings are attached as CSV."
+        );
+        let archived = FindingsCsv::for_size(
+            CSV_ATTACH_MAX_BYTES + 1,
+            Some("s3://b/p/run.csv".to_owned()),
+        );
+        assert_eq!(
+            archived.line(),
+            "The findings CSV (5.0 MB) is too large to attach (more than 5 MB): it is in this run's archive, s3://b/p/run.csv"
+        );
+        let nowhere = FindingsCsv::for_size(12 * 1_048_576, None);
+        assert_eq!(
+            nowhere.line(),
+            "The findings CSV (12.0 MB) is too large to attach (more than 5 MB), and this run archives nothing: `keywarden scan --format csv` writes it."
+        );
+    }
+
     use super::*;
     use crate::core::templates::SAMPLE_REPORT;
 

@@ -16,7 +16,7 @@ pub mod rows;
 pub use super::plan::{plan_people, DueFinding, Memory, NotifyPolicy, PersonPlan};
 pub use digest::{
     blind_spots, digest_view, AccountRow, ActionRow, Bar, BlindSpot, Count, DeliveryFailure,
-    DeliveryMode, DigestExtras, DigestView, InvalidAddress,
+    DeliveryMode, DigestExtras, DigestView, FindingsCsv, InvalidAddress,
 };
 pub use history::{history_view, AccountProgress, HistoryView, ResolvedRow, TrendRow};
 pub use owner::{owner_view, subject_parts, AccountSection, OwnerView};
