@@ -158,9 +158,11 @@ impl Notifier {
         // failure there is named in the digest too.
         let mut notes = std::mem::take(&mut report.notifications);
         let mut checkpoint_failed = false;
-        for (i, person) in people.iter().enumerate() {
+        let owners = people.len();
+        // Each person's plan is dropped once its message is sent.
+        for (i, person) in people.into_iter().enumerate() {
             // Rendered one at a time, dropped once sent.
-            let out = self.render(report, person, i);
+            let out = self.render(report, &person, i);
             let note = self.send_owner(&mut transport, &out, stop_at).await;
             if let Some(s) = session.as_deref_mut() {
                 if note.outcome.delivered() {
@@ -184,7 +186,7 @@ impl Notifier {
         let digest = DigestRun {
             ledger,
             changes,
-            owners: people.len(),
+            owners,
             archive_csv,
         };
         self.send_digest(report, delivery, &mut transport, digest)
@@ -353,13 +355,22 @@ impl Notifier {
         let mut notes = notes;
         match self.templates.digest(&view) {
             Ok(rendered) => {
+                let chunks = self.security.chunks(MAX_RECIPIENTS).count();
+                let (mut rendered, mut attachment) = (Some(rendered), attachment);
                 for (j, chunk) in self.security.chunks(MAX_RECIPIENTS).enumerate() {
+                    // Copies only for a digest split over several messages.
+                    let (r, a) = if j + 1 == chunks {
+                        (rendered.take(), attachment.take())
+                    } else {
+                        (rendered.clone(), attachment.clone())
+                    };
+                    let Some(r) = r else { break };
                     let message = self.message(
                         MessageKind::Digest,
                         owners + j + 1,
                         chunk,
-                        rendered.clone(),
-                        attachment.clone(),
+                        r,
+                        a,
                         total,
                         report.evaluated_at,
                     );
