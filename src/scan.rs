@@ -422,13 +422,18 @@ impl Scanner {
     }
 
     /// Scans these accounts of the Organization (a workflow shard), at most
-    /// `concurrency` at once, each within its budget; never fails.
+    /// `concurrency` at once, each within its budget; never fails. Those
+    /// with the most users with open findings in the ledger start first
+    /// (as in a single run: [`largest_first`]).
     pub async fn scan_accounts(
         &self,
         caller: &Caller,
-        accounts: Vec<Account>,
+        mut accounts: Vec<Account>,
         opts: &RunOptions,
     ) -> Vec<AccountOutcome> {
+        accounts.sort_by_key(|a| {
+            std::cmp::Reverse(opts.open_users.get(&a.id).map_or(0, BTreeSet::len))
+        });
         futures::stream::iter(accounts)
             .map(|account| self.start_account(caller, account, opts, true))
             .buffer_unordered(self.settings.concurrency)
@@ -972,7 +977,13 @@ impl Scanner {
             }
             let cached = memory.usage.and_then(|c| c.get(key));
             if due.len() >= FOOTPRINTS_PER_ACCOUNT
-                && usage::due(cached, Some(last_used), now, settings.refresh_days)
+                && usage::due(
+                    cached,
+                    Some(last_used),
+                    &account.id,
+                    now,
+                    settings.refresh_days,
+                )
             {
                 out.not_read += 1;
                 out.usage.insert(
@@ -989,7 +1000,15 @@ impl Scanner {
                 continue;
             }
             match memory.usage {
-                Some(_) if !usage::due(cached, Some(last_used), now, settings.refresh_days) => {
+                Some(_)
+                    if !usage::due(
+                        cached,
+                        Some(last_used),
+                        &account.id,
+                        now,
+                        settings.refresh_days,
+                    ) =>
+                {
                     if let Some(c) = cached {
                         out.usage
                             .insert(key.clone(), Usage::Known(c.footprint.clone()));

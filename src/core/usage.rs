@@ -731,27 +731,39 @@ pub struct Cached {
 /// Footprints remembered between runs, by access key id.
 pub type Cache = BTreeMap<crate::core::model::AccessKeyId, Cached>;
 
-/// Whether a key's footprint must be read this run: never read, read
-/// `refresh_days` ago or more, or the key's last use moved by more than a
-/// day since (`refresh_days = 0`: every run).
+/// Whether a key's footprint must be read this run (`refresh_days = 0`:
+/// every run):
+/// - it was never read;
+/// - the account's refresh is due (`core::tag_cache::refresh`, the rule of
+///   the account tags and privileges): on the account's own day of each
+///   `refresh_days` cycle once the footprint is a day old, and whenever it
+///   is `refresh_days` old, so an Organization's footprints are read again
+///   spread over the cycle instead of all on the same day;
+/// - the key woke up: its last use is more than `refresh_days` after the
+///   last use the reading knew (its last event, or the credential report's
+///   last use then). A key used every day keeps its footprint until the
+///   refresh; a key that was quiet and is used again is read at once (what
+///   replaces it changes: it is no longer unused).
 pub fn due(
     cached: Option<&Cached>,
     last_used_at: Option<Timestamp>,
+    account: &crate::core::model::AccountId,
     now: Timestamp,
     refresh_days: u32,
 ) -> bool {
     let Some(c) = cached.filter(|_| refresh_days > 0) else {
         return true;
     };
-    if (now.as_second() - c.footprint.read_at.as_second()).div_euclid(86_400)
-        >= i64::from(refresh_days)
-    {
+    let refresh = crate::core::tag_cache::refresh(c.footprint.read_at, account, now, refresh_days);
+    if refresh != crate::core::tag_cache::Refresh::Keep {
         return true;
     }
-    match (c.last_used_at, last_used_at) {
-        (Some(a), Some(b)) => (b.as_second() - a.as_second()).abs() > 86_400,
-        (None, None) => false,
-        _ => true,
+    let Some(used) = last_used_at else {
+        return false;
+    };
+    match c.footprint.last.max(c.last_used_at) {
+        None => true,
+        Some(known) => used.as_second() - known.as_second() > i64::from(refresh_days) * 86_400,
     }
 }
 

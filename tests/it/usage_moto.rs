@@ -247,23 +247,29 @@ fn a_throttled_or_denied_lookup_is_unknown_and_the_findings_stand() {
 }
 
 #[test]
-fn a_footprint_is_reused_from_the_ledger_and_read_again_after_usage_refresh_days() {
+fn a_footprint_is_reused_from_the_ledger_and_read_again_on_the_accounts_refresh_day() {
     let moto = Moto::start();
     let seeded = moto.seed(&spec(json!({})));
+    let prod = keywarden::core::model::AccountId::parse(&seeded.account("prod")).unwrap();
+    let day = |d: i64| at(d).parse::<jiff::Timestamp>().unwrap();
+    let quiet = (1..7)
+        .find(|d| !keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
+        .unwrap();
+    let refresh = (quiet + 1..7)
+        .find(|d| keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
+        // Otherwise usage_refresh_days (7) forces the read.
+        .unwrap_or(7);
     let state = tempfile::tempdir().unwrap();
     let (first, _) = notify(&moto, &seeded, Some(state.path()), 0, &[]);
     let read = calls(&moto);
     assert!(read > 0);
-    let (next_day, _) = notify(&moto, &seeded, Some(state.path()), 1, &[]);
-    assert_eq!(calls(&moto), read, "the next day reads no CloudTrail event");
+    let (remembered, _) = notify(&moto, &seeded, Some(state.path()), quiet, &[]);
+    assert_eq!(calls(&moto), read, "day {quiet} reads no CloudTrail event");
     assert_eq!(
-        finding(&next_day, "laptop")["usage"],
+        finding(&remembered, "laptop")["usage"],
         finding(&first, "laptop")["usage"]
     );
-    let (later, _) = notify(&moto, &seeded, Some(state.path()), 7, &[]);
-    assert!(
-        calls(&moto) > read,
-        "usage_refresh_days (7) later it is read again"
-    );
-    assert_eq!(finding(&later, "laptop")["usage"]["read_at"], at(7));
+    let (later, _) = notify(&moto, &seeded, Some(state.path()), refresh, &[]);
+    assert!(calls(&moto) > read, "day {refresh}: read again");
+    assert_eq!(finding(&later, "laptop")["usage"]["read_at"], at(refresh));
 }

@@ -316,9 +316,25 @@ fn the_usage_json_is_tagged_by_state() {
 }
 
 #[test]
-fn a_footprint_is_read_again_when_old_or_when_the_key_was_used_again() {
+fn a_footprint_is_read_again_on_the_accounts_refresh_day_when_old_or_when_the_key_woke_up() {
+    use crate::core::model::AccountId;
+    use crate::core::tag_cache::is_refresh_day;
+    let acct = |n: u64| AccountId::parse(&format!("{n:012}")).unwrap();
+    let now = at(91, 0);
+    let quiet_at = |t: Timestamp| {
+        (1..100)
+            .map(acct)
+            .find(|a| !is_refresh_day(a, t, 7))
+            .unwrap()
+    };
+    let quiet = quiet_at(now);
+    let refreshing = (1..100)
+        .map(acct)
+        .find(|a| is_refresh_day(a, now, 7))
+        .unwrap();
+    // Read on day 90; the key's last event on day 89 (the report said so too).
     let f = summarize(
-        &[ev(1, "203.0.113.7", CLI, "s3:ListBuckets")],
+        &[ev(89, "203.0.113.7", CLI, "s3:ListBuckets")],
         true,
         at(90, 0),
     );
@@ -327,21 +343,79 @@ fn a_footprint_is_read_again_when_old_or_when_the_key_was_used_again() {
         last_used_at: Some(at(89, 0)),
     };
     let used = Some(at(89, 0));
-    assert!(due(None, used, at(91, 0), 7), "never read");
+    assert!(due(None, used, &quiet, now, 7), "never read");
     assert!(
-        !due(Some(&c), used, at(91, 0), 7),
-        "fresh and the same last use"
-    );
-    assert!(due(Some(&c), used, at(97, 0), 7), "refresh_days later");
-    assert!(
-        due(Some(&c), Some(at(90, 12)), at(91, 0), 7),
-        "used again more than a day later"
+        !due(Some(&c), used, &quiet, now, 7),
+        "a day old, not the account's day"
     );
     assert!(
-        !due(Some(&c), Some(at(89, 20)), at(91, 0), 7),
-        "within a day: the same use"
+        due(Some(&c), used, &refreshing, now, 7),
+        "the account's refresh day"
     );
-    assert!(due(Some(&c), used, at(91, 0), 0), "0: every run");
+    let today = Cached {
+        footprint: std::sync::Arc::new(summarize(
+            &[ev(89, "203.0.113.7", CLI, "s3:ListBuckets")],
+            true,
+            at(91, 0),
+        )),
+        last_used_at: Some(at(89, 0)),
+    };
+    assert!(
+        !due(Some(&today), used, &refreshing, at(91, 6), 7),
+        "read today: not again today, even on the refresh day"
+    );
+    assert!(
+        due(Some(&c), used, &quiet, at(97, 0), 7),
+        "refresh_days old"
+    );
+    // A key used every day keeps its footprint until the refresh.
+    assert!(
+        !due(
+            Some(&c),
+            Some(at(95, 0)),
+            &quiet_at(at(96, 0)),
+            at(96, 0),
+            7
+        ),
+        "used daily"
+    );
+    // A key quiet for a month, used again: read at once.
+    let woke = summarize(
+        &[ev(60, "203.0.113.7", CLI, "s3:ListBuckets")],
+        true,
+        at(90, 0),
+    );
+    let woke = Cached {
+        footprint: std::sync::Arc::new(woke),
+        last_used_at: Some(at(60, 0)),
+    };
+    assert!(
+        !due(Some(&woke), Some(at(60, 0)), &quiet, now, 7),
+        "still quiet"
+    );
+    assert!(
+        due(Some(&woke), Some(at(90, 12)), &quiet, now, 7),
+        "woke up"
+    );
+    // Only data events (no management event in the window): the report's
+    // last use is what the reading knew.
+    let data_only = Cached {
+        footprint: std::sync::Arc::new(summarize(&[], true, at(90, 0))),
+        last_used_at: Some(at(89, 0)),
+    };
+    assert!(
+        !due(Some(&data_only), Some(at(90, 20)), &quiet, now, 7),
+        "used daily, S3 reads only"
+    );
+    let never_known = Cached {
+        footprint: std::sync::Arc::new(summarize(&[], true, at(90, 0))),
+        last_used_at: None,
+    };
+    assert!(
+        due(Some(&never_known), Some(at(90, 20)), &quiet, now, 7),
+        "first use since the reading"
+    );
+    assert!(due(Some(&c), used, &quiet, now, 0), "0: every run");
     let id = crate::core::model::AccessKeyId::parse("AKIAIOSFODNN7EXAMPLE").unwrap();
     let mut cache = Cache::new();
     remember(&mut cache, &Cache::from([(id.clone(), c)]), at(91, 0), 7);
