@@ -297,10 +297,11 @@ struct DayResult {
 ///   round trip after the report (the key and tag look-ups, the account tags).
 /// - Both add, for an account with findings, what the key-risk contracts need
 ///   after the report: its flagged users' policies when due (one round trip;
-///   `privileges_due`), and on the first day (`footprints_due`) where each
-///   flagged key used in 90 days was used: its key id, then LookupEvents at
-///   CloudTrail's 2 a second per account and region, at most 20 keys per
-///   account and run; whichever takes longer.
+///   `privileges_due`), and when due (`footprints_due`: the first day, then
+///   the account's refresh day) where each flagged key used in 90 days was
+///   used: its key id, then LookupEvents at CloudTrail's 2 a second per
+///   account and region, at most 20 keys per account and run; whichever
+///   takes longer.
 ///
 /// Neither adds per-account chains after a budget is spent (the last call of
 /// a budget may be an account's last call), the mistake of the earlier bound.
@@ -310,7 +311,7 @@ fn floors(
     stats: &server::Stats,
     messages: u64,
     privileges_due: &dyn Fn(usize) -> bool,
-    footprints_due: bool,
+    footprints_due: &dyn Fn(usize) -> bool,
 ) -> (f64, f64) {
     let lat = knobs.latency.as_secs_f64();
     let limits = &knobs.limits;
@@ -342,9 +343,10 @@ fn floors(
         };
         // Where each flagged key was used: its key id (one round trip), then
         // LookupEvents at 2 a second per account and region, at most 20
-        // keys per account and run, on the first day (the footprints are
-        // then cached for 7 days and the bench's keys are not used again).
-        let lookups = if findings && footprints_due {
+        // keys per account and run, when due (the first day, then the
+        // account's refresh day; the bench's keys are not used again, so
+        // none wakes up). Keys past 20 read on later runs are not counted.
+        let lookups = if findings && footprints_due(a) {
             let k = spec.used_flagged_in(a).min(20) as f64;
             if k > 0.0 {
                 lat + ((k - limits.cloudtrail.burst).max(0.0) / limits.cloudtrail.rate) + lat
@@ -378,29 +380,39 @@ fn floors(
     (any_scan + mail, kw_scan + mail)
 }
 
-/// `privilege_max_age_days` (keywarden's default 7, or
-/// `KEYWARDEN_PRIVILEGE_MAX_AGE_DAYS` as passed to it).
-fn privilege_max_age_days() -> u64 {
-    std::env::var("KEYWARDEN_PRIVILEGE_MAX_AGE_DAYS")
+/// A cache cycle of keywarden's (default 7 days), or the value of `var`
+/// as passed to it.
+fn cycle_days(var: &str) -> u64 {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7)
 }
 
-/// Whether what the flagged users of account `a` can do must be read again
-/// at `now` (seconds) a day after it was read: on the account's own day of
-/// the `privilege_max_age_days` cycle (keywarden's
+/// Whether what keywarden remembers of account `a` for a cycle of `max`
+/// days must be read again at `now` (seconds) a day after it was read: on
+/// the account's own day of the cycle (keywarden's
 /// `core::tag_cache::is_refresh_day`), or every day with the cache off. A
-/// scanner that keeps the contract (privileges at most that old, refreshes
-/// spread over the cycle) can do no less.
-fn privileges_due(a: usize, now: i64) -> bool {
-    let max = privilege_max_age_days();
+/// scanner that keeps the contract (nothing older than the cycle,
+/// refreshes spread over it) can do no less.
+fn refresh_due(a: usize, now: i64, max: u64) -> bool {
     if max == 0 {
         return true;
     }
     let id: u64 = org::account_id(a).parse().unwrap_or(0);
     let day = now.div_euclid(86_400) as u64;
     (day + id).is_multiple_of(max)
+}
+
+/// What the flagged users of account `a` can do (`privilege_max_age_days`).
+fn privileges_due(a: usize, now: i64) -> bool {
+    refresh_due(a, now, cycle_days("KEYWARDEN_PRIVILEGE_MAX_AGE_DAYS"))
+}
+
+/// Where the flagged keys of account `a` were used (`usage_refresh_days`;
+/// the bench's keys are not used again, so no key wakes up).
+fn footprints_due(a: usize, now: i64) -> bool {
+    refresh_due(a, now, cycle_days("KEYWARDEN_USAGE_REFRESH_DAYS"))
 }
 
 /// The `ms=` of the last log line that contains `what`.
@@ -561,10 +573,11 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         // Only SendEmail is throttled on SES; GetAccount and GetEmailIdentity are not messages.
         let messages = stats.calls.get("ses:SendEmail").copied().unwrap_or(0)
             - stats.throttled_by.get("ses").copied().unwrap_or(0);
-        // Privileges are read on the first day and then, within the
-        // contract's max age, on each account's refresh day.
+        // Privileges and footprints are read on the first day and then,
+        // within the contract's max age, on each account's refresh day.
         let due = |a: usize| day == 0 || privileges_due(a, now);
-        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages, &due, day == 0);
+        let used = |a: usize| day == 0 || footprints_due(a, now);
+        let (floor_any, floor_kw) = floors(&spec, &knobs, &stats, messages, &due, &used);
         let (owners_checked, owners_wrong) = owners(&spec, &report);
         let aws_calls: u64 = stats.calls.values().sum();
         days.push(DayResult {
@@ -844,7 +857,7 @@ async fn main() -> anyhow::Result<()> {
             let endpoint = server::start(spec, knobs).await?;
             let wall = greedy::scan(endpoint.addr, &spec, &knobs.limits).await?;
             let stats = endpoint.stats();
-            let (floor_any, _) = floors(&spec, &knobs, &stats, 0, &|_| true, false);
+            let (floor_any, _) = floors(&spec, &knobs, &stats, 0, &|_| true, &|_| false);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
