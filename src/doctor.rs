@@ -296,37 +296,22 @@ impl Doctor<'_> {
         accounts: &[&Account],
         role: &str,
     ) -> Vec<Failure> {
-        let budget = self.settings.account_timeout;
-        futures::stream::iter(accounts)
-            .map(|a| async move {
-                let arn = format!("arn:{}:iam::{}:role/{role}", caller.partition, a.id);
-                let attempt = async {
-                    let creds = if a.id == caller.account {
-                        None
-                    } else {
-                        Some(
-                            sts.assume_role(
-                                &arn,
-                                SCAN_SESSION,
-                                self.settings.external_id.as_deref(),
-                            )
-                            .await?,
-                        )
-                    };
-                    Trail::new(self.sdk_config, creds)
-                        .probe(GLOBAL_REGION)
-                        .await
+        self.each_account(accounts, |a: &Account| {
+            let arn = format!("arn:{}:iam::{}:role/{role}", caller.partition, a.id);
+            let own = a.id == caller.account;
+            async move {
+                let creds = if own {
+                    None
+                } else {
+                    let external_id = self.settings.external_id.as_deref();
+                    Some(sts.assume_role(&arn, SCAN_SESSION, external_id).await?)
                 };
-                match tokio::time::timeout(budget, attempt).await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some((a.id.clone(), e.code, e.message)),
-                    Err(_) => Some((a.id.clone(), "Timeout".to_owned(), String::new())),
-                }
-            })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .filter_map(futures::future::ready)
-            .collect()
-            .await
+                Trail::new(self.sdk_config, creds)
+                    .probe(GLOBAL_REGION)
+                    .await
+            }
+        })
+        .await
     }
 
     /// Assumes `role` as `session` in each account and proves the
@@ -340,20 +325,35 @@ impl Doctor<'_> {
         role: &str,
         session: &str,
     ) -> Vec<Failure> {
+        self.each_account(accounts, |a: &Account| {
+            let arn = format!("arn:{}:iam::{}:role/{role}", caller.partition, a.id);
+            async move {
+                let creds = sts
+                    .assume_role(&arn, session, self.settings.external_id.as_deref())
+                    .await?;
+                Sts::whoami(self.sdk_config, creds).await.map(|_| ())
+            }
+        })
+        .await
+    }
+
+    /// `attempt` in each account, `concurrency` at a time, each within the
+    /// account budget; the accounts where it failed, with what AWS said.
+    async fn each_account<F, Fut>(&self, accounts: &[&Account], attempt: F) -> Vec<Failure>
+    where
+        F: Fn(&Account) -> Fut,
+        Fut: std::future::Future<Output = Result<(), AwsError>>,
+    {
         let budget = self.settings.account_timeout;
         futures::stream::iter(accounts)
-            .map(|a| async move {
-                let arn = format!("arn:{}:iam::{}:role/{role}", caller.partition, a.id);
-                let attempt = async {
-                    let creds = sts
-                        .assume_role(&arn, session, self.settings.external_id.as_deref())
-                        .await?;
-                    Sts::whoami(self.sdk_config, creds).await
-                };
-                match tokio::time::timeout(budget, attempt).await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some((a.id.clone(), e.code, e.message)),
-                    Err(_) => Some((a.id.clone(), "Timeout".to_owned(), String::new())),
+            .map(|a| {
+                let attempt = attempt(a);
+                async move {
+                    match tokio::time::timeout(budget, attempt).await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some((a.id.clone(), e.code, e.message)),
+                        Err(_) => Some((a.id.clone(), "Timeout".to_owned(), String::new())),
+                    }
                 }
             })
             .buffer_unordered(self.settings.concurrency.max(1))

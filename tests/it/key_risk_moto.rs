@@ -364,15 +364,8 @@ fn what_a_user_can_do_is_remembered_and_read_again_on_the_accounts_refresh_day()
     let moto = moto();
     let seeded = seed_privileges(&moto);
     let state = tempfile::tempdir().unwrap();
-    let prod = keywarden::core::model::AccountId::parse(&seeded.account("prod")).unwrap();
-    let day = |d: i64| at(d).parse::<jiff::Timestamp>().unwrap();
-    let quiet = (1..7)
-        .find(|d| !keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
-        .unwrap();
-    let refresh = (quiet + 1..7)
-        .find(|d| keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
-        // Otherwise the max age (7 days) forces the read.
-        .unwrap_or(7);
+    let (quiet, refresh) =
+        crate::cycle::quiet_and_refresh_days(&seeded.account("prod"), |d| at(d).parse().unwrap());
 
     let first = reader_privilege(&moto, &seeded, state.path(), 0);
     assert_eq!(first["class"], "read", "{first}");

@@ -3,6 +3,8 @@
 //! cargo-nextest still runs every test in its own process, side by side.
 //! Tests against the emulator start their own moto server ([`support`]).
 
+#[path = "../support/cycle.rs"]
+mod cycle;
 #[path = "../support/mail.rs"]
 mod mail;
 #[path = "../support/mod.rs"]

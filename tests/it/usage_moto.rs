@@ -250,15 +250,8 @@ fn a_throttled_or_denied_lookup_is_unknown_and_the_findings_stand() {
 fn a_footprint_is_reused_from_the_ledger_and_read_again_on_the_accounts_refresh_day() {
     let moto = Moto::start();
     let seeded = moto.seed(&spec(json!({})));
-    let prod = keywarden::core::model::AccountId::parse(&seeded.account("prod")).unwrap();
-    let day = |d: i64| at(d).parse::<jiff::Timestamp>().unwrap();
-    let quiet = (1..7)
-        .find(|d| !keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
-        .unwrap();
-    let refresh = (quiet + 1..7)
-        .find(|d| keywarden::core::tag_cache::is_refresh_day(&prod, day(*d), 7))
-        // Otherwise usage_refresh_days (7) forces the read.
-        .unwrap_or(7);
+    let (quiet, refresh) =
+        crate::cycle::quiet_and_refresh_days(&seeded.account("prod"), |d| at(d).parse().unwrap());
     let state = tempfile::tempdir().unwrap();
     let (first, _) = notify(&moto, &seeded, Some(state.path()), 0, &[]);
     let read = calls(&moto);
