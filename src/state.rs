@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use tracing::{info, warn};
 
 use crate::aws::s3::{Expect, PutError, S3};
-use crate::core::ledger::{record_notice, Ledger, LedgerError, Notice, Stage};
+use crate::core::ledger::{fold_notice, record_notice, Ledger, LedgerError, Notice, Stage};
 
 /// A `state` location that cannot be used, or a read or write that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -316,15 +316,22 @@ impl Store {
             }
             Some(_) => {}
         }
-        let result = match self {
-            Store::Local(dir) => std::fs::remove_file(dir.join(&key)).map_err(|e| e.to_string()),
+        if let Err(e) = self.remove(&key).await {
+            warn!(error = %e, location = %self.describe(&key), "lease not released: it expires by itself");
+        }
+    }
+
+    /// Deletes what is stored at `key` (nothing stored is no error).
+    pub async fn remove(&self, key: &str) -> Result<(), String> {
+        match self {
+            Store::Local(dir) => match std::fs::remove_file(dir.join(key)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
             Store::S3 { s3, bucket, prefix } => s3
-                .delete(bucket, &self.s3_key(prefix, &key))
+                .delete(bucket, &self.s3_key(prefix, key))
                 .await
                 .map_err(|e| format!("{}: {}", e.code, e.message)),
-        };
-        if let Err(e) = result {
-            warn!(error = %e, location = %self.describe(&key), "lease not released: it expires by itself");
         }
     }
 
@@ -560,6 +567,11 @@ pub fn ledger_key(organization: &str) -> String {
     format!("{organization}/ledger.json")
 }
 
+/// Where a run journals the deliveries made since its last full save.
+pub fn journal_folder(organization: &str) -> String {
+    format!("{organization}/deliveries")
+}
+
 /// The Hive-style archive stem for one run's report (`.json` and `.csv` follow).
 pub fn archive_stem(organization: &str, evaluated_at: Timestamp) -> String {
     let z = evaluated_at.to_zoned(jiff::tz::TimeZone::UTC);
@@ -661,6 +673,17 @@ pub enum ArchiveError {
 
 /// The ledger of one run: loaded at the start, checkpointed during long
 /// deliveries, saved at the end, always conditionally.
+///
+/// A checkpoint costs what the messages since the last one cost, not what
+/// the ledger weighs: the first saves the ledger in full (so that it holds
+/// this run's new findings), each later one writes only the deliveries
+/// since the previous checkpoint to a small journal object of its own
+/// (`<organization>/deliveries/<run>-<n>.json`, create-only). The next run
+/// folds whatever journal a crashed run left into the ledger it loads, and
+/// a full save deletes the journal it holds; folding twice changes nothing
+/// ([`fold_notice`]). A crash re-sends at most the deliveries of one
+/// checkpoint, as before; at 20,000 accounts a first run writes one full
+/// ledger instead of some 600.
 #[derive(Debug)]
 pub struct LedgerSession {
     store: Store,
@@ -669,7 +692,17 @@ pub struct LedgerSession {
     version: Version,
     /// False for a dry run: read, never written.
     writable: bool,
-    unsaved: usize,
+    /// Deliveries recorded since the last checkpoint.
+    pending: Vec<Delivered>,
+    /// Whether this session has saved the ledger in full (from then on a
+    /// checkpoint writes a journal object instead).
+    saved: bool,
+    /// Journal objects the ledger now holds (folded at load, or written
+    /// by this run): deleted after the next full save.
+    journal: Vec<String>,
+    /// This run's journal names: `<run>-<n>.json`, `n` counting up.
+    run: String,
+    written: usize,
     /// The first save that failed: every later save reports it again.
     broken: Option<StoreError>,
     /// The size of the ledger as last loaded or saved (the next save's
@@ -679,6 +712,30 @@ pub struct LedgerSession {
 
 /// Delivered messages between checkpoints.
 const CHECKPOINT_EVERY: usize = 25;
+
+/// One delivered message, as the journal keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Delivered {
+    findings: Vec<(String, Stage)>,
+    notice: Notice,
+}
+
+/// One journal object: the deliveries of one checkpoint.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    organization: String,
+    deliveries: Vec<Delivered>,
+}
+
+/// A name for this run's journal objects that no other run takes: the time
+/// it started and the process.
+fn run_name() -> String {
+    format!(
+        "{}-{}",
+        Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    )
+}
 
 impl LedgerSession {
     /// Loads the Organization's ledger; a missing one is a first run. A
@@ -710,16 +767,71 @@ impl LedgerSession {
             ms = started.elapsed().as_millis() as u64,
             "ledger loaded"
         );
-        Ok(Self {
+        let mut session = Self {
             store,
             key,
             ledger,
             version,
             writable,
-            unsaved: 0,
+            pending: Vec::new(),
+            saved: false,
+            journal: Vec::new(),
+            run: run_name(),
+            written: 0,
             broken: None,
             size,
-        })
+        };
+        session.fold_journal(organization).await;
+        Ok(session)
+    }
+
+    /// Folds the deliveries a run journaled and did not save in full (it
+    /// stopped): without them their messages would go out again. A journal
+    /// object that cannot be read or parsed is left where it is, with a
+    /// warning (at most one checkpoint's messages go out again).
+    async fn fold_journal(&mut self, organization: &str) {
+        let keys = match self.store.list(&journal_folder(organization)).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(error = %e, "cannot list the delivery journal: deliveries of a run that stopped before saving may be sent again");
+                return;
+            }
+        };
+        let mut folded = 0usize;
+        for key in keys.into_iter().filter(|k| k.ends_with(".json")) {
+            let read = match self.store.load(&key).await {
+                Ok((Some(bytes), _)) => serde_json::from_slice::<Journal>(&bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|j| {
+                        if j.organization == organization {
+                            Ok(j)
+                        } else {
+                            Err(format!("it is organization {}'s", j.organization))
+                        }
+                    }),
+                Ok((None, _)) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            match read {
+                Ok(journal) => {
+                    for d in &journal.deliveries {
+                        fold_notice(&mut self.ledger, &d.findings, &d.notice);
+                    }
+                    folded += journal.deliveries.len();
+                    self.journal.push(key);
+                }
+                Err(e) => {
+                    warn!(error = %e, location = %self.store.describe(&key), "a delivery journal object cannot be used: left as it is");
+                }
+            }
+        }
+        if folded > 0 {
+            info!(
+                deliveries = folded,
+                objects = self.journal.len(),
+                "folded the delivery journal of a run that stopped before saving the ledger"
+            );
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -742,7 +854,11 @@ impl LedgerSession {
             ledger,
             version,
             writable,
-            unsaved: 0,
+            pending: Vec::new(),
+            saved: false,
+            journal: Vec::new(),
+            run: run_name(),
+            written: 0,
             broken: None,
             size: 0,
         }
@@ -755,16 +871,52 @@ impl LedgerSession {
     /// Records a delivered message against the findings it carried.
     pub fn record(&mut self, findings: &[(String, Stage)], notice: &Notice) {
         record_notice(&mut self.ledger, findings, notice);
-        self.unsaved += 1;
+        if self.writable {
+            self.pending.push(Delivered {
+                findings: findings.to_vec(),
+                notice: notice.clone(),
+            });
+        }
     }
 
-    /// Saves when enough messages went out since the last save, so that a
-    /// crash re-sends at most that many.
+    /// When enough messages went out since the last checkpoint, so that a
+    /// crash re-sends at most that many: the first time a full save, then a
+    /// journal object of those messages alone (type docs).
     pub async fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.unsaved >= CHECKPOINT_EVERY {
-            self.save().await?;
+        if self.pending.len() < CHECKPOINT_EVERY {
+            return Ok(());
         }
-        Ok(())
+        if !self.saved {
+            return self.save().await;
+        }
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let key = format!(
+            "{}/{}-{:05}.json",
+            journal_folder(&self.ledger.organization),
+            self.run,
+            self.written
+        );
+        self.written += 1;
+        let journal = Journal {
+            organization: self.ledger.organization.clone(),
+            deliveries: std::mem::take(&mut self.pending),
+        };
+        let bytes = serde_json::to_vec(&journal).expect("a journal serializes");
+        match self.store.save(&key, bytes, &Version::Absent).await {
+            Ok(_) => {
+                info!(location = %self.store.describe(&key), deliveries = journal.deliveries.len(), "deliveries journaled");
+                self.journal.push(key);
+                Ok(())
+            }
+            Err(e) => {
+                warn!(error = %e, "deliveries not journaled: they are saved with the ledger at the end");
+                // Kept for the next checkpoint (under the next name).
+                self.pending = journal.deliveries;
+                Err(e)
+            }
+        }
     }
 
     /// Saves the ledger (conditionally); a dry run saves nothing.
@@ -782,7 +934,8 @@ impl LedgerSession {
         match self.store.save(&self.key, bytes, &self.version).await {
             Ok(v) => {
                 self.version = v;
-                self.unsaved = 0;
+                self.pending.clear();
+                self.saved = true;
                 info!(
                     location = %self.store.describe(&self.key),
                     entries = self.ledger.entries.len(),
@@ -790,6 +943,13 @@ impl LedgerSession {
                     ms = started.elapsed().as_millis() as u64,
                     "ledger saved"
                 );
+                // The ledger holds the journal now; a journal object left
+                // behind is folded again harmlessly next time.
+                for key in std::mem::take(&mut self.journal) {
+                    if let Err(e) = self.store.remove(&key).await {
+                        warn!(error = %e, location = %self.store.describe(&key), "a folded delivery journal object was not deleted (the next run folds it again, changing nothing)");
+                    }
+                }
                 Ok(())
             }
             Err(e) => {

@@ -319,6 +319,25 @@ pub fn record_notice(ledger: &mut Ledger, finding_ids: &[(String, Stage)], notic
     }
 }
 
+/// [`record_notice`] for a delivery read back from the journal
+/// (`state::LedgerSession`): a finding that already holds the notice (the
+/// same run's time, stage and recipients: the ledger was saved after the
+/// journal was written) does not get it twice.
+pub fn fold_notice(ledger: &mut Ledger, finding_ids: &[(String, Stage)], notice: &Notice) {
+    let missing: Vec<(String, Stage)> = finding_ids
+        .iter()
+        .filter(|(id, stage)| {
+            ledger.entries.get(id).is_some_and(|e| {
+                !e.notices.iter().any(|n| {
+                    n.at == notice.at && n.stage == *stage && n.recipients == notice.recipients
+                })
+            })
+        })
+        .cloned()
+        .collect();
+    record_notice(ledger, &missing, notice);
+}
+
 /// Median whole days to fix, over findings of `account` resolved within
 /// `window_days` of `now`.
 pub fn median_days_to_fix(

@@ -10,8 +10,8 @@ pub mod lifecycle;
 mod tests;
 
 pub use book::{
-    exemption_key, median_days_to_fix, record_notice, Entry, ExemptionSeen, Ledger, LedgerError,
-    Notice, RunTotals, Stage, KEEP_RESOLVED_DAYS, KEEP_RUNS, SCHEMA,
+    exemption_key, fold_notice, median_days_to_fix, record_notice, Entry, ExemptionSeen, Ledger,
+    LedgerError, Notice, RunTotals, Stage, KEEP_RESOLVED_DAYS, KEEP_RUNS, SCHEMA,
 };
 pub use lifecycle::{
     account_owner_due, escalates, is_overdue, owner_due, reconcile, Cadence, Changes,
