@@ -1,6 +1,7 @@
 //! A client that tries to beat the any-scanner floor: the least a complete
 //! scanner must do (list the accounts; in each member account AssumeRole,
-//! GenerateCredentialReport until COMPLETE, GetCredentialReport), with no
+//! GenerateCredentialReport until COMPLETE, GetCredentialReport; the tags of
+//! each account with findings, its owner), with no
 //! concurrency limit and every account started the moment its page arrives.
 //! It knows the endpoint's budgets and spends them exactly (a client-side
 //! token bucket per budget, so it is never throttled: a throttled call costs
@@ -239,6 +240,25 @@ pub async fn scan(
         "listed {seen} of {} accounts",
         spec.accounts
     );
+    // The owners: the tags of every account with findings (a notifier needs
+    // them; the challenger knows which accounts have findings before their
+    // reports, so it reads them once the listing no longer needs the budget).
+    for index in (0..spec.accounts).filter(|&a| !spec.unreachable(a) && spec.flagged_in(a) > 0) {
+        let budgets = budgets.clone();
+        tasks.spawn(async move {
+            let (status, _) = insist(
+                &budgets.organizations,
+                addr,
+                "organizations",
+                "AKIABENCHMANAGEMENT0",
+                Some("AWSOrganizationsV20161128.ListTagsForResource"),
+                &format!("{{\"ResourceId\":\"{}\"}}", account_id(index)),
+            )
+            .await?;
+            anyhow::ensure!(status == 200, "ListTagsForResource answered {status}");
+            Ok(())
+        });
+    }
     while let Some(r) = tasks.join_next().await {
         r??;
     }

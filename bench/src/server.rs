@@ -104,6 +104,10 @@ pub struct Stats {
     pub throttled: u64,
     /// Throttled answers by budget: organizations, sts, iam, ses.
     pub throttled_by: BTreeMap<String, u64>,
+    /// The most accounts whose credential report was being generated or
+    /// was ready and not yet fetched, at once (today): how many accounts
+    /// the client kept waiting on AWS side by side.
+    pub max_reports_pending: u64,
 }
 
 impl Stats {
@@ -119,6 +123,7 @@ impl Stats {
             calls: diff(&self.calls, &earlier.calls),
             throttled: self.throttled - earlier.throttled,
             throttled_by: diff(&self.throttled_by, &earlier.throttled_by),
+            max_reports_pending: self.max_reports_pending,
         }
     }
 
@@ -141,6 +146,9 @@ struct State {
     knobs: Knobs,
     buckets: Mutex<HashMap<String, Bucket>>,
     reports: Mutex<HashMap<usize, Instant>>,
+    /// Accounts whose report was started and not fetched yet, and the most
+    /// at once today.
+    pending: Mutex<(std::collections::HashSet<usize>, u64)>,
     calls: Mutex<BTreeMap<String, u64>>,
     throttled: AtomicU64,
     throttled_by: Mutex<BTreeMap<String, u64>>,
@@ -169,6 +177,7 @@ impl Endpoint {
                 .lock()
                 .map(|c| c.clone())
                 .unwrap_or_default(),
+            max_reports_pending: self.state.pending.lock().map(|p| p.1).unwrap_or(0),
         }
     }
 
@@ -177,6 +186,9 @@ impl Endpoint {
     pub fn new_day(&self) {
         if let Ok(mut r) = self.state.reports.lock() {
             r.clear();
+        }
+        if let Ok(mut p) = self.state.pending.lock() {
+            *p = Default::default();
         }
     }
 }
@@ -190,6 +202,7 @@ pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
         knobs,
         buckets: Mutex::new(HashMap::new()),
         reports: Mutex::new(HashMap::new()),
+        pending: Mutex::default(),
         calls: Mutex::new(BTreeMap::new()),
         throttled: AtomicU64::new(0),
         throttled_by: Mutex::new(BTreeMap::new()),
@@ -561,7 +574,13 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
                 Some(true) => "COMPLETE",
                 _ => {
                     if let Ok(mut r) = state.reports.lock() {
-                        r.entry(account).or_insert_with(Instant::now);
+                        if let std::collections::hash_map::Entry::Vacant(e) = r.entry(account) {
+                            e.insert(Instant::now());
+                            if let Ok(mut p) = state.pending.lock() {
+                                p.0.insert(account);
+                                p.1 = p.1.max(p.0.len() as u64);
+                            }
+                        }
                     }
                     "STARTED"
                 }
@@ -571,7 +590,11 @@ fn iam(state: &State, account: usize, p: &HashMap<String, String>) -> Reply {
             match report_ready(state, account) {
                 None => return query_error(IAM_NS, 410, "ReportNotPresent", "Credential report not present."),
                 Some(false) => return query_error(IAM_NS, 404, "ReportInProgress", "Credential report is being generated."),
-                Some(true) => {}
+                Some(true) => {
+                    if let Ok(mut p) = state.pending.lock() {
+                        p.0.remove(&account);
+                    }
+                }
             }
             let mut csv = String::from("user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n");
             csv.push_str(&format!("<root_account>,arn:aws:iam::{}:root,2020-01-01T00:00:00+00:00,not_supported,no_information,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", account_id(account)));

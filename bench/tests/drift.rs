@@ -12,7 +12,7 @@ use std::process::Command;
 use serde_json::Value;
 use support::{run, Moto, NOW};
 
-const ORG: [&str; 10] = [
+const ORG: [&str; 22] = [
     "--accounts",
     "6",
     "--users",
@@ -23,6 +23,19 @@ const ORG: [&str; 10] = [
     "4",
     "--seed",
     "11",
+    // Uniform, not the realistic defaults.
+    "--users-max",
+    "0",
+    "--report-us-per-user",
+    "0",
+    "--accounts-with-findings-pct",
+    "any",
+    "--owner-tag-pct",
+    "100",
+    "--admin-pct",
+    "0",
+    "--quarantined-pct",
+    "0",
 ];
 
 /// (account name, user, check)

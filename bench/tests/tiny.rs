@@ -8,6 +8,23 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The small uniform Organization these tests were written for, not the
+/// realistic defaults (skewed up to 5,000 users, findings in 30 % of accounts).
+const UNIFORM: &[&str] = &[
+    "--users-max",
+    "0",
+    "--report-us-per-user",
+    "0",
+    "--accounts-with-findings-pct",
+    "any",
+    "--owner-tag-pct",
+    "100",
+    "--admin-pct",
+    "0",
+    "--quarantined-pct",
+    "0",
+];
+
 fn keywarden() -> PathBuf {
     // The workspace's own build of the CLI (cargo test --workspace builds it).
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"));
@@ -38,6 +55,7 @@ fn a_tiny_organization_is_scanned_exactly_through_the_synthetic_endpoint() {
             "--keywarden",
         ])
         .arg(&kw)
+        .args(UNIFORM)
         .output()
         .unwrap();
     assert!(
@@ -103,6 +121,7 @@ fn ou_scoped_listing_works_through_the_synthetic_endpoint() {
             "--keywarden",
         ])
         .arg(&kw)
+        .args(UNIFORM)
         .env("KEYWARDEN_INCLUDE_OUS", "r-bench")
         .output()
         .unwrap();
@@ -119,4 +138,55 @@ fn ou_scoped_listing_works_through_the_synthetic_endpoint() {
         "30 accounts: two pages"
     );
     assert_eq!(r["findings"], r["expected_findings"]);
+}
+
+/// Issue 24 item 1: accounts waiting for their credential reports held the
+/// `concurrency` slots, so at most that many reports were ever generating
+/// at once and the budgets sat idle. Now a waiting account holds no
+/// working slot: with `concurrency` 2, more than 2 accounts wait on AWS at
+/// once (a count from the endpoint, not a time), and every finding is
+/// still found.
+#[test]
+fn accounts_waiting_for_their_reports_do_not_hold_the_working_slots() {
+    let kw = keywarden();
+    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .args([
+            "run",
+            "--accounts",
+            "16",
+            "--users",
+            "5",
+            "--latency-ms",
+            "2",
+            "--jitter-ms",
+            "0",
+            "--unreachable-every",
+            "0",
+            "--report-delay-ms",
+            "1500",
+            "--concurrency",
+            "2",
+            "--keywarden",
+        ])
+        .arg(&kw)
+        .args(UNIFORM)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["findings"], r["expected_findings"]);
+    assert_eq!(r["accounts_failed"], 0);
+    let pending = r["days"][0]["max_reports_pending"].as_u64().unwrap();
+    assert!(
+        pending > 2,
+        "accounts waiting side by side: {pending} (concurrency 2)"
+    );
+    assert!(
+        pending <= 2 * 4,
+        "at most IN_FLIGHT_PER_SLOT per slot: {pending}"
+    );
 }
