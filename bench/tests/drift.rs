@@ -3,16 +3,16 @@
 //! the synthetic endpoint and once after loading it into moto, gives
 //! identical findings and the same unreachable accounts.
 
+mod common;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
-
+use common::{command, json, UNIFORM};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use support::{run, Moto, NOW};
 
-const ORG: [&str; 22] = [
+const ORG: [&str; 10] = [
     "--accounts",
     "6",
     "--users",
@@ -23,19 +23,6 @@ const ORG: [&str; 22] = [
     "4",
     "--seed",
     "11",
-    // Uniform, not the realistic defaults.
-    "--users-max",
-    "0",
-    "--report-us-per-user",
-    "0",
-    "--accounts-with-findings-pct",
-    "any",
-    "--owner-tag-pct",
-    "100",
-    "--admin-pct",
-    "0",
-    "--quarantined-pct",
-    "0",
 ];
 
 /// (account name, user, check)
@@ -69,31 +56,26 @@ fn failed(report: &Value, name_of: &BTreeMap<String, String>) -> BTreeSet<String
 
 #[test]
 fn the_synthetic_endpoint_and_moto_agree_on_the_same_organization() {
-    let bench = env!("CARGO_BIN_EXE_keywarden-bench");
     // Through the synthetic endpoint: the runner keeps the report for us.
     let dir = tempfile_dir();
     let report_path = dir.join("synthetic.json");
-    let out = Command::new(bench)
-        .arg("run")
-        .args(ORG)
-        .args([
-            "--latency-ms",
-            "1",
-            "--jitter-ms",
-            "0",
-            "--report-delay-ms",
-            "0",
-            "--keep-report",
-        ])
-        .arg(&report_path)
-        .arg("--keywarden")
-        .arg(support::keywarden_bin())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    json(
+        command()
+            .arg("run")
+            .args(ORG)
+            .args(UNIFORM)
+            .args([
+                "--latency-ms",
+                "1",
+                "--jitter-ms",
+                "0",
+                "--report-delay-ms",
+                "0",
+                "--keep-report",
+            ])
+            .arg(&report_path)
+            .arg("--keywarden")
+            .arg(support::keywarden_bin()),
     );
     let synthetic: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let synthetic_names: BTreeMap<String, String> = (0..6)
@@ -106,15 +88,7 @@ fn the_synthetic_endpoint_and_moto_agree_on_the_same_organization() {
         .collect();
 
     // Through moto: the same Organization, loaded by the seeder.
-    let spec: Value = serde_json::from_slice(
-        &Command::new(bench)
-            .arg("spec")
-            .args(ORG)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let spec = json(command().arg("spec").args(ORG).args(UNIFORM));
     let moto = Moto::start();
     let seeded = moto.seed(&spec);
     let moto_names: BTreeMap<String, String> = seeded.0["accounts"]

@@ -8,9 +8,9 @@
 //! greedy client must come close to the any-scanner floor, so the floor is
 //! not merely a loose number far below any real run.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{command, json, keywarden};
 use serde_json::Value;
 
 const ORG: &[&str] = &[
@@ -43,17 +43,7 @@ const ORG: &[&str] = &[
 ];
 
 fn bench(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
-        .args(args)
-        .args(ORG)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json(command().args(args).args(ORG))
 }
 
 fn f(v: &Value, k: &str) -> f64 {
@@ -95,12 +85,7 @@ fn no_run_beats_its_floor() {
         "a client that spends the budgets exactly comes close: {greedy}"
     );
 
-    let kw = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"))
-        .parent()
-        .unwrap()
-        .join("keywarden");
-    assert!(kw.exists(), "{} is not built", kw.display());
-    let kw = kw.display().to_string();
+    let kw = keywarden().display().to_string();
     for concurrency in ["32", "1024"] {
         let r = bench(&["run", "--keywarden", &kw, "--concurrency", concurrency]);
         assert_eq!(r["accounts_failed"], 0, "{r}");

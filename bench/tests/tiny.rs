@@ -3,67 +3,36 @@
 //! exactly the generated findings, fails exactly the unreachable accounts,
 //! and stays within the call budget per account. No timing is asserted.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
-
-/// The small uniform Organization these tests were written for, not the
-/// realistic defaults (skewed up to 5,000 users, findings in 30 % of accounts).
-const UNIFORM: &[&str] = &[
-    "--users-max",
-    "0",
-    "--report-us-per-user",
-    "0",
-    "--accounts-with-findings-pct",
-    "any",
-    "--owner-tag-pct",
-    "100",
-    "--admin-pct",
-    "0",
-    "--quarantined-pct",
-    "0",
-];
-
-fn keywarden() -> PathBuf {
-    // The workspace's own build of the CLI (cargo test --workspace builds it).
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"));
-    exe.parent().unwrap().join("keywarden")
-}
+use common::{command, json, keywarden, UNIFORM};
 
 #[test]
 fn a_tiny_organization_is_scanned_exactly_through_the_synthetic_endpoint() {
     let kw = keywarden();
-    assert!(kw.exists(), "{} is not built", kw.display());
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
-        .args([
-            "run",
-            "--accounts",
-            "25",
-            "--users",
-            "40",
-            "--latency-ms",
-            "5",
-            "--jitter-ms",
-            "2",
-            "--flagged-pct",
-            "5",
-            "--unreachable-every",
-            "10",
-            "--report-delay-ms",
-            "50",
-            "--keywarden",
-        ])
-        .arg(&kw)
-        .args(UNIFORM)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json(
+        command()
+            .args([
+                "run",
+                "--accounts",
+                "25",
+                "--users",
+                "40",
+                "--latency-ms",
+                "5",
+                "--jitter-ms",
+                "2",
+                "--flagged-pct",
+                "5",
+                "--unreachable-every",
+                "10",
+                "--report-delay-ms",
+                "50",
+                "--keywarden",
+            ])
+            .arg(&kw)
+            .args(UNIFORM),
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     assert_eq!(r["findings"], r["expected_findings"]);
     assert!(r["findings"].as_u64().unwrap() > 0);
@@ -103,34 +72,28 @@ fn a_tiny_organization_is_scanned_exactly_through_the_synthetic_endpoint() {
 #[test]
 fn ou_scoped_listing_works_through_the_synthetic_endpoint() {
     let kw = keywarden();
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
-        .args([
-            "run",
-            "--accounts",
-            "30",
-            "--users",
-            "5",
-            "--latency-ms",
-            "1",
-            "--jitter-ms",
-            "0",
-            "--unreachable-every",
-            "0",
-            "--report-delay-ms",
-            "0",
-            "--keywarden",
-        ])
-        .arg(&kw)
-        .args(UNIFORM)
-        .env("KEYWARDEN_INCLUDE_OUS", "r-bench")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json(
+        command()
+            .args([
+                "run",
+                "--accounts",
+                "30",
+                "--users",
+                "5",
+                "--latency-ms",
+                "1",
+                "--jitter-ms",
+                "0",
+                "--unreachable-every",
+                "0",
+                "--report-delay-ms",
+                "0",
+                "--keywarden",
+            ])
+            .arg(&kw)
+            .args(UNIFORM)
+            .env("KEYWARDEN_INCLUDE_OUS", "r-bench"),
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let calls = &r["aws_calls_by_operation"];
     assert_eq!(calls["organizations:ListChildren"], 1);
     assert_eq!(
@@ -149,35 +112,29 @@ fn ou_scoped_listing_works_through_the_synthetic_endpoint() {
 #[test]
 fn accounts_waiting_for_their_reports_do_not_hold_the_working_slots() {
     let kw = keywarden();
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
-        .args([
-            "run",
-            "--accounts",
-            "16",
-            "--users",
-            "5",
-            "--latency-ms",
-            "2",
-            "--jitter-ms",
-            "0",
-            "--unreachable-every",
-            "0",
-            "--report-delay-ms",
-            "1500",
-            "--concurrency",
-            "2",
-            "--keywarden",
-        ])
-        .arg(&kw)
-        .args(UNIFORM)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json(
+        command()
+            .args([
+                "run",
+                "--accounts",
+                "16",
+                "--users",
+                "5",
+                "--latency-ms",
+                "2",
+                "--jitter-ms",
+                "0",
+                "--unreachable-every",
+                "0",
+                "--report-delay-ms",
+                "1500",
+                "--concurrency",
+                "2",
+                "--keywarden",
+            ])
+            .arg(&kw)
+            .args(UNIFORM),
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["findings"], r["expected_findings"]);
     assert_eq!(r["accounts_failed"], 0);
     let pending = r["days"][0]["max_reports_pending"].as_u64().unwrap();

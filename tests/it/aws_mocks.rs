@@ -65,8 +65,9 @@ fn report_content() -> GetCredentialReportOutput {
         .build()
 }
 
-#[tokio::test]
-async fn credential_report_waits_from_started_through_in_progress_to_the_report() {
+/// STARTED, one ReportInProgress, then the report: the rules (to count
+/// their calls) and a client that answers with them in that order.
+fn a_report_after_one_wait() -> ([aws_smithy_mocks::Rule; 3], IamClient) {
     let started =
         mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
     let in_progress = mock!(IamClient::get_credential_report)
@@ -77,6 +78,12 @@ async fn credential_report_waits_from_started_through_in_progress_to_the_report(
         RuleMode::Sequential,
         [&started, &in_progress, &get]
     );
+    ([started, in_progress, get], client)
+}
+
+#[tokio::test]
+async fn credential_report_waits_from_started_through_in_progress_to_the_report() {
+    let ([started, in_progress, get], client) = a_report_after_one_wait();
 
     let users = Iam::from_client(client)
         .with_polling(fast())
@@ -228,16 +235,7 @@ async fn a_truncated_report_is_an_error_not_a_shorter_list() {
 /// brings the report keeps it.
 #[tokio::test]
 async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_the_report() {
-    let started =
-        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
-    let in_progress = mock!(IamClient::get_credential_report)
-        .then_http_response(iam_error(404, "ReportInProgress"));
-    let get = mock!(IamClient::get_credential_report).then_output(report_content);
-    let client = mock_client!(
-        aws_sdk_iam,
-        RuleMode::Sequential,
-        [&started, &in_progress, &get]
-    );
+    let ([started, in_progress, get], client) = a_report_after_one_wait();
     let iam = Iam::from_client(client).with_polling(ReportPolling {
         initial_delay: Duration::from_millis(300),
         max_delay: Duration::from_millis(300),
