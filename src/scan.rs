@@ -224,13 +224,6 @@ struct Remembered<'a> {
     usage_read: &'a std::sync::atomic::AtomicU32,
 }
 
-/// How many accounts may be started per working slot (`concurrency`): the
-/// others wait for AWS (AssumeRole through the STS gate, their credential
-/// reports' generation, seconds in large accounts) without holding a slot,
-/// so the budgets, not a fixed count of waiting accounts, set the pace. A
-/// waiting account holds its clients and credentials only (issue 24).
-pub const IN_FLIGHT_PER_SLOT: usize = 4;
-
 /// Clients and settings for a run; build once, share across accounts.
 #[derive(Debug, Clone)]
 pub struct Scanner {
@@ -243,10 +236,6 @@ pub struct Scanner {
     polling: ReportPolling,
     /// Account-tag look-ups in flight at once.
     org_tag_slots: Arc<PrioritySlots>,
-    /// Accounts being worked on (`concurrency`): their credential reports
-    /// in memory, their users read. An account waiting for AWS (the
-    /// AssumeRole, its report's generation) holds none ([`IN_FLIGHT_PER_SLOT`]).
-    working: Arc<tokio::sync::Semaphore>,
     /// AWS's quarantine policies, listed once per run.
     quarantine_names: Arc<tokio::sync::OnceCell<Vec<String>>>,
     /// AWS managed policy documents, read once per run.
@@ -259,12 +248,6 @@ impl Scanner {
         &self.settings
     }
 
-    /// Accounts started at once: `concurrency` worked on, and as many
-    /// again several times over waiting for AWS ([`IN_FLIGHT_PER_SLOT`]).
-    fn in_flight(&self) -> usize {
-        self.settings.concurrency.max(1) * IN_FLIGHT_PER_SLOT
-    }
-
     pub fn new(sdk_config: SdkConfig, settings: Settings) -> Self {
         let rules = Rules {
             policy: settings.policy,
@@ -275,7 +258,6 @@ impl Scanner {
             max_wait: settings.report_wait,
             ..ReportPolling::default()
         };
-        let settings_concurrency = settings.concurrency.max(1);
         Self {
             orgs: Organizations::new(&sdk_config),
             sts: Sts::with_ceiling(&sdk_config, settings.concurrency),
@@ -285,7 +267,6 @@ impl Scanner {
             rules: Arc::new(rules),
             polling,
             org_tag_slots: Arc::new(PrioritySlots::new(4)),
-            working: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
             quarantine_names: Arc::default(),
             aws_policies: Arc::default(),
         }
@@ -399,7 +380,7 @@ impl Scanner {
         };
         let consumer = queue
             .map(|account| self.start_account(caller, account, opts, true))
-            .buffer_unordered(self.in_flight())
+            .buffer_unordered(self.settings.concurrency)
             .for_each(|outcome| {
                 progress(Progress::Finished);
                 builder.add(outcome);
@@ -455,7 +436,7 @@ impl Scanner {
         });
         futures::stream::iter(accounts)
             .map(|account| self.start_account(caller, account, opts, true))
-            .buffer_unordered(self.in_flight())
+            .buffer_unordered(self.settings.concurrency)
             .collect()
             .await
     }
@@ -727,38 +708,27 @@ impl Scanner {
                 }
             }
         };
-        // Who AWS quarantined is asked while the credential report is
-        // generated. Waiting for it holds no working slot (an account
-        // waiting for AWS spends no budget and holds no report): the poll
-        // that brings the report takes one, and the rest of the account
-        // keeps it.
+        // Who AWS quarantined is asked beside the inventory, not after it.
         let names = self.quarantine_names().await;
-        let (report, quarantine) = futures::join!(
-            iam.credential_report_in(Some(&self.working)),
-            iam.quarantined_users(&caller.partition, names)
-        );
-        let (report, slot) = match report {
-            Ok((users, slot)) => (Ok(users), slot),
-            Err(e) => (Err(e), None),
-        };
-        let _working = match slot {
-            Some(s) => s,
-            None => self.working.acquire().await.expect("never closed"),
-        };
-        let inventory = match report {
-            Ok(users) => Ok((users, InventorySource::CredentialReport)),
-            Err(report_err) => {
-                warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
-                match iam.enumerate_users().await {
-                    Ok(users) => Ok((users, InventorySource::Api)),
-                    Err(e) => {
-                        let mut err = stage_error("inventory", &e);
-                        err.message = format!("{} (credential report: {report_err})", err.message);
-                        Err(err)
+        let inventory = async {
+            match iam.credential_report().await {
+                Ok(users) => Ok((users, InventorySource::CredentialReport)),
+                Err(report_err) => {
+                    warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
+                    match iam.enumerate_users().await {
+                        Ok(users) => Ok((users, InventorySource::Api)),
+                        Err(e) => {
+                            let mut err = stage_error("inventory", &e);
+                            err.message =
+                                format!("{} (credential report: {report_err})", err.message);
+                            Err(err)
+                        }
                     }
                 }
             }
         };
+        let (inventory, quarantine) =
+            futures::join!(inventory, iam.quarantined_users(&caller.partition, names));
         let (mut users, source) = match inventory {
             Ok(found) => found,
             Err(err) => return AccountOutcome::failed(account.clone(), err),

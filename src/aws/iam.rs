@@ -319,20 +319,6 @@ impl Iam {
     /// when generation must start again. Waits grow by [`REPORT_POLL_GROWTH`]
     /// up to `max_delay`, within `max_wait`.
     pub async fn credential_report(&self) -> Result<Vec<UserFacts>, ReportError> {
-        self.credential_report_in(None)
-            .await
-            .map(|(users, _)| users)
-    }
-
-    /// [`Iam::credential_report`], where each GetCredentialReport is made
-    /// holding one of `slots` (the scan's working slots): a poll answered
-    /// ReportInProgress gives it back before the wait, the one that brings
-    /// the report keeps it, and it is returned with the users. An account
-    /// waiting for its report's generation holds no slot between polls.
-    pub async fn credential_report_in<'a>(
-        &self,
-        slots: Option<&'a tokio::sync::Semaphore>,
-    ) -> Result<(Vec<UserFacts>, Option<tokio::sync::SemaphorePermit<'a>>), ReportError> {
         let started = tokio::time::Instant::now();
         let mut delay = self.polling.initial_delay;
         let mut generate = true;
@@ -353,14 +339,10 @@ impl Iam {
                     }
                 }
             } else {
-                let slot = match slots {
-                    Some(s) => Some(s.acquire().await.expect("never closed")),
-                    None => None,
-                };
                 match self.client.get_credential_report().send().await {
                     Ok(out) => {
                         let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
-                        return Ok((credential_report::parse(content)?, slot));
+                        return Ok(credential_report::parse(content)?);
                     }
                     Err(e) => {
                         let e = classify("iam:GetCredentialReport", e);
