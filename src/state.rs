@@ -700,6 +700,10 @@ pub struct LedgerSession {
     /// Journal objects the ledger now holds (folded at load, or written
     /// by this run): deleted after the next full save.
     journal: Vec<String>,
+    /// A resumed session (the workflow's `close`) reads the journal again
+    /// at its save: what `finish` folded is in the ledger it resumed, and
+    /// this way its save deletes it too.
+    refold: bool,
     /// This run's journal names: `<run>-<n>.json`, `n` counting up.
     run: String,
     written: usize,
@@ -776,6 +780,7 @@ impl LedgerSession {
             pending: Vec::new(),
             saved: false,
             journal: Vec::new(),
+            refold: false,
             run: run_name(),
             written: 0,
             broken: None,
@@ -857,6 +862,7 @@ impl LedgerSession {
             pending: Vec::new(),
             saved: false,
             journal: Vec::new(),
+            refold: true,
             run: run_name(),
             written: 0,
             broken: None,
@@ -926,6 +932,10 @@ impl LedgerSession {
         }
         if !self.writable {
             return Ok(());
+        }
+        if std::mem::take(&mut self.refold) {
+            let organization = self.ledger.organization.clone();
+            self.fold_journal(&organization).await;
         }
         let started = std::time::Instant::now();
         let bytes = self.ledger.to_json_sized(self.size);

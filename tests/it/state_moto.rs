@@ -547,7 +547,10 @@ async fn journal(store: &Store) {
     // The same journal twice (a copy a failed delete left behind): no
     // notice twice.
     let copy = format!("{}/00000000T000000Z-0-00000.json", journal_folder(org));
-    store.save(&copy, object, &Version::Absent).await.unwrap();
+    store
+        .save(&copy, object.clone(), &Version::Absent)
+        .await
+        .unwrap();
     let mut s = LedgerSession::load(store.clone(), org, true).await.unwrap();
     assert_eq!(notices(&s.ledger), 50);
     // Its full save holds the journal and deletes it.
@@ -557,6 +560,26 @@ async fn journal(store: &Store) {
         .await
         .unwrap();
     assert_eq!(notices(&s.ledger), 50);
+
+    // The workflow's way: `finish` loads (and folds), `close` resumes from
+    // its snapshot and saves, and that save deletes the journal too.
+    store.save(&copy, object, &Version::Absent).await.unwrap();
+    let s = LedgerSession::load(store.clone(), org, false)
+        .await
+        .unwrap();
+    let (ledger, version) = s.snapshot();
+    let mut close = LedgerSession::resume(store.clone(), ledger.clone(), version.clone(), true);
+    close.save().await.unwrap();
+    assert!(store.list(&journal_folder(org)).await.unwrap().is_empty());
+    assert_eq!(
+        notices(
+            &LedgerSession::load(store.clone(), org, false)
+                .await
+                .unwrap()
+                .ledger
+        ),
+        50
+    );
 
     // A journal object that does not parse is left alone and stops nothing.
     let broken = format!("{}/broken.json", journal_folder(org));
