@@ -8,9 +8,16 @@
 //! slow start, so a run never opens with a herd that empties the budget). A
 //! throttling answer cuts the pace to 70 % of what was answered over the
 //! last second (at most one cut a second: one burst of answers is one
-//! signal) and the call is retried after a backoff; after that every answered
-//! call adds [`INCREASE_PER_CALL`] calls a second (about 5 % a second at any
-//! pace), so the run climbs back to the budget and probes slightly above it.
+//! signal) and the call is retried after a backoff. That pace is the budget
+//! the throttle revealed: the run climbs back quickly to 90 % of it
+//! ([`RECOVERY_PER_CALL`] per answered call), then every answered call adds
+//! [`INCREASE_PER_CALL`] calls a second (about 5 % a second at any pace), so
+//! it holds near the budget and probes slightly above it.
+//! Throttling that goes on after a cut (a budget that throttled calls keep
+//! empty) cuts again from the pace, 70 % a second: the answers of that
+//! second are no measure of the budget (none come while it refills), and
+//! cutting to them sent the pace to its floor, where climbing back at 5 % a
+//! second took more than a minute.
 //! Throttling that AWS counts against the budget (a retry storm can keep a
 //! budget empty for good) is what this avoids.
 
@@ -27,6 +34,14 @@ use super::AwsError;
 pub const INITIAL_RATE: f64 = 8.0;
 /// Pace added per answered call after the first cut, in calls per second.
 pub const INCREASE_PER_CALL: f64 = 0.05;
+/// Pace added per answered call while below [`HOLD`] of the budget the
+/// last throttle revealed.
+pub const RECOVERY_PER_CALL: f64 = 0.25;
+/// After a cut the pace climbs quickly back to this share of the budget
+/// the throttle revealed.
+pub const HOLD: f64 = 0.9;
+/// Throttling within this long of the last cut is the same episode.
+const EPISODE: Duration = Duration::from_secs(3);
 /// The cut on throttling.
 pub const DECREASE: f64 = 0.7;
 /// The pace never goes below this (calls per second).
@@ -46,6 +61,8 @@ struct Pace {
     last_cut: Option<Instant>,
     /// Answered calls within the last second.
     answered: VecDeque<Instant>,
+    /// The budget the last throttling revealed (calls per second).
+    found: Option<f64>,
 }
 
 fn trim(q: &mut VecDeque<Instant>, now: Instant) {
@@ -81,6 +98,7 @@ impl Gate {
                 last_start: None,
                 last_cut: None,
                 answered: VecDeque::new(),
+                found: None,
             }),
             first_backoff: Duration::from_millis(100),
             attempts: ATTEMPTS,
@@ -136,10 +154,13 @@ impl Gate {
     }
 
     fn throttled(&self) {
+        self.throttled_at(Instant::now());
+    }
+
+    fn throttled_at(&self, now: Instant) {
         let Ok(mut p) = self.pace.lock() else {
             return;
         };
-        let now = Instant::now();
         if p.last_cut
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
         {
@@ -147,7 +168,24 @@ impl Gate {
         }
         trim(&mut p.answered, now);
         let answered = p.answered.len() as f64;
-        p.rate = (p.rate.min(answered) * DECREASE).max(MIN_RATE);
+        let goes_on = p.last_cut.is_some_and(|t| now.duration_since(t) < EPISODE);
+        // A new episode: what was answered is the budget (the pace may have
+        // run far above it while it was not the limit). Throttling that goes
+        // on: the pace itself was too much.
+        let found = if goes_on {
+            p.rate
+        } else {
+            p.rate.min(answered)
+        };
+        p.found = Some(found.max(MIN_RATE));
+        p.rate = (found * DECREASE).max(MIN_RATE);
+        tracing::debug!(
+            answered,
+            goes_on,
+            found,
+            rate = p.rate,
+            "throttled: pace cut"
+        );
         p.slow_start = false;
         p.last_cut = Some(now);
         // The next call waits for the new pace.
@@ -159,7 +197,13 @@ impl Gate {
             let now = Instant::now();
             trim(&mut p.answered, now);
             p.answered.push_back(now);
-            p.rate += if p.slow_start { 1.0 } else { INCREASE_PER_CALL };
+            p.rate += if p.slow_start {
+                1.0
+            } else if p.found.is_some_and(|f| p.rate < f * HOLD) {
+                RECOVERY_PER_CALL
+            } else {
+                INCREASE_PER_CALL
+            };
         }
     }
 
@@ -242,17 +286,65 @@ mod tests {
         })
         .await
         .unwrap();
-        // 10 answered in the last second (the calls take ~100 ms at 8-18/s),
-        // cut to 70 %, then one answered call.
+        // 10 answered in the last second (the calls take ~100 ms at 8-18/s):
+        // the budget found is 10, cut to 70 %, then one answered call.
         let cut = gate.rate();
         assert!(
-            (cut - (10.0 * DECREASE + INCREASE_PER_CALL)).abs() < 1e-9,
+            (cut - (10.0 * DECREASE + RECOVERY_PER_CALL)).abs() < 1e-9,
             "{cut}"
         );
         for _ in 0..20 {
             gate.call(|| async { Ok::<_, AwsError>(()) }).await.unwrap();
         }
-        assert!((gate.rate() - (cut + 20.0 * INCREASE_PER_CALL)).abs() < 1e-9);
+        // Quickly back to 90 % of the budget found, then slowly above it.
+        let mut expected = cut;
+        for _ in 0..20 {
+            expected += if expected < 10.0 * HOLD {
+                RECOVERY_PER_CALL
+            } else {
+                INCREASE_PER_CALL
+            };
+        }
+        assert!((gate.rate() - expected).abs() < 1e-9, "{}", gate.rate());
+        assert!(expected > 10.0 * HOLD && expected < 10.0, "{expected}");
+    }
+
+    #[test]
+    fn throttling_that_goes_on_cuts_from_the_pace_not_to_the_floor() {
+        let gate = quick(8);
+        let start = Instant::now();
+        {
+            let mut p = gate.pace.lock().unwrap();
+            p.rate = 150.0;
+            p.slow_start = false;
+            p.answered.extend(std::iter::repeat_n(start, 100));
+        }
+        gate.throttled_at(start);
+        assert!(
+            (gate.rate() - 100.0 * DECREASE).abs() < 1e-9,
+            "{}",
+            gate.rate()
+        );
+        // A second later nothing was answered (every call throttled while
+        // the budget refills): the pace is cut again, by 70 %, not to what
+        // was answered (nothing, the floor).
+        gate.throttled_at(start + Duration::from_millis(1100));
+        let twice = 100.0 * DECREASE * DECREASE;
+        assert!((gate.rate() - twice).abs() < 1e-9, "{}", gate.rate());
+        assert_eq!(gate.pace.lock().unwrap().found, Some(100.0 * DECREASE));
+        // Long after, a new episode measures the budget again.
+        let later = start + Duration::from_secs(10);
+        gate.pace
+            .lock()
+            .unwrap()
+            .answered
+            .extend(std::iter::repeat_n(later, 40));
+        gate.throttled_at(later);
+        assert!(
+            (gate.rate() - 40.0 * DECREASE).abs() < 1e-9,
+            "{}",
+            gate.rate()
+        );
     }
 
     #[tokio::test]
