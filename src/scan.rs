@@ -10,10 +10,10 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use futures::{SinkExt, StreamExt};
 use jiff::Timestamp;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::aws::cloudtrail::{Trail, GLOBAL_REGION};
-use crate::aws::iam::{Iam, ReportPolling};
+use crate::aws::iam::{Iam, ReportClock, ReportPolling};
 use crate::aws::organizations::{Listing, Organizations};
 use crate::aws::sts::{Caller, Sts};
 use crate::aws::AwsError;
@@ -234,6 +234,8 @@ pub struct Scanner {
     sts: Sts,
     own_iam: Iam,
     polling: ReportPolling,
+    /// How long this run's credential reports take (every account's polls).
+    report_clock: Arc<ReportClock>,
     /// Account-tag look-ups in flight at once.
     org_tag_slots: Arc<PrioritySlots>,
     /// AWS's quarantine policies, listed once per run.
@@ -258,10 +260,14 @@ impl Scanner {
             max_wait: settings.report_wait,
             ..ReportPolling::default()
         };
+        let report_clock = Arc::new(ReportClock::default());
         Self {
             orgs: Organizations::new(&sdk_config),
             sts: Sts::with_ceiling(&sdk_config, settings.concurrency),
-            own_iam: Iam::new(&sdk_config).with_polling(polling),
+            own_iam: Iam::new(&sdk_config)
+                .with_polling(polling)
+                .with_clock(report_clock.clone()),
+            report_clock,
             sdk_config,
             settings: Arc::new(settings),
             rules: Arc::new(rules),
@@ -676,6 +682,10 @@ impl Scanner {
         until: tokio::time::Instant,
     ) -> AccountOutcome {
         let open_users = memory.open_users;
+        // Where an account's time goes (debug): what decides how many
+        // accounts must be in flight to keep the STS budget busy.
+        let started = tokio::time::Instant::now();
+        let ms = |since: tokio::time::Instant| since.elapsed().as_millis() as u64;
         let stage_error = |stage: &str, e: &AwsError| StageError {
             stage: stage.to_owned(),
             code: e.code.clone(),
@@ -699,7 +709,8 @@ impl Scanner {
             {
                 Ok(creds) => (
                     Iam::with_credentials(&self.sdk_config, creds.clone(), &account.id)
-                        .with_polling(self.polling),
+                        .with_polling(self.polling)
+                        .with_clock(self.report_clock.clone()),
                     Trail::new(&self.sdk_config, Some(creds)),
                 ),
                 Err(e) => {
@@ -708,6 +719,8 @@ impl Scanner {
                 }
             }
         };
+        let assumed_ms = ms(started);
+        let inventory_started = tokio::time::Instant::now();
         // Who AWS quarantined is asked beside the inventory, not after it.
         let names = self.quarantine_names().await;
         let inventory = async {
@@ -749,6 +762,8 @@ impl Scanner {
                 error = Some(stage_error("quarantine", &e));
             }
         }
+        let inventory_ms = ms(inventory_started);
+        let details_started = tokio::time::Instant::now();
         let user_count = users.iter().filter(|u| !u.is_root).count() as u64;
         let key_ages = key_age_histogram(&users, now);
         let key_count = users.iter().map(|u| u.keys.len() as u64).sum();
@@ -800,6 +815,8 @@ impl Scanner {
             }
             observed.insert(user.user_name.clone(), observe(&user.keys));
         }
+        let details_ms = ms(details_started);
+        let context_started = tokio::time::Instant::now();
         // What each user with findings can do, beside the account's tags
         // (which decide its owner): both within the account's budget; what
         // cannot be read is `unknown` (or what an earlier run read), the
@@ -866,6 +883,16 @@ impl Scanner {
         };
         let ((privileges, privileges_read), account_tags, footprints) =
             futures::join!(privileges, account_tags, footprints);
+        debug!(
+            total_ms = ms(started),
+            assumed_ms,
+            inventory_ms,
+            details_ms,
+            context_ms = ms(context_started),
+            users = user_count,
+            flagged = users.len(),
+            "account scanned"
+        );
         // Without its tags the account owner is unknown: falling back to the
         // account email could mail the wrong person, so nobody is assumed.
         let evaluation = match &account_tags {

@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::{Blob, DateTime};
-use keywarden::aws::iam::{Iam, ReportError, ReportPolling};
+use keywarden::aws::iam::{Iam, ReportClock, ReportError, ReportPolling, REPORT_POLL_STEP};
 use keywarden::core::model::KeyStatus;
 
 const REPORT: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated
@@ -94,6 +94,73 @@ async fn credential_report_waits_from_started_through_in_progress_to_the_report(
         ],
         [1, 1, 1]
     );
+}
+
+#[tokio::test]
+async fn after_the_first_report_accounts_poll_first_when_reports_became_ready() {
+    let clock = std::sync::Arc::new(ReportClock::default());
+    let polling = ReportPolling {
+        initial_delay: Duration::from_millis(40),
+        max_delay: Duration::from_secs(1),
+        max_wait: Duration::from_secs(10),
+    };
+    assert_eq!(clock.quickest(), None);
+    assert_eq!(
+        clock.waits(&polling),
+        (Duration::from_millis(40), Duration::from_millis(50)),
+        "before any report: the fixed first wait, growing by a quarter"
+    );
+    // The first account: STARTED, in progress twice, then the report.
+    let started =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
+    let in_progress = mock!(IamClient::get_credential_report)
+        .then_http_response(iam_error(404, "ReportInProgress"));
+    let still = mock!(IamClient::get_credential_report)
+        .then_http_response(iam_error(404, "ReportInProgress"));
+    let get = mock!(IamClient::get_credential_report).then_output(report_content);
+    let client = mock_client!(
+        aws_sdk_iam,
+        RuleMode::Sequential,
+        [&started, &in_progress, &still, &get]
+    );
+    Iam::from_client(client)
+        .with_polling(polling)
+        .with_clock(clock.clone())
+        .credential_report()
+        .await
+        .unwrap();
+    let quickest = clock.quickest().expect("learned from the first report");
+    assert!(
+        quickest >= Duration::from_millis(40 + 50 + 62),
+        "{quickest:?}"
+    );
+    let (first, then) = clock.waits(&polling);
+    assert_eq!(then, REPORT_POLL_STEP, "then close polls");
+    assert!(
+        first >= quickest.mul_f64(0.89) && first < quickest,
+        "{first:?}"
+    );
+
+    // The second account: its first poll waits for when reports became
+    // ready (no poll at 40 ms wasted), and brings the report.
+    let started =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
+    let get = mock!(IamClient::get_credential_report).then_output(report_content);
+    let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&started, &get]);
+    let t = tokio::time::Instant::now();
+    Iam::from_client(client)
+        .with_polling(polling)
+        .with_clock(clock.clone())
+        .credential_report()
+        .await
+        .unwrap();
+    assert!(t.elapsed() >= first, "{:?} < {first:?}", t.elapsed());
+    assert_eq!((started.num_calls(), get.num_calls()), (1, 1));
+    // A slower report does not make the next accounts wait longer.
+    let now = clock.quickest().unwrap();
+    assert!(now <= quickest, "the second report was no slower: {now:?}");
+    clock.read_after(quickest * 3);
+    assert_eq!(clock.quickest(), Some(now));
 }
 
 #[tokio::test]
