@@ -54,6 +54,11 @@ enum Command {
         /// Account counts to run (comma-separated).
         #[arg(long, default_value = "1000,5000,20000")]
         sizes: String,
+        /// Credential report generation times to run each size with
+        /// (`--report-delay-ms`, comma-separated): AWS publishes none, 1 s
+        /// is kind.
+        #[arg(long, default_value = "1000,5000")]
+        report_ms: String,
         #[arg(long, default_value = "target/release/keywarden")]
         keywarden: PathBuf,
     },
@@ -823,33 +828,55 @@ fn chart(rows: &[(String, f64, f64, f64)]) -> String {
     svg
 }
 
-fn matrix(out: PathBuf, sizes: &str, keywarden: PathBuf) -> anyhow::Result<()> {
+/// A comma-separated list of numbers (`--sizes`, `--report-ms`).
+fn numbers(list: &str, what: &str) -> anyhow::Result<Vec<u64>> {
+    list.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{what}: {s:?} is not a whole number"))
+        })
+        .collect()
+}
+
+fn matrix(out: PathBuf, sizes: &str, report_ms: &str, keywarden: PathBuf) -> anyhow::Result<()> {
     let kw = keywarden.display().to_string();
     let started = Instant::now();
-    let mut rows: Vec<(usize, &'static str, serde_json::Value)> = Vec::new();
-    for n in sizes
-        .split(',')
-        .map(|s| s.trim().parse::<usize>())
-        .collect::<Result<Vec<_>, _>>()?
-    {
-        for (mode, extra) in [
-            ("scan", &[][..]),
-            ("notify", &["--notify", "--days", "2"][..]),
-        ] {
-            let mut args: Vec<String> = ["run", "--accounts", &n.to_string(), "--keywarden", &kw]
+    let mut rows: Vec<(u64, String, serde_json::Value)> = Vec::new();
+    let report_times = numbers(report_ms, "--report-ms")?;
+    for n in numbers(sizes, "--sizes")? {
+        for ms in &report_times {
+            for (mode, extra) in [
+                ("scan", &[][..]),
+                ("notify", &["--notify", "--days", "2"][..]),
+            ] {
+                let mut args: Vec<String> = [
+                    "run",
+                    "--accounts",
+                    &n.to_string(),
+                    "--report-delay-ms",
+                    &ms.to_string(),
+                    "--keywarden",
+                    &kw,
+                ]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let r = sub(&args)?;
-            eprintln!(
-                "{n} accounts, {mode}: {:.1} s (keywarden's floor {:.1} s, any scanner's {:.1} s) after {:.0} s",
-                f(&r, "wall_s"),
-                f(&r, "floor_keywarden_s"),
-                f(&r, "floor_any_s"),
-                started.elapsed().as_secs_f64()
-            );
-            rows.push((n, mode, r));
+                args.extend(extra.iter().map(|s| s.to_string()));
+                let r = sub(&args)?;
+                eprintln!(
+                    "{n} accounts, reports {ms} ms, {mode}: {:.1} s (keywarden's floor {:.1} s, any scanner's {:.1} s) after {:.0} s",
+                    f(&r, "wall_s"),
+                    f(&r, "floor_keywarden_s"),
+                    f(&r, "floor_any_s"),
+                    started.elapsed().as_secs_f64()
+                );
+                rows.push((
+                    n,
+                    format!("{mode}, reports {:.0} s", *ms as f64 / 1000.0),
+                    r,
+                ));
+            }
         }
     }
     let mut md = String::from(include_str!("../benchmarks-head.md"));
@@ -861,10 +888,11 @@ fn matrix(out: PathBuf, sizes: &str, keywarden: PathBuf) -> anyhow::Result<()> {
     let mut bars = Vec::new();
     for (n, mode, r) in &rows {
         for d in r["days"].as_array().into_iter().flatten() {
-            let run = match (*mode, d["day"].as_u64()) {
-                ("scan", _) => "scan, first run (no ledger)".to_owned(),
-                (_, Some(0)) => "notify, first run".to_owned(),
-                (_, Some(k)) => format!("notify, day {k}: steady state"),
+            let reports = mode.split_once(", ").map_or("", |(_, r)| r);
+            let run = match (mode.starts_with("scan"), d["day"].as_u64()) {
+                (true, _) => format!("scan, first run (no ledger), {reports}"),
+                (_, Some(0)) => format!("notify, first run, {reports}"),
+                (_, Some(k)) => format!("notify, day {k}: steady state, {reports}"),
                 _ => String::new(),
             };
             md.push_str(&format!(
@@ -934,8 +962,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Matrix {
             out,
             sizes,
+            report_ms,
             keywarden,
-        } => matrix(out, &sizes, keywarden)?,
+        } => matrix(out, &sizes, &report_ms, keywarden)?,
         Command::Greedy(args) => {
             let (spec, knobs) = (args.spec(), args.knobs());
             let endpoint = server::start(spec, knobs).await?;
