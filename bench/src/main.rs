@@ -182,7 +182,7 @@ struct RunArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
     /// keywarden's `concurrency` setting (accounts in flight; its default).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 192)]
     concurrency: usize,
     #[arg(long, default_value = "target/release/keywarden")]
     keywarden: PathBuf,

@@ -54,7 +54,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("max_age_days", Some("90")),
     ("unused_days", Some("45")),
     ("stale_inactive_days", Some("30")),
-    ("concurrency", Some("128")),
+    ("concurrency", Some("192")),
     ("account_timeout_secs", Some("120")),
     ("report_wait_secs", Some("60")),
     ("deadline_reserve_secs", Some("60")),

@@ -15,7 +15,7 @@ fn defaults_match_the_design() {
     let s = RawSettings::defaults().validate().unwrap();
     assert_eq!(s.role_name, "KeywardenScanRole");
     assert_eq!(s.policy, Policy::default());
-    assert_eq!(s.concurrency, 128);
+    assert_eq!(s.concurrency, 192);
     assert_eq!(s.account_timeout, Duration::from_secs(120));
     assert_eq!(s.exemptions.tag_key, "keywarden:exempt");
     assert_eq!(s.owners.owner_tag_keys, ["owner", "email", "contact"]);
