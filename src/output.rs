@@ -59,51 +59,14 @@ pub fn render(report: &Report, format: Format) -> Result<String, RenderError> {
     }
 }
 
-/// Counts the bytes written to it and keeps none.
-struct Count(usize);
-
-impl std::io::Write for Count {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `value` as one line of JSON, in a buffer of exactly its size: rendered
-/// twice (counted, then written), because a buffer that grows by doubling
-/// holds the old and the new copy at once, and at 20,000 accounts the
-/// report's JSON is tens of megabytes at the end of the run, where memory
-/// peaks.
-pub fn json_line<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, RenderError> {
-    let mut size = Count(0);
-    serde_json::to_writer(&mut size, value)?;
-    let mut out = Vec::with_capacity(size.0 + 1);
-    serde_json::to_writer(&mut out, value)?;
-    out.push(b'\n');
-    Ok(out)
-}
-
-/// Every OCSF event of `report`, one JSON object per line. Each event is
-/// built, written and dropped in turn, twice: once to count the bytes, once
-/// into a buffer of that size (see [`json_line`]).
+/// Every OCSF event of `report`, one JSON object per line.
 pub fn ocsf_lines(report: &Report) -> Result<String, RenderError> {
-    let version = env!("CARGO_PKG_VERSION");
-    let mut size = Count(0);
-    for event in crate::core::ocsf::events(report, version) {
-        serde_json::to_writer(&mut size, &event)?;
-        size.0 += 1;
+    let mut out = String::new();
+    for event in crate::core::ocsf::events(report, env!("CARGO_PKG_VERSION")) {
+        out.push_str(&serde_json::to_string(&event)?);
+        out.push('\n');
     }
-    let mut out = Vec::with_capacity(size.0);
-    for event in crate::core::ocsf::events(report, version) {
-        serde_json::to_writer(&mut out, &event)?;
-        out.push(b'\n');
-    }
-    String::from_utf8(out)
-        .map_err(|e| RenderError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    Ok(out)
 }
 
 fn ts(t: Option<jiff::Timestamp>) -> String {

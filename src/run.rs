@@ -338,8 +338,13 @@ async fn archive(store: &Store, organization: &str, report: &mut Report) {
     let r: &Report = report;
     // One JSON object on one line: what Athena's JSON SerDe reads. Each file
     // is rendered when it is written and dropped after.
-    let json =
-        || crate::output::json_line(r).map_err(|e| format!("cannot render the report JSON: {e}"));
+    let json = || {
+        let mut out = Vec::with_capacity(r.findings.len() * 1_500 + r.accounts.len() * 300);
+        serde_json::to_writer(&mut out, r)
+            .map_err(|e| format!("cannot render the report JSON: {e}"))?;
+        out.push(b'\n');
+        Ok(out)
+    };
     let csv = || {
         crate::output::findings_csv(&r.findings)
             .map(String::into_bytes)
