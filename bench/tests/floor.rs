@@ -107,3 +107,46 @@ fn no_run_beats_its_floor() {
         );
     }
 }
+
+#[test]
+fn no_notify_run_beats_the_notifier_floor() {
+    // Mail through a tight SES budget, so the mail is seconds of the floor:
+    // the first run mails every owner, the day after only what is due. No
+    // person's message is complete before the scan and its owner look-ups
+    // end, so the notifier's floor is the scanner's plus the mail, never
+    // less than the overlapped bound (an oracle's), and no run beats it.
+    let kw = keywarden().display().to_string();
+    let r = bench(&[
+        "run",
+        "--keywarden",
+        &kw,
+        "--notify",
+        "--days",
+        "2",
+        "--ses-rate",
+        "4",
+    ]);
+    let days = r["days"].as_array().expect("days");
+    assert_eq!(days.len(), 2, "{r}");
+    for d in days {
+        assert_eq!(d["accounts_failed"], 0, "{d}");
+        assert_eq!(d["owners_wrong"], 0, "{d}");
+        assert!(f(d, "wall_s") >= f(d, "floor_notifier_s"), "{d}");
+        assert!(f(d, "floor_notifier_s") >= f(d, "floor_overlap_s"), "{d}");
+        if d["messages_sent"].as_u64().unwrap() > 0 {
+            assert!(
+                f(d, "floor_notifier_s") > f(d, "floor_scanner_s"),
+                "the mail follows the scan: {d}"
+            );
+        }
+    }
+    let first = &days[0];
+    assert!(
+        first["messages_sent"].as_u64().unwrap() > 8,
+        "the first run mails the owners: {first}"
+    );
+    assert!(
+        f(first, "floor_notifier_s") >= f(first, "floor_scanner_s") + 1.0,
+        "at 4 messages a second the mail adds seconds: {first}"
+    );
+}
