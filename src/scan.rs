@@ -224,6 +224,13 @@ struct Remembered<'a> {
     usage_read: &'a std::sync::atomic::AtomicU32,
 }
 
+/// How many accounts are started per working slot (`concurrency`): the
+/// others wait for AWS (AssumeRole's turn at the STS gate, their credential
+/// report's generation: seconds in large accounts) holding no slot, so the
+/// budgets, not a count of accounts that are merely waiting, set the pace.
+/// A waiting account holds its credentials and clients, no report (issue 24).
+pub const IN_FLIGHT_PER_SLOT: usize = 4;
+
 /// Clients and settings for a run; build once, share across accounts.
 #[derive(Debug, Clone)]
 pub struct Scanner {
@@ -238,6 +245,10 @@ pub struct Scanner {
     report_clock: Arc<ReportClock>,
     /// Account-tag look-ups in flight at once.
     org_tag_slots: Arc<PrioritySlots>,
+    /// Accounts worked on (`concurrency`): their credential reports in
+    /// memory, their users read. An account waiting for AWS holds none
+    /// ([`IN_FLIGHT_PER_SLOT`]).
+    working: Arc<tokio::sync::Semaphore>,
     /// AWS's quarantine policies, listed once per run.
     quarantine_names: Arc<tokio::sync::OnceCell<Vec<String>>>,
     /// AWS managed policy documents, read once per run.
@@ -248,6 +259,12 @@ impl Scanner {
     /// The settings this scanner runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Accounts started at once: `concurrency` worked on, and several
+    /// times as many waiting for AWS ([`IN_FLIGHT_PER_SLOT`]).
+    fn in_flight(&self) -> usize {
+        self.settings.concurrency.max(1) * IN_FLIGHT_PER_SLOT
     }
 
     pub fn new(sdk_config: SdkConfig, settings: Settings) -> Self {
@@ -261,6 +278,7 @@ impl Scanner {
             ..ReportPolling::default()
         };
         let report_clock = Arc::new(ReportClock::default());
+        let settings_concurrency = settings.concurrency.max(1);
         Self {
             orgs: Organizations::new(&sdk_config),
             sts: Sts::with_ceiling(&sdk_config, settings.concurrency),
@@ -273,6 +291,7 @@ impl Scanner {
             rules: Arc::new(rules),
             polling,
             org_tag_slots: Arc::new(PrioritySlots::new(4)),
+            working: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
             quarantine_names: Arc::default(),
             aws_policies: Arc::default(),
         }
@@ -386,7 +405,7 @@ impl Scanner {
         };
         let consumer = queue
             .map(|account| self.start_account(caller, account, opts, true))
-            .buffer_unordered(self.settings.concurrency)
+            .buffer_unordered(self.in_flight())
             .for_each(|outcome| {
                 progress(Progress::Finished);
                 builder.add(outcome);
@@ -442,7 +461,7 @@ impl Scanner {
         });
         futures::stream::iter(accounts)
             .map(|account| self.start_account(caller, account, opts, true))
-            .buffer_unordered(self.settings.concurrency)
+            .buffer_unordered(self.in_flight())
             .collect()
             .await
     }
@@ -681,16 +700,9 @@ impl Scanner {
         memory: Remembered<'_>,
         until: tokio::time::Instant,
     ) -> AccountOutcome {
-        let open_users = memory.open_users;
         // Where an account's time goes (debug): what decides how many
         // accounts must be in flight to keep the STS budget busy.
         let started = tokio::time::Instant::now();
-        let ms = |since: tokio::time::Instant| since.elapsed().as_millis() as u64;
-        let stage_error = |stage: &str, e: &AwsError| StageError {
-            stage: stage.to_owned(),
-            code: e.code.clone(),
-            message: format!("{}: {}", e.operation, e.message),
-        };
         let (iam, trail) = if account.id == caller.account {
             (self.own_iam.clone(), Trail::new(&self.sdk_config, None))
         } else {
@@ -721,27 +733,38 @@ impl Scanner {
         };
         let assumed_ms = ms(started);
         let inventory_started = tokio::time::Instant::now();
-        // Who AWS quarantined is asked beside the inventory, not after it.
+        // Who AWS quarantined is asked while the credential report is
+        // generated. Waiting for the report holds no working slot (an
+        // account waiting for AWS spends no budget and holds no report):
+        // the poll that brings the report takes one, and the rest of the
+        // account keeps it.
         let names = self.quarantine_names().await;
-        let inventory = async {
-            match iam.credential_report().await {
-                Ok(users) => Ok((users, InventorySource::CredentialReport)),
-                Err(report_err) => {
-                    warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
-                    match iam.enumerate_users().await {
-                        Ok(users) => Ok((users, InventorySource::Api)),
-                        Err(e) => {
-                            let mut err = stage_error("inventory", &e);
-                            err.message =
-                                format!("{} (credential report: {report_err})", err.message);
-                            Err(err)
-                        }
+        let (report, quarantine) = futures::join!(
+            iam.credential_report_in(Some(&self.working)),
+            iam.quarantined_users(&caller.partition, names)
+        );
+        let (report, slot) = match report {
+            Ok((users, slot)) => (Ok(users), slot),
+            Err(e) => (Err(e), None),
+        };
+        let _working = match slot {
+            Some(s) => s,
+            None => self.working.acquire().await.expect("never closed"),
+        };
+        let inventory = match report {
+            Ok(users) => Ok((users, InventorySource::CredentialReport)),
+            Err(report_err) => {
+                warn!(error = %report_err, "credential report unavailable; falling back to API enumeration");
+                match iam.enumerate_users().await {
+                    Ok(users) => Ok((users, InventorySource::Api)),
+                    Err(e) => {
+                        let mut err = stage_error("inventory", &e);
+                        err.message = format!("{} (credential report: {report_err})", err.message);
+                        Err(err)
                     }
                 }
             }
         };
-        let (inventory, quarantine) =
-            futures::join!(inventory, iam.quarantined_users(&caller.partition, names));
         let (mut users, source) = match inventory {
             Ok(found) => found,
             Err(err) => return AccountOutcome::failed(account.clone(), err),
@@ -762,7 +785,45 @@ impl Scanner {
                 error = Some(stage_error("quarantine", &e));
             }
         }
-        let inventory_ms = ms(inventory_started);
+        let found = Inventoried {
+            iam,
+            trail,
+            users,
+            source,
+            error,
+            started,
+            assumed_ms,
+            inventory_ms: ms(inventory_started),
+        };
+        // The rest, boxed: an account waiting for AWS above holds a pointer
+        // to it, not its state (the scan starts several times `concurrency`
+        // accounts; most of them wait).
+        Box::pin(self.examine(account, now, in_org, memory, until, found)).await
+    }
+
+    /// What an account's users with findings are (keys, tags, what they can
+    /// do, where they were used) and the account's owner, from its
+    /// inventory; never fails.
+    async fn examine(
+        &self,
+        account: &Account,
+        now: Timestamp,
+        in_org: bool,
+        memory: Remembered<'_>,
+        until: tokio::time::Instant,
+        found: Inventoried,
+    ) -> AccountOutcome {
+        let Inventoried {
+            iam,
+            trail,
+            mut users,
+            source,
+            mut error,
+            started,
+            assumed_ms,
+            inventory_ms,
+        } = found;
+        let open_users = memory.open_users;
         let details_started = tokio::time::Instant::now();
         let user_count = users.iter().filter(|u| !u.is_root).count() as u64;
         let key_ages = key_age_histogram(&users, now);
@@ -1301,6 +1362,33 @@ fn largest_first(
 /// of flagged keys would otherwise hold its slot for minutes. With a ledger
 /// the rest are read on the next runs (what was read is not due again).
 const FOOTPRINTS_PER_ACCOUNT: usize = 20;
+
+/// An account's inventory, read: what [`Scanner::examine`] starts from.
+struct Inventoried {
+    iam: Iam,
+    trail: Trail,
+    users: Vec<UserFacts>,
+    source: InventorySource,
+    /// The first stage that failed so far (the findings stand).
+    error: Option<StageError>,
+    started: tokio::time::Instant,
+    assumed_ms: u64,
+    inventory_ms: u64,
+}
+
+/// Milliseconds since `since`.
+fn ms(since: tokio::time::Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+/// A stage's error, as the report shows it.
+fn stage_error(stage: &str, e: &AwsError) -> StageError {
+    StageError {
+        stage: stage.to_owned(),
+        code: e.code.clone(),
+        message: format!("{}: {}", e.operation, e.message),
+    }
+}
 
 /// What [`Scanner::footprints`] found in one account.
 #[derive(Debug, Default)]

@@ -388,6 +388,20 @@ impl Iam {
     /// when generation must start again. Waits grow by [`REPORT_POLL_GROWTH`]
     /// up to `max_delay`, within `max_wait`.
     pub async fn credential_report(&self) -> Result<Vec<UserFacts>, ReportError> {
+        self.credential_report_in(None)
+            .await
+            .map(|(users, _)| users)
+    }
+
+    /// [`Iam::credential_report`], where each GetCredentialReport is made
+    /// holding one of `slots` (the scan's working slots): a poll answered
+    /// ReportInProgress gives it back before its wait, the one that brings
+    /// the report keeps it and returns it with the users. An account waiting
+    /// for its report's generation holds no slot between polls.
+    pub async fn credential_report_in<'s>(
+        &self,
+        slots: Option<&'s tokio::sync::Semaphore>,
+    ) -> Result<(Vec<UserFacts>, Option<tokio::sync::SemaphorePermit<'s>>), ReportError> {
         let started = tokio::time::Instant::now();
         let (mut delay, mut next_delay) = self.clock.waits(&self.polling);
         // When the report's generation started (GenerateCredentialReport
@@ -412,13 +426,21 @@ impl Iam {
                     }
                 }
             } else {
+                // The wait for a slot is the scan's, not the report's: the
+                // clock learns without it.
+                let asked = tokio::time::Instant::now();
+                let slot = match slots {
+                    Some(s) => Some(s.acquire().await.expect("never closed")),
+                    None => None,
+                };
+                let queued = asked.elapsed();
                 match self.client.get_credential_report().send().await {
                     Ok(out) => {
                         if let Some(at) = generating {
-                            self.clock.read_after(at.elapsed());
+                            self.clock.read_after(at.elapsed().saturating_sub(queued));
                         }
                         let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
-                        return Ok(credential_report::parse(content)?);
+                        return Ok((credential_report::parse(content)?, slot));
                     }
                     Err(e) => {
                         let e = classify("iam:GetCredentialReport", e);

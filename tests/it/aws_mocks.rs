@@ -289,6 +289,60 @@ async fn a_truncated_report_is_an_error_not_a_shorter_list() {
     assert!(matches!(err, ReportError::Parse(_)), "{err}");
 }
 
+/// The scan's way (issue 24 item 1): each GetCredentialReport is made
+/// holding a working slot; a ReportInProgress gives it back before the wait,
+/// so an account waiting for its report holds none, and the poll that
+/// brings the report keeps it.
+#[tokio::test]
+async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_the_report() {
+    let started =
+        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
+    let in_progress = mock!(IamClient::get_credential_report)
+        .then_http_response(iam_error(404, "ReportInProgress"));
+    let get = mock!(IamClient::get_credential_report).then_output(report_content);
+    let client = mock_client!(
+        aws_sdk_iam,
+        RuleMode::Sequential,
+        [&started, &in_progress, &get]
+    );
+    let iam = Iam::from_client(client).with_polling(ReportPolling {
+        initial_delay: Duration::from_millis(300),
+        max_delay: Duration::from_millis(300),
+        max_wait: Duration::from_secs(5),
+    });
+    let slots = tokio::sync::Semaphore::new(1);
+    let poll = iam.credential_report_in(Some(&slots));
+    tokio::pin!(poll);
+    // Generate, a wait, a poll answered ReportInProgress, a wait: the slot
+    // is free during the waits.
+    let mut free_while_waiting = false;
+    let (users, slot) = loop {
+        tokio::select! {
+            r = &mut poll => break r.unwrap(),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                if in_progress.num_calls() == 1 && get.num_calls() == 0 {
+                    free_while_waiting |= slots.available_permits() == 1;
+                }
+            }
+        }
+    };
+    assert!(free_while_waiting, "the slot was held between polls");
+    assert_eq!(users.len(), 1);
+    assert!(slot.is_some());
+    assert_eq!(slots.available_permits(), 0, "kept with the report");
+    drop(slot);
+    assert_eq!(slots.available_permits(), 1);
+    assert_eq!(
+        [
+            started.num_calls(),
+            in_progress.num_calls(),
+            get.num_calls()
+        ],
+        [1, 1, 1],
+        "no call more than without slots"
+    );
+}
+
 fn user(name: &str) -> User {
     User::builder()
         .user_name(name)

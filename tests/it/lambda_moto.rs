@@ -188,12 +188,27 @@ fn a_scheduled_invocation_scans_mails_and_returns_the_run_summary() {
 #[test]
 fn near_the_deadline_no_account_is_started_and_the_digest_still_goes_out_incomplete() {
     let moto = Moto::start();
-    let seeded = moto.seed(&org_spec());
-    // The management account is listed first; with one account in flight it holds up the rest.
-    moto.hook(
-        "/_keywarden/report-fault",
-        &json!({"account_id": seeded.account("management"), "mode": "slow"}),
-    );
+    // Four more accounts, listed after the fixture's four.
+    let mut spec = org_spec();
+    for n in 1..=4 {
+        spec["accounts"].as_array_mut().unwrap().push(json!({
+            "name": format!("later-{n}"), "email": format!("later-{n}@example.com"),
+            "ou": "Sandbox", "users": []
+        }));
+    }
+    let seeded = moto.seed(&spec);
+    // The accounts are listed in this order. With `concurrency` 1, four
+    // accounts are started at once (the working slot, and three times as
+    // many waiting for AWS): management, prod and staging, whose credential
+    // reports are slow, and sandbox, which fails at once (its role may not
+    // read IAM); later-1, slow too, takes its place, and these four hold up
+    // the rest.
+    for name in ["management", "prod", "staging", "later-1"] {
+        moto.hook(
+            "/_keywarden/report-fault",
+            &json!({"account_id": seeded.account(name), "mode": "slow"}),
+        );
+    }
     let inv = invoke(
         &moto,
         &seeded,
@@ -219,13 +234,16 @@ fn near_the_deadline_no_account_is_started_and_the_digest_still_goes_out_incompl
             )
         })
         .collect();
-    assert!(
-        stages.contains(&(seeded.account("management"), "timeout".to_owned())),
-        "{stages:?}"
-    );
-    for name in ["prod", "staging", "sandbox"] {
+    for name in ["management", "prod", "staging", "later-1"] {
         assert!(
-            stages.contains(&(seeded.account(name), "deadline".to_owned())),
+            stages.contains(&(seeded.account(name), "timeout".to_owned())),
+            "{name}: {stages:?}"
+        );
+    }
+    for n in 2..=4 {
+        let name = format!("later-{n}");
+        assert!(
+            stages.contains(&(seeded.account(&name), "deadline".to_owned())),
             "{name}: {stages:?}"
         );
     }
