@@ -249,6 +249,10 @@ pub struct Scanner {
     /// memory, their users read. An account waiting for AWS holds none
     /// ([`IN_FLIGHT_PER_SLOT`]).
     working: Arc<tokio::sync::Semaphore>,
+    /// Calls of accounts waiting for AWS that need no working slot (the
+    /// quarantine look-up beside the report's generation), `concurrency`
+    /// at once: what bounds the connections a run holds.
+    waiting_calls: Arc<tokio::sync::Semaphore>,
     /// AWS's quarantine policies, listed once per run.
     quarantine_names: Arc<tokio::sync::OnceCell<Vec<String>>>,
     /// AWS managed policy documents, read once per run.
@@ -292,6 +296,7 @@ impl Scanner {
             polling,
             org_tag_slots: Arc::new(PrioritySlots::new(4)),
             working: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
+            waiting_calls: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
             quarantine_names: Arc::default(),
             aws_policies: Arc::default(),
         }
@@ -739,10 +744,15 @@ impl Scanner {
         // the poll that brings the report takes one, and the rest of the
         // account keeps it.
         let names = self.quarantine_names().await;
-        let (report, quarantine) = futures::join!(
-            iam.credential_report_in(Some(&self.working)),
-            iam.quarantined_users(&caller.partition, names)
-        );
+        // The look-up holds one of `concurrency` call slots of its own:
+        // every call in flight holds an HTTP connection (tens of KiB, more
+        // with TLS), so the accounts waiting for AWS must not each hold one.
+        let quarantine = async {
+            let _call = self.waiting_calls.acquire().await.expect("never closed");
+            iam.quarantined_users(&caller.partition, names).await
+        };
+        let (report, quarantine) =
+            futures::join!(iam.credential_report_in(Some(&self.working)), quarantine);
         let (report, slot) = match report {
             Ok((users, slot)) => (Ok(users), slot),
             Err(e) => (Err(e), None),
