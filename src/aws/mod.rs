@@ -229,8 +229,18 @@ pub(crate) fn timestamp(dt: &aws_smithy_types::DateTime) -> Option<Timestamp> {
 /// the low request rate of a single account's calls and, after one throttling
 /// answer, holds requests back for up to 10 s each (measured under a 30 %
 /// throttling storm: 80 s for 4 accounts instead of a few).
+///
+/// One HTTP client serves every SDK client of the run. Without it, each
+/// service client built from the configuration (one IAM and one CloudTrail
+/// client per account) made its own: its own TLS configuration with the
+/// system's root certificates loaded and parsed again, and its own
+/// connection pool. With hundreds of accounts in flight that was ~100 KiB
+/// and a connection or two per account (measured: 1,570 sockets and 180 MiB
+/// at 2,000 accounts with 768 started), and no connection was ever reused
+/// from one account to the next.
 pub async fn load_sdk_config() -> SdkConfig {
     let base = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared_https_client())
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(10)
@@ -253,4 +263,23 @@ pub async fn load_sdk_config() -> SdkConfig {
             .region(Region::from_static("us-east-1"))
             .build()
     }
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, the
+/// system's roots, a proxy from the environment), built once: its
+/// connectors, one per timeout setting, and their pools are shared by every
+/// service client that uses it.
+fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
 }
