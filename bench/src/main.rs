@@ -308,6 +308,8 @@ struct DayResult {
     throttled_by: std::collections::BTreeMap<String, u64>,
     /// The most accounts waiting for their credential reports at once.
     max_reports_pending: u64,
+    /// TCP connections keywarden opened to the endpoint.
+    connections: u64,
     findings: u64,
     accounts_failed: u64,
     owners_checked: u64,
@@ -722,6 +724,7 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             throttled: stats.throttled,
             throttled_by: stats.throttled_by.clone(),
             max_reports_pending: stats.max_reports_pending,
+            connections: stats.connections,
             findings: report["summary"]["findings"].as_u64().unwrap_or(0),
             accounts_failed: report["summary"]["accounts_failed"].as_u64().unwrap_or(0),
             owners_checked,

@@ -108,6 +108,8 @@ pub struct Stats {
     /// was ready and not yet fetched, at once (today): how many accounts
     /// the client kept waiting on AWS side by side.
     pub max_reports_pending: u64,
+    /// TCP connections the client opened.
+    pub connections: u64,
 }
 
 impl Stats {
@@ -124,6 +126,7 @@ impl Stats {
             throttled: self.throttled - earlier.throttled,
             throttled_by: diff(&self.throttled_by, &earlier.throttled_by),
             max_reports_pending: self.max_reports_pending,
+            connections: self.connections - earlier.connections,
         }
     }
 
@@ -153,6 +156,7 @@ struct State {
     throttled: AtomicU64,
     throttled_by: Mutex<BTreeMap<String, u64>>,
     counter: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// A running endpoint.
@@ -178,6 +182,7 @@ impl Endpoint {
                 .map(|c| c.clone())
                 .unwrap_or_default(),
             max_reports_pending: self.state.pending.lock().map(|p| p.1).unwrap_or(0),
+            connections: self.state.connections.load(Ordering::Relaxed),
         }
     }
 
@@ -207,6 +212,7 @@ pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
         throttled: AtomicU64::new(0),
         throttled_by: Mutex::new(BTreeMap::new()),
         counter: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
     });
     let shared = state.clone();
     tokio::spawn(async move {
@@ -214,6 +220,7 @@ pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            shared.connections.fetch_add(1, Ordering::Relaxed);
             let state = shared.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(state.clone(), req));

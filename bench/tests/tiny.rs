@@ -144,3 +144,43 @@ fn the_endpoint_counts_the_accounts_waiting_for_their_reports() {
         "accounts waiting side by side: {pending} (concurrency 2, up to 8 started)"
     );
 }
+
+/// One HTTPS client serves every SDK client of a run: connections are
+/// reused from one account to the next. With `concurrency` 1 (4 accounts
+/// started) at most a few calls are in flight at once, so a run over 16
+/// accounts opens a handful of connections; a client per account opened at
+/// least one per account.
+#[test]
+fn accounts_share_the_runs_connections() {
+    let kw = keywarden();
+    let r = json(
+        command()
+            .args([
+                "run",
+                "--accounts",
+                "16",
+                "--users",
+                "5",
+                "--latency-ms",
+                "2",
+                "--jitter-ms",
+                "0",
+                "--unreachable-every",
+                "0",
+                "--report-delay-ms",
+                "300",
+                "--concurrency",
+                "1",
+                "--keywarden",
+            ])
+            .arg(&kw)
+            .args(UNIFORM),
+    );
+    assert_eq!(r["findings"], r["expected_findings"]);
+    assert_eq!(r["accounts_failed"], 0);
+    let connections = r["days"][0]["connections"].as_u64().unwrap();
+    assert!(
+        (1..=10).contains(&connections),
+        "16 accounts over {connections} connections"
+    );
+}
