@@ -103,13 +103,9 @@ fn ou_scoped_listing_works_through_the_synthetic_endpoint() {
     assert_eq!(r["findings"], r["expected_findings"]);
 }
 
-/// The endpoint counts the accounts waiting for their credential reports
-/// at once (`max_reports_pending`, what the 20,000-account runs report).
-/// Issue 24 item 1: such an account holds none of the `concurrency` working
-/// slots, so with `concurrency` 2 more than 2 reports are pending at once
-/// (up to 8 accounts are started), and every finding is found.
-#[test]
-fn the_endpoint_counts_the_accounts_waiting_for_their_reports() {
+/// keywarden over 16 small reachable accounts whose credential reports take
+/// `report_ms`, at `concurrency`; every finding found, no account failed.
+fn sixteen_accounts(report_ms: &str, concurrency: &str) -> serde_json::Value {
     let kw = keywarden();
     let r = json(
         command()
@@ -126,9 +122,9 @@ fn the_endpoint_counts_the_accounts_waiting_for_their_reports() {
                 "--unreachable-every",
                 "0",
                 "--report-delay-ms",
-                "600",
+                report_ms,
                 "--concurrency",
-                "2",
+                concurrency,
                 "--keywarden",
             ])
             .arg(&kw)
@@ -136,6 +132,17 @@ fn the_endpoint_counts_the_accounts_waiting_for_their_reports() {
     );
     assert_eq!(r["findings"], r["expected_findings"]);
     assert_eq!(r["accounts_failed"], 0);
+    r
+}
+
+/// The endpoint counts the accounts waiting for their credential reports
+/// at once (`max_reports_pending`, what the 20,000-account runs report).
+/// Issue 24 item 1: such an account holds none of the `concurrency` working
+/// slots, so with `concurrency` 2 more than 2 reports are pending at once
+/// (up to 8 accounts are started), and every finding is found.
+#[test]
+fn the_endpoint_counts_the_accounts_waiting_for_their_reports() {
+    let r = sixteen_accounts("600", "2");
     let pending = r["days"][0]["max_reports_pending"].as_u64().unwrap();
     // Waiting for a report holds no working slot: more accounts than
     // `concurrency` wait side by side, at most IN_FLIGHT_PER_SLOT (4) times it.
@@ -152,32 +159,7 @@ fn the_endpoint_counts_the_accounts_waiting_for_their_reports() {
 /// least one per account.
 #[test]
 fn accounts_share_the_runs_connections() {
-    let kw = keywarden();
-    let r = json(
-        command()
-            .args([
-                "run",
-                "--accounts",
-                "16",
-                "--users",
-                "5",
-                "--latency-ms",
-                "2",
-                "--jitter-ms",
-                "0",
-                "--unreachable-every",
-                "0",
-                "--report-delay-ms",
-                "300",
-                "--concurrency",
-                "1",
-                "--keywarden",
-            ])
-            .arg(&kw)
-            .args(UNIFORM),
-    );
-    assert_eq!(r["findings"], r["expected_findings"]);
-    assert_eq!(r["accounts_failed"], 0);
+    let r = sixteen_accounts("300", "1");
     let connections = r["days"][0]["connections"].as_u64().unwrap();
     assert!(
         (1..=10).contains(&connections),
