@@ -181,7 +181,7 @@ impl EndpointArgs {
 struct RunArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// keywarden's `concurrency` setting (accounts in flight; its default).
+    /// keywarden's `concurrency` setting (accounts worked on; its default).
     #[arg(long, default_value_t = 192)]
     concurrency: usize,
     #[arg(long, default_value = "target/release/keywarden")]

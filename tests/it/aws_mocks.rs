@@ -17,7 +17,7 @@ use aws_sdk_iam::Client as IamClient;
 use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
 use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use aws_sdk_organizations::Client as OrgClient;
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
@@ -65,8 +65,10 @@ fn report_content() -> GetCredentialReportOutput {
         .build()
 }
 
-#[tokio::test]
-async fn credential_report_waits_from_started_through_in_progress_to_the_report() {
+/// GenerateCredentialReport answers STARTED, the first GetCredentialReport
+/// ReportInProgress, the next the report: the three rules, in that order,
+/// and a client that plays them.
+fn report_after_one_poll() -> ([Rule; 3], IamClient) {
     let started =
         mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
     let in_progress = mock!(IamClient::get_credential_report)
@@ -77,6 +79,12 @@ async fn credential_report_waits_from_started_through_in_progress_to_the_report(
         RuleMode::Sequential,
         [&started, &in_progress, &get]
     );
+    ([started, in_progress, get], client)
+}
+
+#[tokio::test]
+async fn credential_report_waits_from_started_through_in_progress_to_the_report() {
+    let (rules, client) = report_after_one_poll();
 
     let users = Iam::from_client(client)
         .with_polling(fast())
@@ -86,14 +94,7 @@ async fn credential_report_waits_from_started_through_in_progress_to_the_report(
 
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].user_name, "ci");
-    assert_eq!(
-        [
-            started.num_calls(),
-            in_progress.num_calls(),
-            get.num_calls()
-        ],
-        [1, 1, 1]
-    );
+    assert_eq!(rules.each_ref().map(Rule::num_calls), [1, 1, 1]);
 }
 
 #[tokio::test]
@@ -295,16 +296,7 @@ async fn a_truncated_report_is_an_error_not_a_shorter_list() {
 /// brings the report keeps it.
 #[tokio::test]
 async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_the_report() {
-    let started =
-        mock!(IamClient::generate_credential_report).then_output(state(ReportStateType::Started));
-    let in_progress = mock!(IamClient::get_credential_report)
-        .then_http_response(iam_error(404, "ReportInProgress"));
-    let get = mock!(IamClient::get_credential_report).then_output(report_content);
-    let client = mock_client!(
-        aws_sdk_iam,
-        RuleMode::Sequential,
-        [&started, &in_progress, &get]
-    );
+    let (rules, client) = report_after_one_poll();
     let iam = Iam::from_client(client).with_polling(ReportPolling {
         initial_delay: Duration::from_millis(300),
         max_delay: Duration::from_millis(300),
@@ -320,7 +312,7 @@ async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_
         tokio::select! {
             r = &mut poll => break r.unwrap(),
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                if in_progress.num_calls() == 1 && get.num_calls() == 0 {
+                if rules[1].num_calls() == 1 && rules[2].num_calls() == 0 {
                     free_while_waiting |= slots.available_permits() == 1;
                 }
             }
@@ -333,11 +325,7 @@ async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_
     drop(slot);
     assert_eq!(slots.available_permits(), 1);
     assert_eq!(
-        [
-            started.num_calls(),
-            in_progress.num_calls(),
-            get.num_calls()
-        ],
+        rules.each_ref().map(Rule::num_calls),
         [1, 1, 1],
         "no call more than without slots"
     );
