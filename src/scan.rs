@@ -29,7 +29,7 @@ use crate::core::report::{
 };
 use crate::core::tag_cache::{self, CachedTags, TagSource};
 use crate::core::usage::{self, Usage};
-use crate::deadline::Deadline;
+use crate::deadline::{Budget, Deadline};
 
 /// A failure that stops the whole run before any account is scanned.
 #[derive(Debug, thiserror::Error)]
@@ -656,40 +656,44 @@ impl Scanner {
             usage: opts.usage.as_deref(),
             usage_read: &opts.usage_read,
         };
-        self.scan_account(caller, account, opts.now, in_org, budget, memory)
+        // The budget counts the account's own work, not its waits for a
+        // working slot (accounts are started ahead of their slots), up to
+        // the invocation's usable time and the scan session's lifetime.
+        let session =
+            tokio::time::Instant::now() + Duration::from_secs(crate::aws::sts::SESSION_SECS as u64);
+        let cap = opts
+            .deadline
+            .map_or(session, |d| d.usable_until().min(session));
+        let clock = Budget::new(budget, cap);
+        self.scan_account(caller, account, opts.now, in_org, clock, memory)
             .await
     }
 
-    /// Scans one account within `budget`; never fails.
+    /// Scans one account within its `clock`; never fails.
     async fn scan_account(
         &self,
         caller: &Caller,
         account: Account,
         now: Timestamp,
         in_org: bool,
-        budget: Duration,
+        clock: Budget,
         memory: Remembered<'_>,
     ) -> AccountOutcome {
         let span = tracing::info_span!("account", account_id = %account.id);
-        // What waits inside the account (the tag look-up's patience) ends a
-        // little before the budget, so the findings are kept, not timed out.
-        let until = tokio::time::Instant::now() + budget.saturating_sub(TAGS_MARGIN);
-        match tokio::time::timeout(
-            budget,
-            self.scan_account_inner(caller, &account, now, in_org, memory, until),
-        )
-        .instrument(span)
-        .await
+        match clock
+            .run(self.scan_account_inner(caller, &account, now, in_org, memory, &clock))
+            .instrument(span)
+            .await
         {
-            Ok(outcome) => outcome,
-            Err(_) => AccountOutcome::failed(
+            Some(outcome) => outcome,
+            None => AccountOutcome::failed(
                 account,
                 StageError {
                     stage: "timeout".to_owned(),
                     code: "Timeout".to_owned(),
                     message: format!(
-                        "the account was not scanned within its time budget ({} s; account_timeout_secs, or less when the invocation deadline was near)",
-                        budget.as_secs()
+                        "the account was not scanned within its time budget ({} s of work, waits for a working slot not counted; account_timeout_secs, or less when the invocation deadline was near)",
+                        clock.budget().as_secs()
                     ),
                 },
             ),
@@ -703,7 +707,7 @@ impl Scanner {
         now: Timestamp,
         in_org: bool,
         memory: Remembered<'_>,
-        until: tokio::time::Instant,
+        clock: &Budget,
     ) -> AccountOutcome {
         // Where an account's time goes (debug): what decides how many
         // accounts must be in flight to keep the STS budget busy.
@@ -751,15 +755,17 @@ impl Scanner {
             let _call = self.waiting_calls.acquire().await.expect("never closed");
             iam.quarantined_users(&caller.partition, names).await
         };
-        let (report, quarantine) =
-            futures::join!(iam.credential_report_in(Some(&self.working)), quarantine);
+        let (report, quarantine) = futures::join!(
+            iam.credential_report_in(Some((&self.working, clock))),
+            quarantine
+        );
         let (report, slot) = match report {
             Ok((users, slot)) => (Ok(users), slot),
             Err(e) => (Err(e), None),
         };
         let _working = match slot {
             Some(s) => s,
-            None => self.working.acquire().await.expect("never closed"),
+            None => clock.slot(&self.working).await,
         };
         let inventory = match report {
             Ok(users) => Ok((users, InventorySource::CredentialReport)),
@@ -808,6 +814,13 @@ impl Scanner {
         // The rest, boxed: an account waiting for AWS above holds a pointer
         // to it, not its state (the scan starts several times `concurrency`
         // accounts; most of them wait).
+        // What waits inside the account (the tag look-up's patience) ends a
+        // little before the budget, so the findings are kept, not timed out;
+        // the account waits for no more slots from here.
+        let until = clock
+            .end()
+            .checked_sub(TAGS_MARGIN)
+            .unwrap_or_else(tokio::time::Instant::now);
         Box::pin(self.examine(account, now, in_org, memory, until, found)).await
     }
 

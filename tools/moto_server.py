@@ -18,7 +18,9 @@ and adds, under /_keywarden/:
   POST /_keywarden/api-fault {"throttle_pct": 30, "error_pct": 10, "services": ["iam", "sts"], "seed": 1,
                              "operations": ["ListTagsForResource"] (JSON-protocol operations only; optional)}
         answers that share of the services' requests with Throttling (HTTP 400)
-        or ServiceUnavailable (HTTP 503) before moto sees them; {} turns it off
+        or ServiceUnavailable (HTTP 503) before moto sees them; {} turns it off;
+        "delay_ms": N holds each of the services' (operations') requests N ms first,
+        as a slow or far service does
   GET  /_keywarden/api-fault  -> {"throttled": n, "errors": n}: what was injected
   POST /_keywarden/iam {"account_id", "op": "delete_access_key", "user_name", "access_key_id"}
                       {"account_id", "op": "update_access_key", "user_name", "access_key_id", "status"}
@@ -133,6 +135,8 @@ def injected_fault(environ):
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if operations and target.rsplit(".", 1)[-1] not in operations:
         return None
+    if f.get("delay_ms"):
+        time.sleep(f["delay_ms"] / 1000)
     json_protocol = "HTTP_X_AMZ_TARGET" in environ
     rest_json = signing_service(environ) == "securityhub"
     with f["lock"]:
@@ -661,6 +665,7 @@ class Hooks:
                     API_FAULTS["error_pct"] = float(body.get("error_pct", 0))
                     API_FAULTS["services"] = set(body.get("services", []))
                     API_FAULTS["operations"] = set(body.get("operations", []))
+                    API_FAULTS["delay_ms"] = float(body.get("delay_ms", 0))
                     API_FAULTS["rng"] = random.Random(body.get("seed", 0))
             elif path == "/_keywarden/ses-account":
                 where = (body["account_id"], body.get("region", "us-east-1"))

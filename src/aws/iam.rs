@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use super::{classify, timestamp, unlimited_retries, AwsError};
 use crate::core::credential_report::{self, ReportParseError, ROOT_USER};
 use crate::core::model::{AccessKeyId, AccountId, KeyFacts, KeyStatus, UserFacts};
+use crate::deadline::Budget;
 
 /// Every action the scanner calls in an account (IAM's, and CloudTrail's
 /// `LookupEvents`). The StackSet role and the Lambda's own role must grant
@@ -397,12 +398,17 @@ impl Iam {
     /// holding one of `slots` (the scan's working slots): a poll answered
     /// ReportInProgress gives it back before its wait, the one that brings
     /// the report keeps it and returns it with the users. An account waiting
-    /// for its report's generation holds no slot between polls.
+    /// for its report's generation holds no slot between polls, and its
+    /// waits for one are given back to the account's `Budget` (and are not
+    /// counted in `max_wait`).
     pub async fn credential_report_in<'s>(
         &self,
-        slots: Option<&'s tokio::sync::Semaphore>,
+        slots: Option<(&'s tokio::sync::Semaphore, &Budget)>,
     ) -> Result<(Vec<UserFacts>, Option<tokio::sync::SemaphorePermit<'s>>), ReportError> {
         let started = tokio::time::Instant::now();
+        // Time spent waiting for slots: neither the report's patience
+        // (`max_wait`) nor its clock counts it.
+        let mut queued_total = Duration::ZERO;
         let (mut delay, mut next_delay) = self.clock.waits(&self.polling);
         // When the report's generation started (GenerateCredentialReport
         // answered STARTED or INPROGRESS): what the clock learns from.
@@ -430,10 +436,11 @@ impl Iam {
                 // clock learns without it.
                 let asked = tokio::time::Instant::now();
                 let slot = match slots {
-                    Some(s) => Some(s.acquire().await.expect("never closed")),
+                    Some((slots, budget)) => Some(budget.slot(slots).await),
                     None => None,
                 };
                 let queued = asked.elapsed();
+                queued_total += queued;
                 match self.client.get_credential_report().send().await {
                     Ok(out) => {
                         if let Some(at) = generating {
@@ -453,7 +460,7 @@ impl Iam {
                 }
             }
             if wait {
-                if started.elapsed() + delay > self.polling.max_wait {
+                if started.elapsed().saturating_sub(queued_total) + delay > self.polling.max_wait {
                     return Err(ReportError::NotReady(self.polling.max_wait));
                 }
                 tokio::time::sleep(delay).await;

@@ -24,6 +24,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::{Blob, DateTime};
 use keywarden::aws::iam::{Iam, ReportClock, ReportError, ReportPolling, REPORT_POLL_STEP};
 use keywarden::core::model::KeyStatus;
+use keywarden::deadline::Budget;
 
 const REPORT: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated
 ci,arn:aws:iam::111122223333:user/ci,2024-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2024-01-02T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A
@@ -303,7 +304,8 @@ async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_
         max_wait: Duration::from_secs(5),
     });
     let slots = tokio::sync::Semaphore::new(1);
-    let poll = iam.credential_report_in(Some(&slots));
+    let budget = far_budget();
+    let poll = iam.credential_report_in(Some((&slots, &budget)));
     tokio::pin!(poll);
     // Generate, a wait, a poll answered ReportInProgress, a wait: the slot
     // is free during the waits.
@@ -328,6 +330,46 @@ async fn a_report_poll_holds_a_working_slot_only_for_the_call_and_keeps_it_with_
         rules.each_ref().map(Rule::num_calls),
         [1, 1, 1],
         "no call more than without slots"
+    );
+}
+
+fn far_budget() -> Budget {
+    Budget::new(
+        Duration::from_secs(120),
+        tokio::time::Instant::now() + Duration::from_secs(900),
+    )
+}
+
+/// A started account may wait long for a working slot behind others (the
+/// owner look-ups of accounts with findings): that wait is neither the
+/// report's (its patience, `max_wait`) nor the account's (its `Budget`).
+/// Here the only slot is busy for 1.5 s, three times `max_wait`: the report
+/// is still read, and the account's budget gets the wait back.
+#[tokio::test]
+async fn waiting_for_a_working_slot_counts_against_neither_the_report_nor_the_account() {
+    let (_rules, client) = report_after_one_poll();
+    let iam = Iam::from_client(client).with_polling(ReportPolling {
+        initial_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(100),
+        max_wait: Duration::from_millis(500),
+    });
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let busy = slots.clone().try_acquire_owned().unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(busy);
+    });
+    let budget = far_budget();
+    let (users, slot) = iam
+        .credential_report_in(Some((&slots, &budget)))
+        .await
+        .expect("the wait for a slot is not the report's");
+    assert_eq!(users.len(), 1);
+    assert!(slot.is_some());
+    assert!(
+        budget.waited() >= Duration::from_millis(1200),
+        "{:?}",
+        budget.waited()
     );
 }
 

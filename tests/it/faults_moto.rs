@@ -206,3 +206,59 @@ fn throttled_account_tags_never_cost_the_accounts_findings() {
     assert!(stages.contains("account_tags"), "{stages:?}");
     assert!(!stages.contains("timeout"), "{stages:?}");
 }
+
+/// Issue 24 follow-up: accounts are started ahead of their working slots
+/// (four per slot), and a started account may wait for one behind accounts
+/// looking up their owners. Here Organizations answers each tag look-up in
+/// 2 s and one account works at a time, so the last started account waits
+/// ~6 s for its slot: with the budget counted from the start (6 s) it
+/// failed `timeout`. The budget now counts the account's own work: every
+/// account is scanned and its owner found.
+#[test]
+fn waiting_for_a_working_slot_does_not_use_up_an_accounts_budget() {
+    let moto = Moto::start();
+    let mut spec = org_spec();
+    let management = spec["accounts"][0].clone();
+    let teams: Vec<Value> = (1..=6)
+        .map(|n| {
+            json!({
+                "name": format!("team-{n}"),
+                "email": format!("team-{n}@example.com"),
+                "ou": "Workloads",
+                "tags": {"owner": format!("team-{n}-owner@example.com")},
+                "users": [{"name": "batch", "keys": [{"age_days": 200}]}],
+            })
+        })
+        .collect();
+    spec["accounts"] = std::iter::once(management).chain(teams).collect();
+    let seeded = moto.seed(&spec);
+    moto.hook(
+        "/_keywarden/api-fault",
+        &json!({"delay_ms": 2000, "services": ["organizations"],
+                "operations": ["ListTagsForResource"]}),
+    );
+    let (ak, sk) = seeded.scanner();
+    let started = std::time::Instant::now();
+    let (_, stdout, stderr) = run(moto
+        .keywarden((&ak, &sk))
+        .args(["scan", "--format", "json", "--now", NOW])
+        .env("KEYWARDEN_CONCURRENCY", "1")
+        .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "6"));
+    let took = started.elapsed();
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(failed(&report), BTreeSet::new(), "{stderr}");
+    // The accounts did queue: six look-ups of 2 s, one at a time.
+    assert!(took >= std::time::Duration::from_secs(12), "{took:?}");
+    for n in 1..=6 {
+        let account = seeded.account(&format!("team-{n}"));
+        let owners: BTreeSet<&str> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["account_id"] == account.as_str())
+            .map(|f| f["owner"]["email"].as_str().unwrap_or("-"))
+            .collect();
+        let expected = format!("team-{n}-owner@example.com");
+        assert_eq!(owners, BTreeSet::from([expected.as_str()]), "team-{n}");
+    }
+}
