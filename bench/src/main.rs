@@ -8,7 +8,9 @@
 
 mod greedy;
 mod org;
+mod s3;
 mod server;
+mod workflow;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -131,6 +133,10 @@ struct EndpointArgs {
     /// SES v2 send rate (messages/s; burst 1 s worth).
     #[arg(long, default_value_t = 14.0)]
     ses_rate: f64,
+    /// The state bucket (S3, for --workflow): each object moves at this
+    /// many MiB/s after the latency (a Lambda's single stream in-region).
+    #[arg(long, default_value_t = 64.0)]
+    s3_mib_per_s: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }
@@ -173,6 +179,7 @@ impl EndpointArgs {
             },
             report_delay: Duration::from_millis(self.report_delay_ms),
             report_per_user: Duration::from_micros(self.report_us_per_user),
+            s3_mib_per_s: self.s3_mib_per_s,
         }
     }
 }
@@ -196,6 +203,27 @@ struct RunArgs {
     /// steady state (account tags cached, reminders on their cadence).
     #[arg(long, default_value_t = 1)]
     days: u32,
+    /// Run each day as the Step Functions workflow (implies --notify): the
+    /// shipped definition interpreted locally, each step the binary, the
+    /// state in the endpoint's S3 (`src/workflow.rs`).
+    #[arg(long)]
+    workflow: bool,
+    /// The workflow's `workflow_accounts_per_batch`, `workflow_scan_concurrency`
+    /// and `workflow_mail_concurrency` (the Terraform module's defaults).
+    #[arg(long, default_value_t = 100)]
+    workflow_batch: u32,
+    #[arg(long, default_value_t = 8)]
+    workflow_scan: u32,
+    #[arg(long, default_value_t = 4)]
+    workflow_mail: u32,
+    /// Modelled, per Lambda invocation of a workflow step: a cold start of
+    /// the function (init and invoke), as if no environment were reused.
+    #[arg(long, default_value_t = 250)]
+    lambda_start_ms: u64,
+    /// Modelled, per state transition of the workflow (a map child's start
+    /// included).
+    #[arg(long, default_value_t = 100)]
+    transition_ms: u64,
 }
 
 #[derive(Args, Clone)]
@@ -310,6 +338,16 @@ struct DayResult {
     max_reports_pending: u64,
     /// TCP connections keywarden opened to the endpoint.
     connections: u64,
+    /// The state bucket (the workflow): calls and bytes moved.
+    s3_calls: u64,
+    s3_read_mib: f64,
+    s3_written_mib: f64,
+    /// Workflow steps run (Lambda invocations), and those that reported the
+    /// run incomplete (exit 3: accounts failed).
+    workflow_steps: u64,
+    workflow_incomplete_steps: Vec<String>,
+    /// Where the workflow's time went, per kind of step.
+    workflow_phases: Vec<workflow::Phase>,
     findings: u64,
     accounts_failed: u64,
     owners_checked: u64,
@@ -632,11 +670,22 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             args.keywarden.display()
         );
     }
-    if args.days > 1 && !args.notify {
+    let notify = args.notify || args.workflow;
+    if args.days > 1 && !notify {
         bail!("--days needs --notify (the steady state is a ledger's)");
     }
     let (spec, knobs) = (args.endpoint.spec(), args.endpoint.knobs());
-    let endpoint = server::start(spec, knobs).await?;
+    let endpoint = std::sync::Arc::new(server::start(spec, knobs).await?);
+    let machine = if args.workflow {
+        Some(workflow::definition(
+            args.workflow_batch,
+            args.workflow_scan,
+            args.workflow_mail,
+        )?)
+    } else {
+        None
+    };
+    let log_dir = std::env::var_os("BENCH_LOG_DIR").map(PathBuf::from);
     let work = std::env::temp_dir().join(format!("keywarden-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let expected_unreachable = (1..spec.accounts).filter(|a| spec.unreachable(*a)).count() as u64;
@@ -646,43 +695,107 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         endpoint.new_day();
         let now = NOW + i64::from(day) * 86_400;
         let out = work.join(format!("report-{day}.json"));
-        let mut cmd = tokio::process::Command::new(&args.keywarden);
-        if args.notify {
-            cmd.args(["notify", "--state"]).arg(work.join("state"));
-        } else {
-            cmd.args(["scan", "--no-state"]);
-        }
+        // Settings to try (KEYWARDEN_*) pass through; the rest of the environment does not.
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("KEYWARDEN_"))
+            .chain(
+                [
+                    ("PATH", std::env::var("PATH").unwrap_or_default()),
+                    ("AWS_ENDPOINT_URL", format!("http://{}", endpoint.addr)),
+                    ("AWS_ACCESS_KEY_ID", "AKIABENCHMANAGEMENT0".to_owned()),
+                    ("AWS_SECRET_ACCESS_KEY", "bench".to_owned()),
+                    ("AWS_REGION", "us-east-1".to_owned()),
+                    ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+                    ("KEYWARDEN_CONCURRENCY", args.concurrency.to_string()),
+                    ("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "600".to_owned()),
+                    ("KEYWARDEN_SENDER", "keywarden@example.com".to_owned()),
+                    (
+                        "KEYWARDEN_SECURITY_RECIPIENTS",
+                        "security@example.com".to_owned(),
+                    ),
+                ]
+                .map(|(k, v)| (k.to_owned(), v)),
+            )
+            .collect();
         let started = Instant::now();
-        let status = cmd
-            .args(["--format", "json", "--now", &iso_now(now), "--output"])
-            .arg(&out)
-            .env_clear()
-            // Settings to try (KEYWARDEN_*) pass through; the rest of the environment does not.
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("KEYWARDEN_")))
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ENDPOINT_URL", format!("http://{}", endpoint.addr))
-            .env("AWS_ACCESS_KEY_ID", "AKIABENCHMANAGEMENT0")
-            .env("AWS_SECRET_ACCESS_KEY", "bench")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("KEYWARDEN_CONCURRENCY", args.concurrency.to_string())
-            .env("KEYWARDEN_ACCOUNT_TIMEOUT_SECS", "600")
-            .env("KEYWARDEN_SENDER", "keywarden@example.com")
-            .env("KEYWARDEN_SECURITY_RECIPIENTS", "security@example.com")
-            // BENCH_LOG_DIR: keep each day's log (with KEYWARDEN_LOG) to see where time goes.
-            .stderr(match std::env::var_os("BENCH_LOG_DIR") {
-                Some(dir) => std::fs::File::create(
-                    std::path::Path::new(&dir).join(format!("day-{day}.log")),
-                )?
-                .into(),
-                None => std::process::Stdio::null(),
-            })
-            .status()
-            .await
-            .context("run keywarden")?;
+        let mut phases = Vec::new();
+        let (status_code, report, steps, incomplete) = match &machine {
+            None => {
+                let mut cmd = tokio::process::Command::new(&args.keywarden);
+                if args.notify {
+                    cmd.args(["notify", "--state"]).arg(work.join("state"));
+                } else {
+                    cmd.args(["scan", "--no-state"]);
+                }
+                let status = cmd
+                    .args(["--format", "json", "--now", &iso_now(now), "--output"])
+                    .arg(&out)
+                    .env_clear()
+                    .envs(env)
+                    // BENCH_LOG_DIR: keep each day's log (with KEYWARDEN_LOG) to see where time goes.
+                    .stderr(match &log_dir {
+                        Some(dir) => {
+                            std::fs::File::create(dir.join(format!("day-{day}.log")))?.into()
+                        }
+                        None => std::process::Stdio::null(),
+                    })
+                    .status()
+                    .await
+                    .context("run keywarden")?;
+                let report: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(&out).context("keywarden wrote no report")?,
+                )?;
+                (status.code().unwrap_or(-1), report, 0, Vec::new())
+            }
+            Some(machine) => {
+                // The day to run as is the test-only clock setting: the
+                // workflow takes no `now` (as the Lambda takes none).
+                let mut env = env;
+                env.push(("KEYWARDEN_CLOCK_OVERRIDE".to_owned(), iso_now(now)));
+                let driver = std::sync::Arc::new(workflow::Driver {
+                    keywarden: args.keywarden.clone(),
+                    env,
+                    endpoint: endpoint.clone(),
+                    lambda_start: Duration::from_millis(args.lambda_start_ms),
+                    transition: Duration::from_millis(args.transition_ms),
+                    log_dir: match &log_dir {
+                        Some(dir) => {
+                            let d = dir.join(format!("day-{day}"));
+                            std::fs::create_dir_all(&d)?;
+                            Some(d)
+                        }
+                        None => None,
+                    },
+                    steps: Default::default(),
+                    run: Default::default(),
+                    incomplete: Default::default(),
+                    started: Instant::now(),
+                    timeline: Default::default(),
+                });
+                driver
+                    .execute(
+                        machine.clone(),
+                        serde_json::json!({"source": "keywarden.schedule"}),
+                    )
+                    .await?;
+                let run = driver.run.lock().expect("not poisoned").clone();
+                let run = run.context("the plan step gave no run")?;
+                let key = format!(
+                    "keywarden/{}/workflow/{}/closed.json",
+                    run["organization"].as_str().unwrap_or_default(),
+                    run["id"].as_str().unwrap_or_default()
+                );
+                let closed = endpoint
+                    .object(workflow::BUCKET, &key)
+                    .with_context(|| format!("the workflow closed no run: {key}"))?;
+                let incomplete = driver.incomplete.lock().expect("not poisoned").clone();
+                let code = if incomplete.is_empty() { 0 } else { 3 };
+                let steps = driver.steps.load(std::sync::atomic::Ordering::Relaxed);
+                phases = driver.phases();
+                (code, serde_json::from_slice(&closed)?, steps, incomplete)
+            }
+        };
         let wall = started.elapsed().as_secs_f64();
-        let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&out).context("keywarden wrote no report")?)?;
         let after = endpoint.stats();
         let stats = after.since(&before);
         before = after;
@@ -725,16 +838,27 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
             throttled_by: stats.throttled_by.clone(),
             max_reports_pending: stats.max_reports_pending,
             connections: stats.connections,
+            s3_calls: stats
+                .calls
+                .iter()
+                .filter(|(op, _)| op.starts_with("s3:"))
+                .map(|(_, n)| n)
+                .sum(),
+            s3_read_mib: stats.s3_read_bytes as f64 / 1048576.0,
+            s3_written_mib: stats.s3_written_bytes as f64 / 1048576.0,
+            workflow_steps: steps,
+            workflow_incomplete_steps: incomplete,
+            workflow_phases: phases,
             findings: report["summary"]["findings"].as_u64().unwrap_or(0),
             accounts_failed: report["summary"]["accounts_failed"].as_u64().unwrap_or(0),
             owners_checked,
             owners_wrong,
             messages_sent: messages,
-            exit_code: status.code().unwrap_or(-1),
+            exit_code: status_code,
         });
         if day + 1 == args.days {
             if let Some(keep) = &args.keep_report {
-                std::fs::copy(&out, keep)?;
+                std::fs::write(keep, serde_json::to_vec_pretty(&report)?)?;
             }
         }
     }
@@ -747,7 +871,13 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         users_total: (0..spec.accounts).map(|a| spec.users_in(a) as u64).sum(),
         latency_ms: args.endpoint.latency_ms,
         concurrency: args.concurrency,
-        mode: if args.notify { "notify" } else { "scan" },
+        mode: if args.workflow {
+            "workflow"
+        } else if args.notify {
+            "notify"
+        } else {
+            "scan"
+        },
         wall_s: first.wall_s,
         floor_any_s: first.floor_any_s,
         floor_keywarden_s: first.floor_keywarden_s,

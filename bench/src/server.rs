@@ -3,7 +3,8 @@
 //! IAM awsQuery XML, SES v2 REST-JSON), for an Organization generated on the
 //! fly. Realism knobs: per-call latency with jitter, token-bucket throttling
 //! per API class (answered with AWS's `Throttling` errors), and a
-//! credential-report generation delay.
+//! credential-report generation delay. It also serves the state bucket
+//! (S3, `crate::s3`) for the workflow benchmark.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -83,6 +84,8 @@ pub struct Knobs {
     pub report_delay: Duration,
     /// …plus this long per user (large accounts take longer, as in AWS).
     pub report_per_user: Duration,
+    /// S3 objects move at this many MiB/s, after the latency (0: instantly).
+    pub s3_mib_per_s: f64,
 }
 
 impl Knobs {
@@ -110,6 +113,9 @@ pub struct Stats {
     pub max_reports_pending: u64,
     /// TCP connections the client opened.
     pub connections: u64,
+    /// Bytes read from and written to S3 objects (the state bucket).
+    pub s3_read_bytes: u64,
+    pub s3_written_bytes: u64,
 }
 
 impl Stats {
@@ -127,6 +133,8 @@ impl Stats {
             throttled_by: diff(&self.throttled_by, &earlier.throttled_by),
             max_reports_pending: self.max_reports_pending,
             connections: self.connections - earlier.connections,
+            s3_read_bytes: self.s3_read_bytes - earlier.s3_read_bytes,
+            s3_written_bytes: self.s3_written_bytes - earlier.s3_written_bytes,
         }
     }
 
@@ -157,6 +165,7 @@ struct State {
     throttled_by: Mutex<BTreeMap<String, u64>>,
     counter: AtomicU64,
     connections: AtomicU64,
+    objects: crate::s3::Objects,
 }
 
 /// A running endpoint.
@@ -183,7 +192,14 @@ impl Endpoint {
                 .unwrap_or_default(),
             max_reports_pending: self.state.pending.lock().map(|p| p.1).unwrap_or(0),
             connections: self.state.connections.load(Ordering::Relaxed),
+            s3_read_bytes: self.state.objects.read.load(Ordering::Relaxed),
+            s3_written_bytes: self.state.objects.written.load(Ordering::Relaxed),
         }
+    }
+
+    /// An object of the state bucket, as the driver's ItemReader reads it.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        self.state.objects.get(bucket, key)
     }
 
     /// A new day: credential reports generated before are gone (AWS keeps
@@ -213,6 +229,7 @@ pub async fn start(org: OrgSpec, knobs: Knobs) -> anyhow::Result<Endpoint> {
         throttled_by: Mutex::new(BTreeMap::new()),
         counter: AtomicU64::new(0),
         connections: AtomicU64::new(0),
+        objects: crate::s3::Objects::default(),
     });
     let shared = state.clone();
     tokio::spawn(async move {
@@ -295,6 +312,11 @@ fn form(body: &[u8]) -> HashMap<String, String> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (decode(k), decode(v)))
         .collect()
+}
+
+/// `%XX` escapes decoded (S3 keys and query values).
+pub fn percent_decode(s: &str) -> String {
+    decode(&s.replace('+', "%2B"))
 }
 
 fn decode(s: &str) -> String {
@@ -465,7 +487,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let method = req.method().clone();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (if_match, if_none_match) = (header("if-match"), header("if-none-match"));
+    let chunked = header("content-encoding").is_some_and(|e| e.contains("aws-chunked"))
+        || header("x-amz-content-sha256").is_some_and(|v| v.starts_with("STREAMING-"));
     let body = req
         .into_body()
         .collect()
@@ -482,6 +514,38 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
         ("sts", _) => sts(&state, &form(&body)),
         ("iam", _) => iam(&state, account_of_key(&key), &form(&body)),
         ("ses", _) => ses(&state, method.as_str(), &path),
+        ("s3", _) => {
+            let r = crate::s3::Request {
+                method: method.as_str(),
+                path: &path,
+                query: &query,
+                if_match: if_match.as_deref(),
+                if_none_match: if_none_match.as_deref(),
+                chunked,
+                body: &body,
+            };
+            let op = match (r.method, query.contains("list-type=2")) {
+                ("GET", true) => "s3:ListObjectsV2",
+                ("GET", false) => "s3:GetObject",
+                ("PUT", _) => "s3:PutObject",
+                ("DELETE", _) => "s3:DeleteObject",
+                _ => "s3:other",
+            };
+            state.count(op);
+            let (answer, moved) = state.objects.handle(&r);
+            tokio::time::sleep(crate::s3::transfer(moved, state.knobs.s3_mib_per_s)).await;
+            let mut out = Response::new(Full::new(Bytes::from(answer.body)));
+            *out.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            out.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/xml"),
+            );
+            if let Some(etag) = answer.etag.and_then(|e| e.parse().ok()) {
+                out.headers_mut().insert("etag", etag);
+            }
+            out
+        }
         _ => reply(400, "text/plain", format!("unknown service {service:?}")),
     })
 }

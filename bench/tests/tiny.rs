@@ -166,3 +166,74 @@ fn accounts_share_the_runs_connections() {
         "16 accounts over {connections} connections"
     );
 }
+
+/// Issue 24 item 7: the bench runs the Step Functions workflow (the shipped
+/// definition interpreted, each step the binary, the state in the endpoint's
+/// S3) and its days equal the single invocation's over the same
+/// Organization: the same findings, failed accounts, owners and messages,
+/// one shard per batch, the state read from and written to the bucket.
+#[test]
+fn the_workflow_runs_through_the_endpoints_state_bucket_as_the_single_invocation_does() {
+    let kw = keywarden();
+    let run = |extra: &[&str]| {
+        json(
+            command()
+                .args([
+                    "run",
+                    "--accounts",
+                    "30",
+                    "--users",
+                    "5",
+                    "--latency-ms",
+                    "2",
+                    "--jitter-ms",
+                    "0",
+                    "--unreachable-every",
+                    "10",
+                    "--report-delay-ms",
+                    "20",
+                    "--days",
+                    "2",
+                    "--keywarden",
+                ])
+                .arg(&kw)
+                .args(UNIFORM)
+                .args(extra),
+        )
+    };
+    let single = run(&["--notify"]);
+    let flow = run(&[
+        "--workflow",
+        "--workflow-batch",
+        "10",
+        "--lambda-start-ms",
+        "0",
+        "--transition-ms",
+        "0",
+    ]);
+    assert_eq!(flow["mode"], "workflow");
+    assert_eq!(flow["findings"], flow["expected_findings"]);
+    assert_eq!(flow["accounts_failed"], flow["expected_unreachable"]);
+    for day in 0..2 {
+        let (s, w) = (&single["days"][day], &flow["days"][day]);
+        for field in [
+            "findings",
+            "accounts_failed",
+            "owners_checked",
+            "messages_sent",
+        ] {
+            assert_eq!(w[field], s[field], "day {day}: {field}");
+        }
+        assert_eq!(w["owners_wrong"], 0);
+        // plan, three shards of 10 accounts, finish, the mail batches, close.
+        let mail_batches = w["workflow_steps"].as_u64().unwrap() - 5;
+        assert!(mail_batches >= 1, "day {day}: {w}");
+        assert!(w["s3_read_mib"].as_f64().unwrap() > 0.0);
+        assert!(w["s3_written_mib"].as_f64().unwrap() > 0.0);
+        // Accounts 10 and 20 deny AssumeRole: the run is incomplete, and
+        // close says so (the execution fails, as the alarm expects).
+        assert_eq!(w["workflow_incomplete_steps"], serde_json::json!(["close"]));
+        assert_eq!(s["exit_code"], 3);
+        assert_eq!(w["exit_code"], 3);
+    }
+}
