@@ -23,7 +23,9 @@
 //! Nothing here decides what a finding is or who is told: `scan`, `run` and
 //! `notify` do, exactly as in a single invocation, so the results are equal.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, TryStreamExt};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -100,6 +102,15 @@ pub enum StepEvent {
     Plan {
         #[serde(default)]
         input: serde_json::Value,
+        /// The scan map's batch size and how many batches run side by side
+        /// (the definition passes its ItemBatcher's and MaxConcurrency):
+        /// with them the plan orders the manifest and writes each batch's
+        /// share of the ledger. Without them (an older definition) the
+        /// manifest is in listing order and each shard loads the ledger.
+        #[serde(default)]
+        accounts_per_batch: Option<usize>,
+        #[serde(default)]
+        shards: Option<usize>,
     },
     Shard {
         run: RunRef,
@@ -202,7 +213,19 @@ pub async fn step(
     deadline: Option<Deadline>,
 ) -> Result<(serde_json::Value, Option<Report>), StepError> {
     let out = match event {
-        StepEvent::Plan { input } => Box::pin(plan(parts, input)).await?,
+        StepEvent::Plan {
+            input,
+            accounts_per_batch,
+            shards,
+        } => {
+            let batching = accounts_per_batch
+                .filter(|n| *n > 0)
+                .map(|per_batch| Batching {
+                    per_batch,
+                    side_by_side: shards.unwrap_or(1).max(1),
+                });
+            Box::pin(plan(parts, input, batching)).await?
+        }
         StepEvent::Shard {
             run,
             accounts,
@@ -276,7 +299,11 @@ fn object(store: &Store, key: &str) -> Result<serde_json::Value, StepError> {
     Ok(serde_json::json!({ "Bucket": bucket, "Key": key }))
 }
 
-async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json::Value, StepError> {
+async fn plan(
+    parts: &Parts<'_>,
+    input: serde_json::Value,
+    batching: Option<Batching>,
+) -> Result<serde_json::Value, StepError> {
     let input: PlanInput = match input {
         serde_json::Value::Null => PlanInput::default(),
         v => serde_json::from_value(v).map_err(|e| StepError::Event {
@@ -329,7 +356,10 @@ async fn plan(parts: &Parts<'_>, input: serde_json::Value) -> Result<serde_json:
                 .await?,
         )
     };
-    let planned = Box::pin(plan_leased(parts, &identity, opts, id, now, dry_run)).await;
+    let planned = Box::pin(plan_leased(
+        parts, &identity, opts, id, now, dry_run, batching,
+    ))
+    .await;
     if let (Err(_), Some(lease)) = (&planned, &lease) {
         store.release_lease(&identity.organization, lease).await;
     }
@@ -349,15 +379,42 @@ async fn plan_leased(
     id: String,
     now: Timestamp,
     dry_run: bool,
+    batching: Option<Batching>,
 ) -> Result<serde_json::Value, StepError> {
     let store = parts.store;
-    let scope = parts.scanner.list_scope(&opts).await?;
+    let mut scope = parts.scanner.list_scope(&opts).await?;
     let run = RunRef {
         id,
         organization: identity.organization.clone(),
         evaluated_at: now,
         dry_run,
     };
+    if let Some(batching) = batching {
+        let session = LedgerSession::load(store.clone(), &run.organization, false).await?;
+        let memory = Memories::of(session.ledger);
+        scope.accounts = deal(
+            std::mem::take(&mut scope.accounts),
+            |a| memory.open_users.get(&a.id).map_or(0, BTreeSet::len),
+            batching,
+        );
+        // Each batch's share of the ledger, a few written at once.
+        let batches: Vec<Memory> = scope
+            .accounts
+            .chunks(batching.per_batch)
+            .map(|chunk| memory.of_batch(chunk))
+            .collect();
+        let run = &run;
+        futures::stream::iter(batches)
+            .map(|m| async move {
+                match m.accounts.first() {
+                    Some(first) => create(store, &memory_key(run, first), &m).await,
+                    None => Ok(()),
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
     let manifest = run.file("accounts.json");
     create(store, &manifest, &scope.accounts).await?;
     write(
@@ -380,6 +437,148 @@ async fn plan_leased(
         "manifest": object(store, &manifest)?,
         "accounts": scope.accounts.len(),
     }))
+}
+
+/// How the scan map batches the manifest (see [`StepEvent::Plan`]).
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    per_batch: usize,
+    side_by_side: usize,
+}
+
+/// The manifest's order: the accounts with the most users with open
+/// findings first (as a single run starts them: [`Scanner::scan_accounts`]),
+/// dealt round the batches that start side by side, so the large accounts
+/// are spread over the first shards instead of one shard holding them all
+/// and each later shard waiting on a large account of its own. Ties, and
+/// a first run (no ledger), keep the listing order.
+fn deal(
+    mut accounts: Vec<Account>,
+    weight: impl Fn(&Account) -> usize,
+    b: Batching,
+) -> Vec<Account> {
+    if accounts.iter().all(|a| weight(a) == 0) {
+        return accounts;
+    }
+    // Stable: equal weights keep the listing order.
+    accounts.sort_by_key(|a| std::cmp::Reverse(weight(a)));
+    let wave = b.per_batch * b.side_by_side;
+    let mut out = Vec::with_capacity(accounts.len());
+    for chunk in accounts.chunks(wave) {
+        let batches = chunk.len().div_ceil(b.per_batch);
+        let mut dealt: Vec<Vec<Account>> = vec![Vec::new(); batches];
+        for (i, a) in chunk.iter().enumerate() {
+            dealt[i % batches].push(a.clone());
+        }
+        out.extend(dealt.into_iter().flatten());
+    }
+    out
+}
+
+/// A batch's share of the ledger, what its shard remembers (the plan
+/// writes one per batch: a shard reads tens of kilobytes, not the whole
+/// ledger).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Memory {
+    /// The batch's accounts: a shard with an account not here loads the
+    /// ledger instead.
+    accounts: Vec<AccountId>,
+    open_users: BTreeMap<AccountId, BTreeSet<String>>,
+    account_tags: BTreeMap<AccountId, crate::core::tag_cache::CachedTags>,
+    privileges: crate::core::privilege::cache::Cache,
+    usage: crate::core::usage::Cache,
+}
+
+/// The ledger's memory by account, to cut into batches.
+struct Memories {
+    open_users: BTreeMap<AccountId, BTreeSet<String>>,
+    account_tags: BTreeMap<AccountId, crate::core::tag_cache::CachedTags>,
+    privileges: crate::core::privilege::cache::Cache,
+    /// Footprints by the account of their key (from the ledger's entries;
+    /// a footprint whose key has no entry is left out, and read again if
+    /// its key is flagged again).
+    usage: BTreeMap<AccountId, crate::core::usage::Cache>,
+}
+
+impl Memories {
+    fn of(mut ledger: Ledger) -> Self {
+        let accounts: BTreeMap<crate::core::model::AccessKeyId, AccountId> = ledger
+            .entries
+            .values()
+            .filter_map(|e| Some((e.access_key_id.clone()?, e.account_id.clone())))
+            .collect();
+        let mut usage: BTreeMap<AccountId, crate::core::usage::Cache> = BTreeMap::new();
+        for (key, cached) in std::mem::take(&mut ledger.usage) {
+            if let Some(account) = accounts.get(&key) {
+                usage
+                    .entry(account.clone())
+                    .or_default()
+                    .insert(key, cached);
+            }
+        }
+        Self {
+            open_users: ledger.open_users(),
+            account_tags: std::mem::take(&mut ledger.account_tags),
+            privileges: std::mem::take(&mut ledger.privileges),
+            usage,
+        }
+    }
+
+    fn of_batch(&self, batch: &[Account]) -> Memory {
+        let mut m = Memory::default();
+        for a in batch {
+            let id = &a.id;
+            m.accounts.push(id.clone());
+            if let Some(v) = self.open_users.get(id) {
+                m.open_users.insert(id.clone(), v.clone());
+            }
+            if let Some(v) = self.account_tags.get(id) {
+                m.account_tags.insert(id.clone(), v.clone());
+            }
+            if let Some(v) = self.privileges.get(id) {
+                m.privileges.insert(id.clone(), v.clone());
+            }
+            if let Some(v) = self.usage.get(id) {
+                m.usage
+                    .extend(v.iter().map(|(k, c)| (k.clone(), c.clone())));
+            }
+        }
+        m.accounts.sort();
+        m
+    }
+}
+
+/// Where a batch's memory is: by its first (smallest) account id, as its
+/// shard file is.
+fn memory_key(run: &RunRef, first: &AccountId) -> String {
+    run.file(&format!("memory/{first}.json"))
+}
+
+/// A shard's memory: its batch's share of the ledger when the plan wrote
+/// one that covers every account of the shard, else the ledger itself.
+async fn remembered_for(
+    parts: &Parts<'_>,
+    run: &RunRef,
+    first: &AccountId,
+    accounts: &[Account],
+    opts: &mut RunOptions,
+) -> Result<&'static str, StepError> {
+    if let Some(m) = read::<Memory>(parts.store, &memory_key(run, first)).await? {
+        let covered: BTreeSet<&AccountId> = m.accounts.iter().collect();
+        if accounts.iter().all(|a| covered.contains(&a.id)) {
+            opts.open_users = std::sync::Arc::new(m.open_users);
+            opts.account_tags = std::sync::Arc::new(m.account_tags);
+            opts.privileges = std::sync::Arc::new(m.privileges);
+            opts.usage = Some(std::sync::Arc::new(m.usage));
+            return Ok("batch");
+        }
+        warn!(
+            first = %first,
+            "the batch's memory does not cover this shard's accounts (the map batched differently): loading the ledger"
+        );
+    }
+    remembered(parts, run, opts).await?;
+    Ok("ledger")
 }
 
 /// The ledger's memory for the scan (read only): users with open findings
@@ -418,11 +617,15 @@ async fn shard(
     let plan: PlanFile = need(parts.store, &run.file("plan.json")).await?;
     let mut opts = RunOptions::new(Mode::Organization, run.evaluated_at);
     opts.deadline = deadline;
-    remembered(parts, run, &mut opts).await?;
+    let memory = remembered_for(parts, run, &first, &accounts, &mut opts).await?;
     let scanner = parts.scanner.share(shards);
     let outcomes = scanner.scan_accounts(&plan.caller, accounts, &opts).await;
     write(parts.store, &key, &outcomes).await?;
-    Ok(shard_summary(&key, &outcomes))
+    let mut summary = shard_summary(&key, &outcomes);
+    // Where the shard's memory came from: its batch's share of the ledger
+    // (`memory/<first account>.json`) or the whole ledger.
+    summary["memory"] = serde_json::json!(memory);
+    Ok(summary)
 }
 
 fn shard_summary(key: &str, outcomes: &[AccountOutcome]) -> serde_json::Value {
@@ -719,4 +922,100 @@ async fn close(parts: &Parts<'_>, run: &RunRef) -> Result<(serde_json::Value, Re
     info!(run = %run.id, findings = report.findings.len(), "workflow closed");
     let summary = serde_json::to_value(crate::run::RunSummary::of(&report)).unwrap_or_default();
     Ok((summary, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts(n: usize) -> Vec<Account> {
+        (0..n)
+            .map(|i| Account {
+                id: AccountId::parse(&format!("{:012}", 100_000_000_000u64 + i as u64)).unwrap(),
+                name: format!("a{i}"),
+                email: None,
+            })
+            .collect()
+    }
+
+    fn index(a: &Account) -> usize {
+        (a.id.as_str().parse::<u64>().unwrap() - 100_000_000_000) as usize
+    }
+
+    const TWO_BY_FIVE: Batching = Batching {
+        per_batch: 5,
+        side_by_side: 2,
+    };
+
+    #[test]
+    fn a_first_run_keeps_the_listing_order() {
+        let listed = accounts(23);
+        assert_eq!(deal(listed.clone(), |_| 0, TWO_BY_FIVE), listed);
+    }
+
+    #[test]
+    fn the_largest_accounts_are_spread_over_the_first_batches() {
+        // Accounts 15..=19 hold the open findings, 19 the most.
+        let weight = |a: &Account| match index(a) {
+            i @ 15..=19 => i - 14,
+            _ => 0,
+        };
+        let dealt = deal(accounts(23), weight, TWO_BY_FIVE);
+        let ids: Vec<usize> = dealt.iter().map(index).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..23).collect::<Vec<_>>(), "every account once");
+        let batches: Vec<&[usize]> = ids.chunks(5).collect();
+        // The first two batches start side by side: the five large
+        // accounts are dealt between them, largest first.
+        assert_eq!(&batches[0][..3], &[19, 17, 15]);
+        assert_eq!(&batches[1][..2], &[18, 16]);
+        // The rest keep the listing order within their wave.
+        assert_eq!(&batches[0][3..], &[1, 3]);
+        assert_eq!(&batches[1][2..], &[0, 2, 4]);
+        assert_eq!(batches.len(), 5);
+    }
+
+    #[test]
+    fn a_batch_remembers_its_own_accounts_only() {
+        let all = accounts(4);
+        let mut ledger = Ledger::new("o-test");
+        let key = |n: u8| {
+            crate::core::model::AccessKeyId::parse(&format!("AKIAEXAMPLE0000000{n:02}")).unwrap()
+        };
+        let footprint = || -> crate::core::usage::Cached {
+            serde_json::from_value(serde_json::json!({"footprint": {
+                "read_at": "2026-11-29T00:00:00Z", "complete": true, "events": 0,
+                "first": null, "last": null, "apis": [], "addresses": [], "address_count": 0,
+                "aws_services": [], "via_vpc_endpoint": 0, "tools": [], "exec_env": [],
+                "ci": [], "regions": []}}))
+            .unwrap()
+        };
+        for (i, a) in all.iter().enumerate() {
+            let k = key(i as u8);
+            let entry = serde_json::from_value(serde_json::json!({
+                "account_id": a.id, "account_name": a.name, "user_name": format!("user{i}"),
+                "access_key_id": k, "check": "key-age-overdue", "severity": "high",
+                "first_seen": "2026-11-29T00:00:00Z", "last_seen": "2026-11-29T00:00:00Z",
+                "owner": null, "due_at": null}))
+            .unwrap();
+            ledger
+                .entries
+                .insert(format!("{}/{k}/key-age-overdue", a.id), entry);
+            ledger.usage.insert(k.clone(), footprint());
+        }
+        // A footprint whose key has no entry (pruned) is in no batch.
+        ledger.usage.insert(key(99), footprint());
+        let memories = Memories::of(ledger);
+        let m = memories.of_batch(&all[1..3]);
+        assert_eq!(m.accounts, vec![all[1].id.clone(), all[2].id.clone()]);
+        assert_eq!(
+            m.open_users.keys().collect::<Vec<_>>(),
+            vec![&all[1].id, &all[2].id]
+        );
+        assert_eq!(
+            m.usage.keys().cloned().collect::<Vec<_>>(),
+            vec![key(1), key(2)]
+        );
+    }
 }

@@ -892,7 +892,17 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         calls_per_account: first.calls_per_account,
         throttled: first.throttled,
         throttled_by: first.throttled_by,
-        peak_rss_mib: peak_rss_children_mib(),
+        // The workflow's steps are separate Lambdas: the largest step's
+        // own peak (the bench's own memory, which holds the state bucket,
+        // is not a step's).
+        peak_rss_mib: if args.workflow {
+            days.iter()
+                .flat_map(|d| &d.workflow_phases)
+                .map(|p| p.peak_rss_mib)
+                .fold(0.0, f64::max)
+        } else {
+            peak_rss_children_mib()
+        },
         findings: first.findings,
         expected_findings: spec.expected_findings(),
         accounts_failed: first.accounts_failed,

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
 use crate::server::Endpoint;
 
@@ -43,7 +42,16 @@ pub struct Driver {
     /// When the execution started, and each invocation's step, start and
     /// end (seconds from it, the modelled start-up included).
     pub started: std::time::Instant,
-    pub timeline: std::sync::Mutex<Vec<(String, f64, f64)>>,
+    pub timeline: std::sync::Mutex<Vec<Invocation>>,
+}
+
+/// One step's invocation: when, and its process's peak RSS.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub step: String,
+    pub from: f64,
+    pub to: f64,
+    pub rss_mib: f64,
 }
 
 /// Where a workflow day's time went, per kind of step.
@@ -57,6 +65,8 @@ pub struct Phase {
     /// The longest and the median invocation.
     pub longest_s: f64,
     pub median_s: f64,
+    /// The largest peak RSS of one invocation (what `memory_size` must hold).
+    pub peak_rss_mib: f64,
 }
 
 impl Driver {
@@ -64,22 +74,22 @@ impl Driver {
     pub fn phases(&self) -> Vec<Phase> {
         let timeline = self.timeline.lock().expect("not poisoned").clone();
         let mut order: Vec<String> = Vec::new();
-        for (step, _, _) in &timeline {
-            if !order.contains(step) {
-                order.push(step.clone());
+        for i in &timeline {
+            if !order.contains(&i.step) {
+                order.push(i.step.clone());
             }
         }
         order
             .into_iter()
             .map(|step| {
-                let runs: Vec<&(String, f64, f64)> =
-                    timeline.iter().filter(|t| t.0 == step).collect();
-                let mut took: Vec<f64> = runs.iter().map(|t| t.2 - t.1).collect();
+                let runs: Vec<&Invocation> = timeline.iter().filter(|t| t.step == step).collect();
+                let mut took: Vec<f64> = runs.iter().map(|t| t.to - t.from).collect();
                 took.sort_by(f64::total_cmp);
                 Phase {
                     invocations: runs.len(),
-                    first_start_s: runs.iter().map(|t| t.1).fold(f64::INFINITY, f64::min),
-                    last_end_s: runs.iter().map(|t| t.2).fold(0.0, f64::max),
+                    first_start_s: runs.iter().map(|t| t.from).fold(f64::INFINITY, f64::min),
+                    last_end_s: runs.iter().map(|t| t.to).fold(0.0, f64::max),
+                    peak_rss_mib: runs.iter().map(|t| t.rss_mib).fold(0.0, f64::max),
                     longest_s: took.last().copied().unwrap_or(0.0),
                     median_s: took.get(took.len() / 2).copied().unwrap_or(0.0),
                     step,
@@ -152,44 +162,77 @@ impl Driver {
     async fn invoke(&self, payload: Value) -> anyhow::Result<Value> {
         let from = self.started.elapsed().as_secs_f64();
         let step = payload["step"].as_str().unwrap_or("?").to_owned();
-        let result = self.invoke_inner(payload).await;
+        let (result, rss_mib) = match self.invoke_inner(payload).await {
+            Ok((v, rss)) => (Ok(v), rss),
+            Err(e) => (Err(e), 0.0),
+        };
         let to = self.started.elapsed().as_secs_f64();
         self.timeline
             .lock()
             .expect("not poisoned")
-            .push((step, from, to));
+            .push(Invocation {
+                step,
+                from,
+                to,
+                rss_mib,
+            });
         result
     }
 
-    async fn invoke_inner(&self, payload: Value) -> anyhow::Result<Value> {
+    /// The step's JSON output and its process's peak RSS (MiB: each step is
+    /// its own Lambda, so its own memory). The peak is GNU time's (`%M`):
+    /// a child forked from the bench itself would report at least the
+    /// bench's own peak (the kernel carries the forking process's high-water
+    /// mark through exec), and the bench holds the whole state bucket.
+    async fn invoke_inner(&self, payload: Value) -> anyhow::Result<(Value, f64)> {
         tokio::time::sleep(self.lambda_start).await;
         let n = self
             .steps
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let step = payload["step"].as_str().unwrap_or("?").to_owned();
-        let stderr = match &self.log_dir {
-            Some(dir) => std::fs::File::create(dir.join(format!("step-{n:05}-{step}.log")))?.into(),
-            None => std::process::Stdio::piped(),
+        let log = match &self.log_dir {
+            Some(dir) => dir.join(format!("step-{n:05}-{step}.log")),
+            None => std::env::temp_dir().join(format!(
+                "keywarden-bench-step-{}-{n}.log",
+                std::process::id()
+            )),
         };
-        let mut child = tokio::process::Command::new(&self.keywarden)
-            .args(["workflow", "--event", "-"])
+        let rss_file = log.with_extension("rss");
+        let mut cmd = if std::path::Path::new(GNU_TIME).exists() {
+            let mut c = std::process::Command::new(GNU_TIME);
+            c.args(["-f", "%M", "-o"])
+                .arg(&rss_file)
+                .arg(&self.keywarden);
+            c
+        } else {
+            std::process::Command::new(&self.keywarden)
+        };
+        cmd.args(["workflow", "--event", "-"])
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("KEYWARDEN_STATE", STATE)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .context("run keywarden workflow")?;
-        let mut stdin = child.stdin.take().context("stdin")?;
-        stdin.write_all(payload.to_string().as_bytes()).await?;
-        drop(stdin);
-        let out = child.wait_with_output().await?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        match out.status.code() {
+            .stderr(std::fs::File::create(&log)?);
+        let event = payload.to_string();
+        let (code, stdout) = tokio::task::spawn_blocking(move || run_step(cmd, &event))
+            .await
+            .context("the step's waiter")??;
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        // GNU time's last line is the peak in KiB (a line before it says
+        // how the command exited, when it did not exit 0).
+        let rss_mib = std::fs::read_to_string(&rss_file)
+            .ok()
+            .and_then(|t| t.lines().last()?.trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0);
+        let _ = std::fs::remove_file(&rss_file);
+        if self.log_dir.is_none() {
+            let _ = std::fs::remove_file(&log);
+        }
+        match code {
             // 3: the run is incomplete (accounts failed): the state machine
             // sees a failed task (the alarm); the bench goes on, and says so.
-            Some(c @ (0 | 3)) => {
+            c @ (0 | 3) => {
                 let v: Value = serde_json::from_str(&stdout)
                     .with_context(|| format!("step {step} printed no JSON: {stdout}"))?;
                 if c == 3 {
@@ -201,12 +244,9 @@ impl Driver {
                 if step == "plan" {
                     *self.run.lock().expect("not poisoned") = Some(v["run"].clone());
                 }
-                Ok(v)
+                Ok((v, rss_mib))
             }
-            code => bail!(
-                "step {step} failed ({code:?}): {stdout} {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            code => bail!("step {step} failed ({code}): {stdout} {stderr}"),
         }
     }
 
@@ -327,4 +367,25 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Where GNU time is (Debian's `time` package); without it no step's
+/// peak RSS is measured (NaN).
+const GNU_TIME: &str = "/usr/bin/time";
+
+/// Runs one step's process to its end: its exit code and stdout.
+fn run_step(mut cmd: std::process::Command, event: &str) -> anyhow::Result<(i32, String)> {
+    use std::io::{Read, Write};
+    let mut child = cmd.spawn().context("run keywarden workflow")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(event.as_bytes())?;
+    drop(stdin);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut stdout)?;
+    let status = child.wait()?;
+    Ok((status.code().unwrap_or(-1), stdout))
 }

@@ -229,6 +229,13 @@ fn the_workflow_runs_through_the_endpoints_state_bucket_as_the_single_invocation
         let mail_batches = w["workflow_steps"].as_u64().unwrap() - 5;
         assert!(mail_batches >= 1, "day {day}: {w}");
         assert!(w["s3_read_mib"].as_f64().unwrap() > 0.0);
+        // Each step's own peak RSS, where GNU time is there to measure it.
+        if std::path::Path::new("/usr/bin/time").exists() {
+            for phase in w["workflow_phases"].as_array().unwrap() {
+                let rss = phase["peak_rss_mib"].as_f64().unwrap_or(0.0);
+                assert!(rss > 1.0 && rss < 1024.0, "day {day}: {phase}");
+            }
+        }
         assert!(w["s3_written_mib"].as_f64().unwrap() > 0.0);
         // Accounts 10 and 20 deny AssumeRole: the run is incomplete, and
         // close says so (the execution fails, as the alarm expects).

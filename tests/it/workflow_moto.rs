@@ -66,6 +66,8 @@ struct World {
     /// The day the next plan step runs as (`clock_override`: `--now` and
     /// the plan input's `now` cannot reach the S3 ledger).
     clock: std::cell::RefCell<Option<String>>,
+    /// Every step's output, in order.
+    outputs: std::cell::RefCell<Vec<Value>>,
 }
 
 const ENV: &[(&str, &str)] = &[
@@ -82,6 +84,7 @@ impl World {
             moto,
             seeded,
             clock: Default::default(),
+            outputs: Default::default(),
         }
     }
 
@@ -129,7 +132,11 @@ impl World {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         match out.status.code() {
-            Some(0) => Ok(serde_json::from_str(&stdout).expect("a step prints JSON")),
+            Some(0) => {
+                let output: Value = serde_json::from_str(&stdout).expect("a step prints JSON");
+                self.outputs.borrow_mut().push(output.clone());
+                Ok(output)
+            }
             Some(3) => Err(format!("incomplete: {stdout}")),
             _ => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
         }
@@ -440,6 +447,27 @@ fn the_workflow_equals_a_single_invocation_day_after_day() {
         let flow_mail = mail_since(&world, middle);
         let shards = events.iter().filter(|e| e["step"] == "shard").count();
         assert!(shards >= 2, "the scan ran in several shards: {shards}");
+        // The plan wrote each batch's share of the ledger; every shard read
+        // its own, not the ledger.
+        let run = &events.iter().find(|e| e["step"] == "shard").unwrap()["run"];
+        let memories = world.objects(&format!(
+            "flow/{}/workflow/{}/memory",
+            run["organization"].as_str().unwrap(),
+            run["id"].as_str().unwrap()
+        ));
+        assert_eq!(memories.len(), shards, "{now}: {memories:?}");
+        let outputs = world.outputs.take();
+        let sources: Vec<&Value> = outputs
+            .iter()
+            .filter(|o| o.get("memory").is_some())
+            .map(|o| &o["memory"])
+            .collect();
+        assert_eq!(
+            sources.len(),
+            shards,
+            "{now}: every shard says where its memory came from"
+        );
+        assert!(sources.iter().all(|m| *m == "batch"), "{now}: {sources:?}");
         assert!(
             events
                 .iter()
