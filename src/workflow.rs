@@ -102,15 +102,12 @@ pub enum StepEvent {
     Plan {
         #[serde(default)]
         input: serde_json::Value,
-        /// The scan map's batch size and how many batches run side by side
-        /// (the definition passes its ItemBatcher's and MaxConcurrency):
-        /// with them the plan orders the manifest and writes each batch's
-        /// share of the ledger. Without them (an older definition) the
-        /// manifest is in listing order and each shard loads the ledger.
+        /// The scan map's batch size (the definition passes its
+        /// ItemBatcher's): with it the plan writes each batch's share of the
+        /// ledger. Without it (an older definition) each shard loads the
+        /// ledger.
         #[serde(default)]
         accounts_per_batch: Option<usize>,
-        #[serde(default)]
-        shards: Option<usize>,
     },
     Shard {
         run: RunRef,
@@ -216,14 +213,10 @@ pub async fn step(
         StepEvent::Plan {
             input,
             accounts_per_batch,
-            shards,
         } => {
             let batching = accounts_per_batch
                 .filter(|n| *n > 0)
-                .map(|per_batch| Batching {
-                    per_batch,
-                    side_by_side: shards.unwrap_or(1).max(1),
-                });
+                .map(|per_batch| Batching { per_batch });
             Box::pin(plan(parts, input, batching)).await?
         }
         StepEvent::Shard {
@@ -382,7 +375,7 @@ async fn plan_leased(
     batching: Option<Batching>,
 ) -> Result<serde_json::Value, StepError> {
     let store = parts.store;
-    let mut scope = parts.scanner.list_scope(&opts).await?;
+    let scope = parts.scanner.list_scope(&opts).await?;
     let run = RunRef {
         id,
         organization: identity.organization.clone(),
@@ -392,12 +385,10 @@ async fn plan_leased(
     if let Some(batching) = batching {
         let session = LedgerSession::load(store.clone(), &run.organization, false).await?;
         let memory = Memories::of(session.ledger);
-        scope.accounts = deal(
-            std::mem::take(&mut scope.accounts),
-            |a| memory.open_users.get(&a.id).map_or(0, BTreeSet::len),
-            batching,
-        );
-        // Each batch's share of the ledger, a few written at once.
+        // Each batch's share of the ledger, a few written at once. (The
+        // manifest stays in listing order: dealing the accounts with the
+        // most open findings round the first batches was measured and
+        // gained nothing, docs/benchmarks.md.)
         let batches: Vec<Memory> = scope
             .accounts
             .chunks(batching.per_batch)
@@ -443,36 +434,6 @@ async fn plan_leased(
 #[derive(Debug, Clone, Copy)]
 struct Batching {
     per_batch: usize,
-    side_by_side: usize,
-}
-
-/// The manifest's order: the accounts with the most users with open
-/// findings first (as a single run starts them: [`Scanner::scan_accounts`]),
-/// dealt round the batches that start side by side, so the large accounts
-/// are spread over the first shards instead of one shard holding them all
-/// and each later shard waiting on a large account of its own. Ties, and
-/// a first run (no ledger), keep the listing order.
-fn deal(
-    mut accounts: Vec<Account>,
-    weight: impl Fn(&Account) -> usize,
-    b: Batching,
-) -> Vec<Account> {
-    if accounts.iter().all(|a| weight(a) == 0) {
-        return accounts;
-    }
-    // Stable: equal weights keep the listing order.
-    accounts.sort_by_key(|a| std::cmp::Reverse(weight(a)));
-    let wave = b.per_batch * b.side_by_side;
-    let mut out = Vec::with_capacity(accounts.len());
-    for chunk in accounts.chunks(wave) {
-        let batches = chunk.len().div_ceil(b.per_batch);
-        let mut dealt: Vec<Vec<Account>> = vec![Vec::new(); batches];
-        for (i, a) in chunk.iter().enumerate() {
-            dealt[i % batches].push(a.clone());
-        }
-        out.extend(dealt.into_iter().flatten());
-    }
-    out
 }
 
 /// A batch's share of the ledger, what its shard remembers (the plan
@@ -936,44 +897,6 @@ mod tests {
                 email: None,
             })
             .collect()
-    }
-
-    fn index(a: &Account) -> usize {
-        (a.id.as_str().parse::<u64>().unwrap() - 100_000_000_000) as usize
-    }
-
-    const TWO_BY_FIVE: Batching = Batching {
-        per_batch: 5,
-        side_by_side: 2,
-    };
-
-    #[test]
-    fn a_first_run_keeps_the_listing_order() {
-        let listed = accounts(23);
-        assert_eq!(deal(listed.clone(), |_| 0, TWO_BY_FIVE), listed);
-    }
-
-    #[test]
-    fn the_largest_accounts_are_spread_over_the_first_batches() {
-        // Accounts 15..=19 hold the open findings, 19 the most.
-        let weight = |a: &Account| match index(a) {
-            i @ 15..=19 => i - 14,
-            _ => 0,
-        };
-        let dealt = deal(accounts(23), weight, TWO_BY_FIVE);
-        let ids: Vec<usize> = dealt.iter().map(index).collect();
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..23).collect::<Vec<_>>(), "every account once");
-        let batches: Vec<&[usize]> = ids.chunks(5).collect();
-        // The first two batches start side by side: the five large
-        // accounts are dealt between them, largest first.
-        assert_eq!(&batches[0][..3], &[19, 17, 15]);
-        assert_eq!(&batches[1][..2], &[18, 16]);
-        // The rest keep the listing order within their wave.
-        assert_eq!(&batches[0][3..], &[1, 3]);
-        assert_eq!(&batches[1][2..], &[0, 2, 4]);
-        assert_eq!(batches.len(), 5);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod greedy;
 mod org;
 mod s3;
 mod server;
+mod wire;
 mod workflow;
 
 use std::path::PathBuf;

@@ -83,13 +83,13 @@ impl Objects {
     pub fn handle(&self, req: &Request<'_>) -> (Answer, usize) {
         let path = req.path.trim_start_matches('/');
         let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-        let key = crate::server::percent_decode(key);
+        let key = crate::wire::percent_decode(key);
         let params: BTreeMap<String, String> = req
             .query
             .split('&')
             .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
             .filter(|(k, _)| !k.is_empty())
-            .map(|(k, v)| (k.to_owned(), crate::server::percent_decode(v)))
+            .map(|(k, v)| (k.to_owned(), crate::wire::percent_decode(v)))
             .collect();
         let Ok(mut objects) = self.objects.lock() else {
             return (error(500, "InternalError", "poisoned"), 0);
